@@ -1,0 +1,87 @@
+"""The on-disk layout shared by the simulator, the downloader and the pipeline.
+
+::
+
+    ROOT/manifest.csv                      one row per galaxy: id, ra, dec, split, ...
+    ROOT/<split>/<survey>/<id>.jpg         128x128x3 viewer-rendered cutouts
+    ROOT/<split>/truth/<id>.npy            simulated sets only: noise-free HSC truth
+
+``ROOT`` defaults to ``datasets/`` next to the ``data/`` package; set ``GALAXY_DATA``
+to move it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+#: Repository root (the folder holding ``data/``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SPLITS = ("train", "test")
+MANIFEST = "manifest.csv"
+TRUTH = "truth"
+
+#: Catalogue ids become file names, so they must be plain: letters, digits, ``+-._``.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+\-._]{0,127}$")
+
+
+class DataError(ValueError):
+    """Bad or missing input data. The message names the file or value at fault."""
+
+
+def data_root() -> Path:
+    """Folder holding all datasets (``$GALAXY_DATA`` or ``<repo>/datasets``)."""
+    return Path(os.environ.get("GALAXY_DATA", REPO_ROOT / "datasets"))
+
+
+def default_sim_dir() -> Path:
+    """Where the embedded default simulated dataset lives."""
+    return data_root() / "sim-default"
+
+
+def check_id(galaxy_id: str) -> str:
+    """Return ``galaxy_id`` if it is safe as a file name, else raise ``DataError``."""
+    gid = str(galaxy_id)
+    if not _SAFE_ID.match(gid) or ".." in gid:
+        raise DataError(
+            f"unsafe galaxy id {gid!r}: ids may only contain letters, digits and '+-._'"
+        )
+    return gid
+
+
+def image_path(root: Path | str, split: str, survey: str, galaxy_id: str) -> Path:
+    """Path of one cutout JPEG."""
+    return Path(root) / split / survey / f"{check_id(galaxy_id)}.jpg"
+
+
+def truth_path(root: Path | str, split: str, galaxy_id: str) -> Path:
+    """Path of a simulated galaxy's noise-free truth array."""
+    return Path(root) / split / TRUTH / f"{check_id(galaxy_id)}.npy"
+
+
+def manifest_path(root: Path | str) -> Path:
+    return Path(root) / MANIFEST
+
+
+def read_manifest(root: Path | str, split: str | None = None) -> pd.DataFrame:
+    """Read ``ROOT/manifest.csv`` (optionally one split), checking its required columns."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist (simulate it with "
+                        f"`python -m data.simulate --out {root}` or download it)")
+    path = manifest_path(root)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: {root} is not a dataset folder")
+    df = pd.read_csv(path, dtype={"id": str})
+    missing = {"id", "ra", "dec", "split"} - set(df.columns)
+    if missing:
+        raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))}")
+    df["id"].map(check_id)
+    if split is not None:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        df = df[df["split"] == split].reset_index(drop=True)
+    return df

@@ -1,0 +1,161 @@
+"""Survey facts: the single source of truth for every survey constant in the project.
+
+Everything that describes a survey (pixel scale, bands, seeing, depth, the Legacy Survey
+viewer's layer name and its RGB stretch) lives here and nowhere else. Sources are
+``shared/notes/surveys.md`` and ``shared/notes/legacy_survey.md`` (survey papers and the
+viewer's public source code), and Luo et al. (2025, §2) for the band choices.
+
+Units: fluxes are in nanomaggies (1 nMgy <-> AB magnitude 22.5) throughout.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: AB magnitude of a source of 1 nanomaggy.
+NMGY_ZEROPOINT = 22.5
+
+#: Luo et al. §2.4: every survey is resampled to HSC's pixel scale, 128x128 px (21.5").
+LUO_PIXSCALE = 0.168
+LUO_SIZE = 128
+
+#: Q of the viewer's asinh stretch (fixed in ``sdss_rgb``).
+RGB_Q = 20.0
+
+#: JPEG quality the viewer encodes cutouts with.
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Static description of one imaging survey.
+
+    Attributes:
+        name: short lower-case key used on disk (``DIR/<split>/<name>/``) and on the CLI.
+        pixel_scale: native pixel scale in arcsec/px.
+        bands: all bands the survey observes.
+        psf_fwhm: median seeing FWHM in arcsec, per band.
+        depth: point-source depth in AB mag per band, as the survey quotes it
+            (``depth_kind`` says which definition).
+        depth_kind: what ``depth`` means (5 sigma, 95 % completeness, ...).
+        layer: Legacy Survey viewer layer name for jpeg/fits cutouts (``None``: not in the viewer).
+        rgb_bands: bands rendered into the RGB JPEG, ordered (blue, green, red).
+        rgb_scales: viewer stretch scale per rendered band (multiplies nanomaggies).
+        rgb_m: the viewer's additive softening ``m`` (sets the blank-sky grey level).
+        flux_to_nmgy: multiply the survey's native image units by this to get nanomaggies.
+    """
+
+    name: str
+    pixel_scale: float
+    bands: tuple[str, ...]
+    psf_fwhm: dict[str, float]
+    depth: dict[str, float]
+    depth_kind: str
+    layer: str | None
+    rgb_bands: tuple[str, ...] = ()
+    rgb_scales: dict[str, float] = field(default_factory=dict)
+    rgb_m: float = 0.03
+    flux_to_nmgy: float = 1.0
+
+    def sky_sigma(self, band: str) -> float:
+        """Per-pixel sky noise (nanomaggies/px, native pixels) implied by the band's depth.
+
+        A point source at the depth magnitude is detected at 5 sigma with an optimally
+        weighted Gaussian-PSF aperture, whose noise-equivalent area is
+        ``NEA = 4 pi sigma_psf^2`` pixels. Then ``f_lim / 5 = sigma_px * sqrt(NEA)``.
+        All depths are treated as 5 sigma (SDSS quotes 95 % completeness, which lies close
+        to its 5 sigma limit); this is an approximation good to a few tenths of a magnitude.
+        """
+        f_lim = mag_to_nmgy(self.depth[band])
+        sigma_psf_px = self.psf_fwhm[band] / FWHM_PER_SIGMA / self.pixel_scale
+        nea = 4.0 * math.pi * sigma_psf_px**2
+        return f_lim / (5.0 * math.sqrt(nea))
+
+
+#: FWHM = 2 sqrt(2 ln 2) sigma for a Gaussian.
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def mag_to_nmgy(mag: float) -> float:
+    """AB magnitude -> flux in nanomaggies."""
+    return 10.0 ** ((NMGY_ZEROPOINT - mag) / 2.5)
+
+
+def nmgy_to_mag(flux: float) -> float:
+    """Flux in nanomaggies (> 0) -> AB magnitude."""
+    return NMGY_ZEROPOINT - 2.5 * math.log10(flux)
+
+
+SDSS = Survey(
+    name="sdss",
+    pixel_scale=0.396,
+    bands=("u", "g", "r", "i", "z"),
+    psf_fwhm={"u": 1.47, "g": 1.39, "r": 1.32, "i": 1.27, "z": 1.23},
+    depth={"u": 22.0, "g": 22.2, "r": 22.2, "i": 21.3, "z": 20.5},
+    depth_kind="95% completeness, point sources",
+    layer="sdss",
+    # Luo et al. §2.4 render SDSS in g, r, i; the viewer's sdss_rgb defaults are the scales.
+    rgb_bands=("g", "r", "i"),
+    rgb_scales={"g": 2.5, "r": 1.5, "i": 1.0},
+    rgb_m=0.02,
+)
+
+DECALS = Survey(
+    name="decals",
+    pixel_scale=0.262,
+    bands=("g", "r", "z"),
+    psf_fwhm={"g": 1.29, "r": 1.18, "z": 1.11},
+    depth={"g": 24.65, "r": 23.61, "z": 22.84},
+    depth_kind="5 sigma, median 3-pass",
+    # Luo et al. say "DR15", which the Legacy Surveys never published; the viewer's
+    # newest DECaLS-era grz layer is ls-dr10 (the downloader makes this a flag).
+    layer="ls-dr10-grz",
+    rgb_bands=("g", "r", "z"),
+    rgb_scales={"g": 6.0, "r": 3.4, "z": 2.2},  # dr2_rgb
+    rgb_m=0.03,
+)
+
+HSC = Survey(
+    name="hsc",
+    pixel_scale=0.168,
+    bands=("g", "r", "i", "z", "y"),
+    psf_fwhm={"g": 0.79, "r": 0.75, "i": 0.61, "z": 0.68, "y": 0.68},
+    # Per-band PDR3 Wide depths (notes/surveys.md marks them as rough; r ~ 26 is quoted
+    # by the paper itself, §2.3).
+    depth={"g": 26.5, "r": 26.5, "i": 26.2, "z": 25.2, "y": 24.4},
+    depth_kind="5 sigma, 2 arcsec aperture (approximate)",
+    layer="hsc-dr3",
+    # The paper rendered HSC in g, r, i. The viewer's HSC default is g, r, z with red
+    # scale 11; we put i on the red plane with that same scale (an assumption: the viewer
+    # source gives no HSC i-band scale).
+    rgb_bands=("g", "r", "i"),
+    rgb_scales={"g": 30.0, "r": 17.0, "i": 11.0},
+    rgb_m=0.03,
+    flux_to_nmgy=1.0 / 10.0 ** ((27.0 - NMGY_ZEROPOINT) / 2.5),  # coadds use zp = 27
+)
+
+CFHT = Survey(
+    name="cfht",
+    pixel_scale=0.187,
+    bands=("u", "g", "r", "i", "z"),
+    psf_fwhm={"u": 0.85, "g": 0.78, "r": 0.71, "i": 0.64, "z": 0.68},
+    depth={"u": 25.2, "g": 25.5, "r": 25.0, "i": 24.8, "z": 23.9},
+    depth_kind="80% completeness, point sources",
+    layer=None,  # CFHTLS comes from CADC MegaPipe, not the viewer
+    flux_to_nmgy=1.0 / 10.0 ** ((30.0 - NMGY_ZEROPOINT) / 2.5),  # stacks use zp = 30
+)
+
+SURVEYS: dict[str, Survey] = {s.name: s for s in (SDSS, DECALS, HSC, CFHT)}
+
+#: The three surveys of Luo et al.'s JPEG triplets, in order of increasing quality.
+LUO_SURVEYS = ("sdss", "decals", "hsc")
+
+
+def get_survey(name: str) -> Survey:
+    """Look a survey up by name; raise ``ValueError`` naming the valid ones."""
+    try:
+        return SURVEYS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(
+            f"unknown survey {name!r}; choose one of {', '.join(SURVEYS)}"
+        ) from None
