@@ -1,0 +1,422 @@
+"""Cutout JPEGs on disk -> ``tf.data.Dataset`` of normalised image pairs.
+
+Any survey can be the input and any the target (``sdss -> hsc``, ``decals -> hsc``,
+``sdss -> decals`` for the cascade's first stage, ...). Images are streamed: the dataset
+is built from file *paths* (``ROOT/<split>/<survey>/<id>.jpg``, see :mod:`data.layout`)
+and each file is read and decoded when its batch is needed, so a survey never has to fit
+in memory.
+
+Bad input is reported as a one-line :class:`data.layout.DataError` naming the file, in
+three layers, cheapest first:
+
+1. **Up front, always** (:func:`pair_paths`): the root and manifest exist, the survey
+   names are known (``ValueError`` from :func:`data.surveys.get_survey`), the requested
+   ids are in the split, and every listed file exists (one ``os.stat`` each; the message
+   gives the count and the first missing file).
+2. **Up front, by default** (:func:`validate_split`, ``validate=True``): every file is
+   decoded once with PIL (~0.3 ms each) and checked by :func:`check_image`. A successful
+   run leaves an empty stamp file ``ROOT/.validated/<digest>``, the digest covering the
+   file list, sizes and mtimes, so later runs over unchanged files skip the decode.
+3. **While iterating** (inside the ``map``): the same size/channel/blank checks run as
+   ``tf.debugging.Assert`` ops whose message carries the file path. Iterate through
+   :func:`iterate_checked`, or wrap ``model.fit`` in ``with data_errors(ds):``, to turn
+   any TensorFlow error raised by the reader into a ``DataError`` naming the file; a
+   decode failure (whose TF message has no path) is traced back by re-checking the
+   dataset's files with PIL.
+
+Blank rule (out-of-footprint cutouts): the viewer renders zero flux as a uniform grey
+(:func:`data.render.blank_level`: 22 for SDSS, 32 for DECaLS/HSC). An image counts as
+blank when its pixel standard deviation over all ``H x W x 3`` values is below
+``BLANK_STD = 1`` grey level and its mean lies within ``BLANK_MEAN_TOL = 3`` of that
+grey. Any real galaxy (or even sky noise) has a far larger spread.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from data.layout import DataError, image_path, manifest_path, read_manifest
+from data.render import blank_level
+from data.surveys import LUO_SIZE, LUO_SURVEYS, get_survey
+
+#: Blank-cutout rule (see module docstring), in grey levels of [0, 255].
+BLANK_STD = 1.0
+BLANK_MEAN_TOL = 3.0
+
+#: Bumped whenever check_image's rules change, so old validation stamps stop matching.
+_RULES_VERSION = "1"
+_STAMP_DIR = ".validated"
+_JPEG_SOI = b"\xff\xd8"
+#: In-graph assertion messages look like ``[DataError] <path>: <problem>``.
+_ASSERT_TAG = "[DataError] "
+_ASSERT_RE = re.compile(re.escape(_ASSERT_TAG) + r"(.+?): ([^:\]\n]+)\]")
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+#: Files behind each dataset this module built, for tracing a decode error to its file.
+_DATASET_FILES: "weakref.WeakKeyDictionary[tf.data.Dataset, tuple]" = \
+    weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------------------- scaling
+def normalize(x) -> tf.Tensor:
+    """Pixels ``[0, 255]`` (uint8 or float, any shape) -> float32 ``[-1, 1]``.
+
+    Eq. 8 of Luo et al.: ``x* = (x - 127.5) / 127.5``. Inverse: :func:`denormalize`.
+    """
+    return (tf.cast(x, tf.float32) - 127.5) / 127.5
+
+
+def denormalize(x, dtype=tf.float32) -> tf.Tensor:
+    """float ``[-1, 1]`` (e.g. generator output, any shape) -> pixels ``[0, 255]``.
+
+    Inverts eq. 8, ``x = 127.5 x* + 127.5``, then clips to ``[0, 255]``. With
+    ``dtype=tf.uint8`` the values are rounded to the nearest integer first, so
+    ``denormalize(normalize(u), tf.uint8) == u`` for any uint8 ``u``.
+    """
+    x = tf.clip_by_value(tf.cast(x, tf.float32) * 127.5 + 127.5, 0.0, 255.0)
+    if tf.as_dtype(dtype) == tf.uint8:
+        return tf.cast(tf.round(x), tf.uint8)
+    return tf.cast(x, dtype)
+
+
+# ---------------------------------------------------------------------------- checks
+def survey_blank(survey: str) -> int:
+    """Grey level (0..255) of a zero-flux pixel in ``survey``'s JPEGs; ``ValueError``
+    for an unknown survey."""
+    return blank_level(get_survey(survey))
+
+
+def check_image(path: str | Path, image_size: int = LUO_SIZE,
+                blank: int | None = None) -> None:
+    """Decode one JPEG with PIL and raise ``DataError`` naming it if it is unusable.
+
+    Unusable: missing, not a (complete) JPEG, not ``image_size x image_size`` RGB, or,
+    when ``blank`` (the survey's blank grey) is given, a blank cutout (module docstring).
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()  # full decode: catches truncated or damaged data
+            fmt, mode, (w, h) = img.format, img.mode, img.size
+            arr = np.asarray(img) if blank is not None else None
+    except FileNotFoundError:
+        raise DataError(f"{path}: file is missing") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable JPEG ({e})") from None
+    if fmt != "JPEG":
+        raise DataError(f"{path}: not a JPEG file (PIL reads it as {fmt})")
+    if mode != "RGB" or (w, h) != (image_size, image_size):
+        raise DataError(f"{path}: expected a {image_size}x{image_size}x3 RGB image, "
+                        f"got {w}x{h} {mode}")
+    if blank is not None and _is_blank(arr, blank):
+        raise DataError(f"{path}: blank cutout (uniform grey {arr.mean():.1f}, survey "
+                        f"blank level {blank}): outside the survey footprint? "
+                        "Drop it from the manifest")
+
+
+def _is_blank(arr: np.ndarray, blank: int) -> bool:
+    a = arr.astype(np.float64)
+    return a.std() < BLANK_STD and abs(a.mean() - blank) < BLANK_MEAN_TOL
+
+
+def _stat_all(paths: Sequence[str], where: str) -> list[os.stat_result]:
+    """``os.stat`` every path; raise one ``DataError`` summarising the missing ones."""
+    stats, missing = [], []
+    for p in paths:
+        try:
+            stats.append(os.stat(p))
+        except FileNotFoundError:
+            missing.append(p)
+    if missing:
+        raise DataError(f"{len(missing)} of {len(paths)} files {where} are missing; "
+                        f"first: {missing[0]}")
+    return stats
+
+
+def pair_paths(root: str | Path, split: str, source: str, target: str,
+               ids: Iterable[str] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Ids and (source, target) file paths of a split, after the cheap up-front checks.
+
+    Args:
+        root: dataset folder (``ROOT/manifest.csv``, ``ROOT/<split>/<survey>/<id>.jpg``).
+        split: ``"train"`` or ``"test"``.
+        source, target: survey names (``ValueError`` if unknown).
+        ids: optional subset of the split's ids, in the order wanted.
+    Returns:
+        ``(ids, source_paths, target_paths)``, three equally long lists of ``str``.
+    Raises:
+        DataError: missing root/manifest, empty split, unknown id, or missing files.
+    """
+    for s in (source, target):
+        get_survey(s)
+    manifest = read_manifest(root, split)
+    known = list(manifest["id"])
+    if ids is None:
+        ids = known
+    else:
+        ids = [str(i) for i in ids]
+        unknown = sorted(set(ids) - set(known))
+        if unknown:
+            raise DataError(f"{len(unknown)} requested id(s) are not in the {split!r} "
+                            f"split of {manifest_path(root)}; first: {unknown[0]!r}")
+    if not ids:
+        raise DataError(f"no galaxies in the {split!r} split of {manifest_path(root)}")
+    src = [str(image_path(root, split, source, i)) for i in ids]
+    tgt = [str(image_path(root, split, target, i)) for i in ids]
+    _stat_all(src + tgt, f"listed in {manifest_path(root)} ({split})")
+    return ids, src, tgt
+
+
+def validate_files(paths: Sequence[str], blanks: Sequence[int | None],
+                   image_size: int = LUO_SIZE, *, stamp_dir: str | Path | None = None,
+                   progress: bool | None = None) -> int:
+    """Run :func:`check_image` on every file; raise ``DataError`` at the first bad one.
+
+    Args:
+        paths: JPEG files; ``blanks``: the blank grey of each file's survey (``None``
+            skips the blank test for that file).
+        stamp_dir: if given, a stamp named by a digest of the file list, sizes, mtimes
+            and rules is looked up there (hit: nothing is decoded) and written on success
+            (silently skipped if the folder is not writable).
+        progress: tqdm bar; ``None`` shows it only on a terminal.
+    Returns:
+        The number of files decoded (0 when the stamp matched).
+    """
+    stats = _stat_all(paths, "to validate")
+    stamp = None
+    if stamp_dir is not None:
+        h = hashlib.sha1(f"{_RULES_VERSION} {image_size} {BLANK_STD} {BLANK_MEAN_TOL}"
+                         .encode())
+        for p, st, b in zip(paths, stats, blanks):
+            h.update(f"\n{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\t{b}"
+                     .encode())
+        stamp = Path(stamp_dir) / h.hexdigest()
+        if stamp.is_file():
+            return 0
+    from tqdm import tqdm
+
+    for p, b in tqdm(list(zip(paths, blanks)), desc="validating JPEGs", unit="file",
+                     disable=None if progress is None else not progress, leave=False):
+        check_image(p, image_size, b)
+    if stamp is not None:
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+        except OSError:
+            pass  # read-only dataset: validate again next time
+    return len(paths)
+
+
+def validate_split(root: str | Path, split: str,
+                   surveys: Sequence[str] = LUO_SURVEYS, *,
+                   ids: Iterable[str] | None = None, image_size: int = LUO_SIZE,
+                   cache: bool = True, progress: bool | None = None) -> int:
+    """Check every JPEG of ``surveys`` in a split (existence, decode, size, blank).
+
+    Uses a stamp under ``ROOT/.validated/`` when ``cache`` so unchanged files are
+    decoded only once across runs. Returns the number of files decoded; raises
+    ``DataError`` naming the first bad file.
+    """
+    surveys = list(surveys)
+    ids, _, _ = pair_paths(root, split, surveys[0], surveys[0], ids)
+    paths, blanks = [], []
+    for s in surveys:
+        b = survey_blank(s)
+        for i in ids:
+            paths.append(str(image_path(root, split, s, i)))
+            blanks.append(b)
+    return validate_files(paths, blanks, image_size, progress=progress,
+                          stamp_dir=Path(root) / _STAMP_DIR if cache else None)
+
+
+# ---------------------------------------------------------------------------- reading
+def _fail(path: tf.Tensor, problem) -> tf.Tensor:
+    return tf.strings.join([_ASSERT_TAG, path, ": ", problem])
+
+
+def _read_image(path: tf.Tensor, image_size: int, blank: int | None) -> tf.Tensor:
+    """Read + decode one JPEG in-graph -> ``[S, S, 3]`` uint8, with path-naming checks."""
+    data = tf.io.read_file(path)
+    is_jpeg = tf.debugging.Assert(tf.equal(tf.strings.substr(data, 0, 2), _JPEG_SOI),
+                                  [_fail(path, "not a JPEG file")])
+    with tf.control_dependencies([is_jpeg]):
+        # TF's default IDCT ("INTEGER_FAST") is off by up to ~8 grey levels; the accurate
+        # one matches PIL (data.render.read_jpeg, check_image) bit for bit.
+        img = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+    shape = tf.shape(img)
+    size_ok = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(shape, [image_size, image_size, 3])),
+        [_fail(path, tf.strings.join(
+            [f"expected a {image_size}x{image_size}x3 RGB image, got ",
+             tf.strings.reduce_join(tf.strings.as_string(shape), separator="x")]))])
+    checks = [size_ok]
+    if blank is not None:
+        x = tf.cast(img, tf.float32)
+        mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+        blank_img = tf.logical_and(tf.sqrt(var) < BLANK_STD,
+                                   tf.abs(mean - blank) < BLANK_MEAN_TOL)
+        checks.append(tf.debugging.Assert(tf.logical_not(blank_img), [_fail(
+            path, f"blank cutout (uniform grey near the survey blank level {blank}) "
+                  "outside the survey footprint? Drop it from the manifest")]))
+    with tf.control_dependencies(checks):
+        img = tf.identity(img)
+    return tf.ensure_shape(img, [image_size, image_size, 3])
+
+
+def _augment_pair(src: tf.Tensor, tgt: tf.Tensor, seed: tf.Tensor):
+    """One random element of the dihedral group D4 (rot90 x k, optional flip), drawn
+    once per pair and applied to source and target alike (they are stacked first)."""
+    pair = tf.concat([src, tgt], axis=-1)  # [S, S, 6]
+    g = tf.random.stateless_uniform([], seed, minval=0, maxval=8, dtype=tf.int32)
+    pair = tf.cond(g >= 4, lambda: tf.image.flip_left_right(pair), lambda: pair)
+    pair = tf.image.rot90(pair, k=g % 4)
+    return pair[..., :3], pair[..., 3:]
+
+
+def make_dataset(root: str | Path, split: str, source: str, target: str,
+                 batch_size: int, *, training: bool, seed: int | None = None,
+                 drop_remainder: bool | None = None, ids: Iterable[str] | None = None,
+                 with_ids: bool = False, image_size: int = LUO_SIZE,
+                 validate: bool = True, progress: bool | None = None) -> tf.data.Dataset:
+    """Paired ``source -> target`` dataset of one split, streamed from disk.
+
+    Args:
+        root: dataset folder (see :mod:`data.layout`).
+        split: ``"train"`` or ``"test"``.
+        source, target: survey names, e.g. ``"decals"``, ``"hsc"``.
+        batch_size: images per batch.
+        training: shuffle (seeded, reshuffled every epoch) and apply a random flip /
+            rot90 identically to each input and its target; else keep manifest order.
+        seed: makes shuffling and augmentation reproducible (``None``: random).
+        drop_remainder: drop a last partial batch; default ``training``.
+        ids: optional subset (and order) of the split's ids.
+        with_ids: also yield the ``[B]`` string ids.
+        image_size: required side of every JPEG (Luo et al.: 128).
+        validate: decode every file once up front (:func:`validate_split`, cached).
+        progress: tqdm bar during validation (``None``: only on a terminal).
+    Returns:
+        Batches ``(source, target)`` (``(source, target, ids)`` when ``with_ids``),
+        each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (eq. 8).
+    Raises:
+        ValueError: unknown survey. DataError: missing root, manifest, ids or files, and,
+        with ``validate``, any corrupt, wrong-size or blank JPEG (naming the file).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ids, src, tgt = pair_paths(root, split, source, target, ids)
+    blanks = (survey_blank(source), survey_blank(target))
+    if validate:
+        validate_files(src + tgt, [blanks[0]] * len(src) + [blanks[1]] * len(tgt),
+                       image_size, stamp_dir=Path(root) / _STAMP_DIR, progress=progress)
+
+    ds = tf.data.Dataset.from_tensor_slices((src, tgt, ids))
+    if training:
+        # Shuffle the (tiny) path strings, not images: a full-size buffer is cheap.
+        ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+        # One stateless seed [2] per pair, new every epoch, reproducible given `seed`.
+        pair_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, pair_seeds.batch(2))
+
+    def load(s_path, t_path, gid, pair_seed=None):
+        x = _read_image(s_path, image_size, blanks[0])
+        y = _read_image(t_path, image_size, blanks[1])
+        if pair_seed is not None:
+            x, y = _augment_pair(x, y, pair_seed)
+        out = (normalize(x), normalize(y))
+        return out + (gid,) if with_ids else out
+
+    if training:
+        ds = ds.map(lambda paths, pair_seed: load(*paths, pair_seed),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
+                  else drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    _DATASET_FILES[ds] = (tuple(src + tgt), image_size)
+    return ds
+
+
+def list_images(paths: str | Path | Iterable[str | Path]) -> list[str]:
+    """A JPEG file, a folder (its ``*.jpg``/``*.jpeg``, sorted, not recursive) or an
+    iterable of files -> list of file paths; ``DataError`` if missing or empty."""
+    if isinstance(paths, (str, Path)):
+        p = Path(paths)
+        if p.is_dir():
+            files = sorted(str(f) for f in p.iterdir()
+                           if f.suffix.lower() in _JPEG_SUFFIXES and f.is_file())
+            if not files:
+                raise DataError(f"{p}: folder holds no .jpg/.jpeg files")
+            return files
+        files = [str(p)]
+    else:
+        files = [str(f) for f in paths]
+        if not files:
+            raise DataError("no image files given")
+    _stat_all(files, "given")
+    return files
+
+
+def image_dataset(paths: str | Path | Iterable[str | Path], batch_size: int, *,
+                  survey: str | None = None, image_size: int = LUO_SIZE,
+                  validate: bool = True, progress: bool | None = None) -> tf.data.Dataset:
+    """Single-survey dataset for prediction: any file, folder or list of JPEGs.
+
+    Args:
+        paths: see :func:`list_images`.
+        batch_size: images per batch (the last batch may be smaller).
+        survey: if given, also reject blank cutouts of that survey.
+        image_size, validate, progress: as in :func:`make_dataset` (no stamp cache).
+    Returns:
+        Batches ``(images [B, S, S, 3] float32 in [-1, 1], paths [B] string)``, in
+        :func:`list_images` order, read from disk batch by batch.
+    """
+    files = list_images(paths)
+    blank = survey_blank(survey) if survey is not None else None
+    if validate:
+        validate_files(files, [blank] * len(files), image_size, progress=progress)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.map(lambda p: (normalize(_read_image(p, image_size, blank)), p),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    _DATASET_FILES[ds] = (tuple(files), image_size)
+    return ds
+
+
+# ---------------------------------------------------------------------------- errors
+@contextmanager
+def data_errors(dataset: tf.data.Dataset | None = None) -> Iterator[None]:
+    """Turn TensorFlow errors raised while reading images into a one-line ``DataError``.
+
+    ``with data_errors(ds): model.fit(ds)``. Our in-graph checks name the file in their
+    message; a decode or read failure does not, so the files behind ``dataset`` (if it
+    came from this module) are re-checked with PIL to find the culprit.
+    """
+    try:
+        yield
+    except tf.errors.OpError as e:
+        found = _ASSERT_RE.search(e.message or "")
+        if found:
+            raise DataError(f"{found.group(1)}: {found.group(2).strip()}") from None
+        files, image_size = _DATASET_FILES.get(dataset, ((), LUO_SIZE)) \
+            if dataset is not None else ((), LUO_SIZE)
+        for p in files:
+            check_image(p, image_size)  # raises DataError naming the bad file
+        first = next((ln.split("}}")[-1].strip() for ln in (e.message or "").splitlines()
+                      if ln.strip()), type(e).__name__)
+        raise DataError(f"reading images failed: {first}") from None
+
+
+def iterate_checked(dataset: tf.data.Dataset) -> Iterator:
+    """Iterate ``dataset`` like ``for batch in dataset``, raising ``DataError`` (naming
+    the file) instead of a TensorFlow error trace when an image cannot be used."""
+    with data_errors(dataset):
+        yield from dataset
