@@ -43,6 +43,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from tqdm import tqdm
 
 from data.layout import DataError, image_path, manifest_path, read_manifest
 from data.render import blank_level
@@ -201,8 +202,6 @@ def validate_files(paths: Sequence[str], blanks: Sequence[int | None],
         stamp = Path(stamp_dir) / h.hexdigest()
         if stamp.is_file():
             return 0
-    from tqdm import tqdm
-
     for p, b in tqdm(list(zip(paths, blanks)), desc="validating JPEGs", unit="file",
                      disable=None if progress is None else not progress, leave=False):
         check_image(p, image_size, b)
@@ -285,7 +284,8 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
                  batch_size: int, *, training: bool, seed: int | None = None,
                  drop_remainder: bool | None = None, ids: Iterable[str] | None = None,
                  with_ids: bool = False, image_size: int = LUO_SIZE,
-                 validate: bool = True, progress: bool | None = None) -> tf.data.Dataset:
+                 augment: bool | None = None, validate: bool = True,
+                 progress: bool | None = None) -> tf.data.Dataset:
     """Paired ``source -> target`` dataset of one split, streamed from disk.
 
     Args:
@@ -293,8 +293,10 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         split: ``"train"`` or ``"test"``.
         source, target: survey names, e.g. ``"decals"``, ``"hsc"``.
         batch_size: images per batch.
-        training: shuffle (seeded, reshuffled every epoch) and apply a random flip /
-            rot90 identically to each input and its target; else keep manifest order.
+        training: shuffle (seeded, reshuffled every epoch); else keep manifest order.
+        augment: apply a random flip / rot90 identically to each input and its target
+            (default ``training``). Luo et al. do not describe augmentation; these eight
+            transforms keep a pair aligned and galaxies have no preferred orientation.
         seed: makes shuffling and augmentation reproducible (``None``: random).
         drop_remainder: drop a last partial batch; default ``training``.
         ids: optional subset (and order) of the split's ids.
@@ -311,6 +313,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    augment = training if augment is None else augment
     ids, src, tgt = pair_paths(root, split, source, target, ids)
     blanks = (survey_blank(source), survey_blank(target))
     if validate:
@@ -321,6 +324,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
     if training:
         # Shuffle the (tiny) path strings, not images: a full-size buffer is cheap.
         ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+    if augment:
         # One stateless seed [2] per pair, new every epoch, reproducible given `seed`.
         pair_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, pair_seeds.batch(2))
@@ -333,7 +337,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         out = (normalize(x), normalize(y))
         return out + (gid,) if with_ids else out
 
-    if training:
+    if augment:
         ds = ds.map(lambda paths, pair_seed: load(*paths, pair_seed),
                     num_parallel_calls=tf.data.AUTOTUNE)
     else:

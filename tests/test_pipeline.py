@@ -123,6 +123,17 @@ def test_training_defaults_drop_remainder_and_yields_pairs(root):
     assert batches[0][0].shape == (4, SIZE, SIZE, 3)
 
 
+def test_augment_off_shuffles_only(root):
+    x, _, gids = next(iter(_ds(root, "train", batch_size=6, training=True, seed=0,
+                               augment=False, with_ids=True)))
+    order = [g.decode() for g in gids.numpy()]
+    assert sorted(order) == [f"g0{i}" for i in range(N_TRAIN)]
+    assert order != sorted(order)  # shuffled (fixed seed: not by luck)
+    for k, gid in enumerate(order):
+        want = pipeline.normalize(_decode(image_path(root, "train", "sdss", gid)))
+        np.testing.assert_array_equal(x[k].numpy(), want.numpy())
+
+
 def test_seed_determinism_and_reshuffle(root):
     def epochs(seed, n=2):
         ds = _ds(root, "train", batch_size=2, training=True, seed=seed, with_ids=True)
@@ -203,6 +214,14 @@ def test_missing_file_named_up_front(root):
     path.unlink()
     with pytest.raises(DataError, match=rf"1 of 6 files .*first: {path}$"):
         _ds(root)
+
+
+def test_file_deleted_after_building_is_named_while_iterating(root):
+    ds = _ds(root)
+    path = image_path(root, "test", "sdss", "g07")
+    path.unlink()
+    with pytest.raises(DataError, match=rf"^{path}: file is missing$"):
+        list(pipeline.iterate_checked(ds))
 
 
 def test_manifest_row_without_files(root):
