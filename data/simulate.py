@@ -1,0 +1,654 @@
+"""Mock SDSS / DECaLS / HSC cutout triplets made with GalSim.
+
+Writes the same on-disk layout as the real downloader (``data.layout``)::
+
+    DIR/<split>/{sdss,decals,hsc}/<id>.jpg   128x128 viewer-style JPEGs at 0.168"/px
+    DIR/<split>/truth/<id>.npy               noise-free HSC g,r,i truth (nanomaggies)
+    DIR/manifest.csv                         one row per galaxy: id, ra, dec, split, params
+    DIR/sim_config.json                      the settings, checked on resume
+
+Each galaxy is a bulge (Sersic) + exponential disk (log-spiral-modulated for a fraction,
+drawn on a fine numpy grid and wrapped in ``galsim.InterpolatedImage``) + star-forming
+knots (``galsim.RandomKnots``), with optional companion and foreground stars. The scene
+is observed by each survey the way the viewer's JPEGs come about (Luo et al. §2.4):
+per-band Moffat PSF with the survey's seeing, drawn at the survey's native pixel scale,
+Gaussian sky noise from the survey's depth (``pixel_noise``), Lanczos-3 resampling to 0.168"/px (pixel
+values, not fluxes, are interpolated, as in the viewer), ``data.render`` stretch, JPEG.
+Per-survey defects mimic the paper's Figs 5-6: satellite streaks, saturated stars,
+very noisy and blurred frames.
+
+Every random number of galaxy ``i`` comes from its own generator seeded with
+``(seed, i)``, drawn in a fixed order whatever the rates, so the output does not depend
+on ``--workers`` and a resumed run rebuilds an identical manifest.
+
+CLI: ``python -m data.simulate --out DIR --n-train N --n-test M --seed S``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import galsim
+import numpy as np
+import pandas as pd
+
+from data import layout, render
+from data.surveys import LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey, mag_to_nmgy
+
+#: Bands whose fluxes every galaxy carries, so that any survey can be observed later.
+ALL_BANDS = ("u", "g", "r", "i", "z", "y")
+DEFECTS = ("streak", "saturated", "noisy", "blurred")
+TRUTH_CHOICES = ("test", "all", "none")
+CONFIG_FILE = "sim_config.json"
+
+#: HSC-Wide-like box for the mock coordinates (the RA 125-230 equatorial strip of
+#: notes/legacy_survey.md, which overlaps SDSS and DECaLS).
+RA_RANGE = (130.0, 220.0)
+DEC_RANGE = (-2.0, 2.0)
+
+#: Luo et al. §2.4: SDSS spectroscopic targets, m_r < 17.77; brightest kept ~14.
+R_MAG_RANGE = (14.0, 17.77)
+#: Petrosian radius >= 3" (§2.4). For exponential-to-de Vaucouleurs profiles the
+#: Petrosian radius is ~2 half-light radii (Blanton et al. 2001), so r50 >= 1.5".
+MIN_PETRO = 3.0
+PETRO_PER_R50 = 2.0
+#: Moffat index of every PSF (ground-based seeing wings).
+MOFFAT_BETA = 3.5
+#: Grid step of the numpy spiral-arm disk (arcsec); HSC pixels are 0.168".
+ARM_GRID = 0.1
+#: Native-pixel margin around the 0.168" field so Lanczos-3 has support at the edges.
+MARGIN_PX = 6
+
+# Colours (AB, u-g, g-r, r-i, i-z, z-y): red old bulges, bluer disks, blue knots.
+# Typical values of SDSS galaxies (e.g. Strateva et al. 2001: u-r ~ 2.6 red / 1.8 blue).
+BULGE_COLOURS = ((1.75, 0.10), (0.78, 0.04), (0.40, 0.03), (0.32, 0.04), (0.10, 0.04))
+DISK_COLOURS = ((1.25, 0.15), (0.50, 0.08), (0.25, 0.05), (0.15, 0.05), (0.05, 0.04))
+KNOT_COLOURS = ((0.90, 0.10), (0.25, 0.06), (0.05, 0.05), (0.00, 0.05), (0.00, 0.04))
+
+
+@dataclass
+class SimConfig:
+    """Settings of one simulated dataset (defaults: the embedded default set).
+
+    Rates are probabilities in [0, 1]: extras per galaxy, defects per galaxy *and* per
+    survey (each of sdss, decals, hsc independently).
+    """
+
+    out: Path = field(default_factory=layout.default_sim_dir)
+    n_train: int = 300
+    n_test: int = 200
+    seed: int = 0
+    workers: int | None = None  # None: os.cpu_count()
+    truth: str = "test"  # which splits get truth/<id>.npy: test | all | none
+    size: int = LUO_SIZE  # output cutout side in 0.168" pixels (Luo et al.: 128)
+    rate_companion: float = 0.15  # a second galaxy within ~4-9"
+    rate_star: float = 0.30  # >= 1 foreground star in the field
+    rate_streak: float = 0.03  # satellite trail (Figs 5, 6 left columns)
+    rate_saturated: float = 0.03  # very bright star, saturated + bleed (Fig 5 right)
+    rate_noisy: float = 0.03  # sky noise x3-5 (Figs 5, 6 middle)
+    rate_blurred: float = 0.03  # PSF FWHM x1.7-2.3 (Fig 6 right)
+    # Extra factors on the sky noise of ``pixel_noise`` (1 = the survey's quoted depth).
+    noise_sdss: float = 1.0
+    noise_decals: float = 1.0
+    noise_hsc: float = 1.0
+    progress: bool = True  # tqdm bar on stderr
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        for name in ("n_train", "n_test", "size"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < (8 if name == "size" else 0):
+                raise ValueError(f"{name} must be an integer >= "
+                                 f"{8 if name == 'size' else 0}, got {v!r}")
+        if self.truth not in TRUTH_CHOICES:
+            raise ValueError(f"truth must be one of {', '.join(TRUTH_CHOICES)}, "
+                             f"got {self.truth!r}")
+        for name, v in self.rates().items():
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"rate_{name} must lie in [0, 1], got {v!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
+
+    def rates(self) -> dict[str, float]:
+        return {k[5:]: getattr(self, k) for k in self.__dataclass_fields__
+                if k.startswith("rate_")}
+
+    def identity(self) -> dict:
+        """The fields that determine the files (not where or how fast they are made)."""
+        d = dataclasses.asdict(self)
+        for k in ("out", "workers", "progress"):
+            d.pop(k)
+        return d
+
+
+def galaxy_id(index: int) -> str:
+    """0-based index -> ``sim000001``-style id."""
+    return f"sim{index + 1:06d}"
+
+
+def _colours_to_fluxes(r_flux: float, colours: np.ndarray) -> dict[str, float]:
+    """r-band flux (nMgy) + (u-g, g-r, r-i, i-z, z-y) -> flux per band of ALL_BANDS."""
+    ug, gr, ri, iz, zy = colours
+    mags = {"r": 0.0, "g": gr, "u": gr + ug, "i": -ri, "z": -ri - iz, "y": -ri - iz - zy}
+    return {b: r_flux * 10 ** (-0.4 * mags[b]) for b in ALL_BANDS}
+
+
+def _draw_colours(rng, table) -> np.ndarray:
+    return np.array([rng.normal(mu, sd) for mu, sd in table])
+
+
+def draw_params(seed: int, index: int, cfg: SimConfig) -> dict:
+    """All random parameters of galaxy ``index`` (a flat dict of scalars = manifest row).
+
+    Every number is drawn, in a fixed order, from ``default_rng(SeedSequence((seed,
+    index)))``; rates only decide which of the pre-drawn extras are switched on, so the
+    galaxy itself does not change with the rates.
+    Lengths in arcsec, angles in degrees, fluxes in nanomaggies.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence((seed, index)))
+    split = "train" if index < cfg.n_train else "test"
+    p: dict = {"id": galaxy_id(index), "split": split,
+               "ra": rng.uniform(*RA_RANGE), "dec": rng.uniform(*DEC_RANGE)}
+
+    # Magnitude: counts rise towards the m_r = 17.77 limit; dN/dm ~ 10^(0.45 m)
+    # (shallower than Euclidean 0.6, as for the SDSS main sample at z <= 0.15).
+    a = 0.45
+    lo, hi = (10 ** (a * m) for m in R_MAG_RANGE)
+    p["r_mag"] = math.log10(lo + rng.random() * (hi - lo)) / a
+    # Size-magnitude relation of SDSS main-sample galaxies: r50 ~ 2.2" at m_r = 17.5,
+    # ~7" at m_r = 14, lognormal scatter 0.15 dex; truncated by the Petrosian cut.
+    mu = 0.34 - 0.145 * (p["r_mag"] - 17.5)
+    r50 = 10 ** (mu + 0.15 * rng.standard_normal())
+    p["r50"] = max(r50, MIN_PETRO / PETRO_PER_R50)
+    p["petro_theta"] = PETRO_PER_R50 * p["r50"]
+
+    # Type: ~25 % bulge-dominated (early types), the rest disks with small bulges.
+    early = rng.random() < 0.25
+    p["bulge_frac"] = rng.uniform(0.65, 0.95) if early else rng.beta(2.0, 5.0)
+    bf = p["bulge_frac"]
+    p["n_sersic"] = float(rng.choice([2.0, 3.0, 4.0]) if not early else 4.0)
+    p["hlr_bulge"] = p["r50"] * (0.25 + 0.7 * bf) * rng.uniform(0.85, 1.15)
+    p["hlr_disk"] = p["r50"] * (1.05 + 0.3 * bf) * rng.uniform(0.9, 1.1)
+    # Inclination: cos i uniform, intrinsic thickness q0 = 0.15.
+    cos_i = rng.random()
+    p["q"] = math.sqrt(cos_i**2 * (1 - 0.15**2) + 0.15**2)
+    p["q_bulge"] = rng.uniform(0.6, 1.0) if not early else rng.uniform(0.45, 1.0)
+    p["pa"] = rng.uniform(0.0, 180.0)
+    p["dx"], p["dy"] = rng.uniform(-0.5, 0.5, 2) * LUO_PIXSCALE  # sub-pixel centring
+
+    # Spiral arms: half the disk galaxies.
+    arms = (not early) and rng.random() < 0.55
+    p["has_arms"] = int(arms)
+    p["arm_m"] = int(rng.choice([2, 2, 2, 3, 4]))
+    p["arm_pitch"] = rng.uniform(10.0, 30.0)
+    p["arm_amp"] = rng.uniform(0.4, 0.9)
+    p["arm_phase"] = rng.uniform(0.0, 360.0)
+    # Star-forming knots in the disk.
+    nk = int(rng.integers(5, 60))
+    p["n_knots"] = 0 if early else nk
+    p["knot_frac"] = rng.uniform(0.05, 0.25) if p["n_knots"] else 0.0
+    p["knot_seed"] = int(rng.integers(1, 2**31 - 1))
+
+    r_flux = mag_to_nmgy(p["r_mag"])
+    comp_fluxes = {
+        "bulge": _colours_to_fluxes(r_flux * bf, _draw_colours(rng, BULGE_COLOURS)),
+        "disk": _colours_to_fluxes(r_flux * (1 - bf) * (1 - p["knot_frac"]),
+                                   _draw_colours(rng, DISK_COLOURS)),
+        "knots": _colours_to_fluxes(r_flux * (1 - bf) * p["knot_frac"],
+                                    _draw_colours(rng, KNOT_COLOURS)),
+    }
+    for c, fl in comp_fluxes.items():
+        for b in ALL_BANDS:
+            p[f"flux_{c}_{b}"] = fl[b]
+
+    # Companion: fainter, smaller, 4-9" away.
+    comp = rng.random() < cfg.rate_companion
+    p["companion"] = int(comp)
+    dist, ang = rng.uniform(4.0, 9.0), rng.uniform(0, 2 * math.pi)
+    p["comp_dx"], p["comp_dy"] = dist * math.cos(ang), dist * math.sin(ang)
+    p["comp_r_mag"] = p["r_mag"] + rng.uniform(0.5, 3.0)
+    p["comp_hlr"] = rng.uniform(0.5, 1.0) * p["r50"] * 10 ** (-0.2 * (p["comp_r_mag"] - p["r_mag"]))
+    p["comp_bulge_frac"] = rng.random()
+    p["comp_q"] = rng.uniform(0.3, 1.0)
+    p["comp_pa"] = rng.uniform(0.0, 180.0)
+    # Foreground stars: count, then positions/brightness from their own seed.
+    has_star = rng.random() < cfg.rate_star
+    p["n_stars"] = int(1 + rng.poisson(0.5)) if has_star else 0
+    p["star_seed"] = int(rng.integers(1, 2**31 - 1))
+
+    # Per-survey defects (each survey independently) and their parameters.
+    for s in LUO_SURVEYS:
+        on = [d for d in DEFECTS if rng.random() < getattr(cfg, f"rate_{d}")]
+        p[f"defects_{s}"] = ";".join(on)
+        p[f"streak_angle_{s}"] = rng.uniform(0.0, 180.0)
+        p[f"streak_offset_{s}"] = rng.uniform(-8.0, 8.0)
+        p[f"streak_mag_{s}"] = rng.uniform(18.5, 21.0)  # AB per arcsec of trail, r band
+        p[f"sat_mag_{s}"] = rng.uniform(11.0, 13.5)
+        sd, sa = rng.uniform(5.0, 9.5), rng.uniform(0, 2 * math.pi)
+        p[f"sat_dx_{s}"], p[f"sat_dy_{s}"] = sd * math.cos(sa), sd * math.sin(sa)
+        p[f"noise_factor_{s}"] = rng.uniform(3.0, 5.0)
+        p[f"blur_factor_{s}"] = rng.uniform(1.7, 2.3)
+        p[f"noise_seed_{s}"] = int(rng.integers(1, 2**31 - 1))
+    return p
+
+
+# ----------------------------------------------------------------------------- scene
+
+
+def _arm_disk(p: dict) -> galsim.GSObject:
+    """Unit-flux, face-on exponential disk modulated by an m-armed log spiral.
+
+    ``I(r, t) = exp(-r / h) * (1 + A cos(m (t - ln(r) / tan(pitch)) + phase))`` on a
+    numpy grid of step ``ARM_GRID``; the arms fade in over the inner scale length so the
+    centre stays smooth.
+    """
+    h = p["hlr_disk"] / 1.678  # exponential scale length from half-light radius
+    half = min(6.0 * h, 16.0)
+    n = 2 * int(math.ceil(half / ARM_GRID))
+    ax = (np.arange(n) - (n - 1) / 2) * ARM_GRID
+    x, y = np.meshgrid(ax, ax)
+    r = np.hypot(x, y)
+    t = np.arctan2(y, x)
+    spiral = np.cos(p["arm_m"] * (t - np.log(np.maximum(r, 1e-3) / h)
+                                  / math.tan(math.radians(p["arm_pitch"])))
+                    + math.radians(p["arm_phase"]))
+    amp = p["arm_amp"] * (1 - np.exp(-((r / h) ** 2)))
+    img = np.exp(-r / h) * (1 + amp * spiral)
+    return galsim.InterpolatedImage(galsim.Image(img, scale=ARM_GRID), flux=1.0)
+
+
+class Scene:
+    """The galaxy (+ companion, + stars) of one parameter row, as GalSim profiles.
+
+    ``draw(band, psf, n, scale)`` images the sky in one band.
+    """
+
+    def __init__(self, p: dict):
+        self.p = p
+        shear = galsim.Shear(q=p["q"], beta=p["pa"] * galsim.degrees)
+        self.bulge = galsim.Sersic(p["n_sersic"], half_light_radius=p["hlr_bulge"]).shear(
+            q=p["q_bulge"], beta=p["pa"] * galsim.degrees)
+        disk = _arm_disk(p) if p["has_arms"] else galsim.Exponential(
+            half_light_radius=p["hlr_disk"])
+        self.disk = disk.shear(shear)
+        self.knots = None
+        if p["n_knots"]:
+            self.knots = galsim.RandomKnots(
+                p["n_knots"], half_light_radius=p["hlr_disk"], flux=1.0,
+                rng=galsim.BaseDeviate(p["knot_seed"])).shear(shear)
+        self.comp = None
+        if p["companion"]:
+            cb = p["comp_bulge_frac"]
+            self.comp = galsim.Add([
+                galsim.DeVaucouleurs(half_light_radius=0.6 * p["comp_hlr"], flux=cb),
+                galsim.Exponential(half_light_radius=p["comp_hlr"], flux=1 - cb),
+            ]).shear(q=p["comp_q"], beta=p["comp_pa"] * galsim.degrees).shift(
+                p["comp_dx"], p["comp_dy"])
+        self.stars = self._stars(p)
+
+    @staticmethod
+    def _stars(p: dict) -> list[tuple[float, float, dict[str, float]]]:
+        """(dx, dy, flux per band) of each foreground star, from ``star_seed``."""
+        rng = np.random.default_rng(p["star_seed"])
+        half = LUO_SIZE * LUO_PIXSCALE / 2
+        out = []
+        for _ in range(p["n_stars"]):
+            dx, dy = rng.uniform(-0.9 * half, 0.9 * half, 2)
+            r_mag = rng.uniform(17.0, 23.0)
+            gr = rng.uniform(0.3, 1.4)  # roughly along the stellar locus
+            colours = (1.0 + 0.9 * gr, gr, 0.45 * gr - 0.05, 0.25 * gr, 0.1 * gr)
+            out.append((dx, dy, _colours_to_fluxes(mag_to_nmgy(r_mag), colours)))
+        return out
+
+    def parts(self, band: str) -> list[galsim.GSObject]:
+        """The extended sources in ``band``: profiles before PSF, nanomaggies.
+
+        Drawing the parts one by one and adding the arrays is linear, hence the same
+        image, but each part gets its own (small) FFT: a Sum of a wide Sersic bulge and
+        point-like knots would need one big FFT grid.
+        """
+        p = self.p
+        shift = galsim.PositionD(p["dx"], p["dy"])
+        parts = [self.bulge.withFlux(p[f"flux_bulge_{band}"]).shift(shift),
+                 self.disk.withFlux(p[f"flux_disk_{band}"]).shift(shift)]
+        if self.knots is not None:
+            parts.append(self.knots.withFlux(p[f"flux_knots_{band}"]).shift(shift))
+        if self.comp is not None:
+            ratio = 10 ** (-0.4 * (p["comp_r_mag"] - p["r_mag"]))
+            tot = sum(p[f"flux_{c}_{band}"] for c in ("bulge", "disk", "knots"))
+            parts.append(self.comp.withFlux(tot * ratio).shift(shift))
+        return parts
+
+    def draw(self, band: str, psf: galsim.GSObject, n: int, scale: float) -> np.ndarray:
+        """``[n, n]`` float64: the scene in ``band`` convolved with ``psf`` and the pixel,
+        nanomaggies per pixel of side ``scale`` arcsec, centred on the stamp."""
+        objs = [galsim.Convolve(part, psf) for part in self.parts(band)]
+        objs += [psf.withFlux(f[band]).shift(dx, dy) for dx, dy, f in self.stars]
+        img = np.zeros((n, n))
+        for obj in objs:
+            img += obj.drawImage(nx=n, ny=n, scale=scale).array
+        return img
+
+
+# ----------------------------------------------------------------------- observation
+
+#: SDSS quotes 95 % completeness for point sources (surveys.py ``depth``), which is
+#: brighter than its 5 sigma PSF limit. From SDSS dark-sky brightness (g 22.0, r 21.0,
+#: i 20.3 mag/arcsec^2), ~1000/950/700 e- per nMgy in 53.9 s, the per-pixel sky noise is
+#: ~0.016/0.026/0.041 nMgy, i.e. 5 sigma depths ~0.8-1.2 mag fainter than the 95 %
+#: points; we take the conservative 0.8 mag.
+SDSS_5SIGMA_MINUS_95PCT = 0.8
+#: HSC PDR depths are 5 sigma in a 2" diameter aperture, not PSF-weighted.
+HSC_APERTURE_DIAMETER = 2.0
+
+
+def pixel_noise(survey, band: str) -> float:
+    """Gaussian sky noise per native pixel (nMgy) implied by the survey's quoted depth.
+
+    ``Survey.sky_sigma`` treats every depth as a 5 sigma PSF-weighted limit. Two of the
+    quoted depths are defined otherwise, and we convert them:
+
+    * HSC (5 sigma in a 2" aperture): ``sigma = f_lim / (5 sqrt(A_ap))`` with ``A_ap``
+      the aperture area in pixels (0.52-0.67 x ``sky_sigma``);
+    * SDSS (95 % completeness): the 5 sigma limit is ``SDSS_5SIGMA_MINUS_95PCT`` fainter
+      (0.48 x ``sky_sigma``);
+    * DECaLS (5 sigma PSF depth): ``sky_sigma`` as is.
+    """
+    if survey.name == "hsc":
+        area = math.pi * (HSC_APERTURE_DIAMETER / 2 / survey.pixel_scale) ** 2
+        return mag_to_nmgy(survey.depth[band]) / (5.0 * math.sqrt(area))
+    if survey.name == "sdss":
+        return survey.sky_sigma(band) * 10 ** (-0.4 * SDSS_5SIGMA_MINUS_95PCT)
+    return survey.sky_sigma(band)
+
+
+
+def _psf(fwhm: float) -> galsim.GSObject:
+    return galsim.Moffat(beta=MOFFAT_BETA, fwhm=fwhm)
+
+
+#: Colours (u-g, g-r, r-i, i-z, z-y) of sunlight reflected by satellites, and of the
+#: saturated stars (roughly solar, G-type).
+SOLAR_COLOURS = (1.2, 0.45, 0.15, 0.05, 0.03)
+
+
+def _grid(n: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (arcsec from the stamp centre) of an ``n x n`` stamp."""
+    ax = (np.arange(n) - (n - 1) / 2) * scale
+    return np.meshgrid(ax, ax)
+
+
+def _streak(n: int, scale: float, p: dict, s: str, band: str, sigma: float) -> np.ndarray:
+    """Satellite trail: a straight Gaussian-profile line (nMgy per native pixel).
+
+    ``streak_mag`` is AB mag per arcsec of trail in r, solar colours; the width is the
+    survey's seeing (``sigma`` arcsec).
+    """
+    x, y = _grid(n, scale)
+    th = math.radians(p[f"streak_angle_{s}"])
+    dist = x * math.sin(th) - y * math.cos(th) - p[f"streak_offset_{s}"]
+    lin = _colours_to_fluxes(mag_to_nmgy(p[f"streak_mag_{s}"]), SOLAR_COLOURS)[band]
+    prof = np.exp(-0.5 * (dist / sigma) ** 2) / (math.sqrt(2 * math.pi) * sigma)
+    return lin * prof * scale**2
+
+
+def _saturated(n: int, scale: float, p: dict, survey, band: str, psf) -> np.ndarray:
+    """A very bright star with a broad halo and a bleed trail along the CCD columns.
+
+    The core saturates the viewer's stretch to white over a few arcsec (the
+    "partially overexposed" HSC cutouts of Luo et al. Fig 5). The bleed trail is a
+    smooth (Gaussian, 1 native px) column profile at ``v ~ 2`` in stretch units, i.e.
+    white; it grows with the star's brightness.
+    """
+    s = survey.name
+    sdx, sdy = p[f"sat_dx_{s}"], p[f"sat_dy_{s}"]
+    flux = _colours_to_fluxes(mag_to_nmgy(p[f"sat_mag_{s}"]), SOLAR_COLOURS)[band]
+    star = galsim.Add([psf.withFlux(0.95), galsim.Moffat(beta=2.0, fwhm=6 * psf.fwhm,
+                                                           flux=0.05)])
+    img = star.withFlux(flux).shift(sdx, sdy).drawImage(
+        nx=n, ny=n, scale=scale).array.astype(np.float64)
+    x, y = _grid(n, scale)
+    half_len = 1.0 + 1.5 * (13.5 - p[f"sat_mag_{s}"])  # arcsec
+    along = np.clip((half_len - np.abs(y - sdy)) / scale, 0.0, 1.0)  # soft ends
+    across = np.exp(-0.5 * ((x - sdx) / scale) ** 2)
+    img += 2.0 / survey.rgb_scales[band] * along * across
+    return img
+
+
+def observe(scene: Scene, p: dict, survey_name: str, size: int = LUO_SIZE,
+            defects: bool = True, noise_scale: float = 1.0) -> np.ndarray:
+    """One survey's view of the scene, resampled to 0.168"/px like a viewer cutout.
+
+    Args:
+        scene: the sky.
+        p: the parameter row (defects, noise seeds).
+        survey_name: ``sdss`` | ``decals`` | ``hsc``.
+        size: output side in 0.168" px.
+        defects: apply the survey's defects listed in ``p``.
+        noise_scale: multiplies ``pixel_noise`` (``SimConfig.noise_<survey>``).
+
+    Returns:
+        ``[size, size, 3]`` float64 in nanomaggies per *native* pixel (the viewer's
+        units), bands in ``survey.rgb_bands`` order (blue, green, red).
+    """
+    s = get_survey(survey_name)
+    on = set(filter(None, p[f"defects_{s.name}"].split(";"))) if defects else set()
+    field = size * LUO_PIXSCALE
+    same_grid = abs(s.pixel_scale - LUO_PIXSCALE) < 1e-9
+    n = size if same_grid else int(math.ceil(field / s.pixel_scale)) + 2 * MARGIN_PX
+    rng = np.random.default_rng((p[f"noise_seed_{s.name}"], 0))
+    planes = []
+    for band in s.rgb_bands:
+        fwhm = s.psf_fwhm[band] * (p[f"blur_factor_{s.name}"] if "blurred" in on else 1.0)
+        psf = _psf(fwhm)
+        img = scene.draw(band, psf, n, s.pixel_scale)
+        if "streak" in on:
+            img += _streak(n, s.pixel_scale, p, s.name, band, fwhm / 2.3548)
+        if "saturated" in on:
+            img += _saturated(n, s.pixel_scale, p, s, band, psf)
+        sigma = pixel_noise(s, band) * noise_scale * (
+            p[f"noise_factor_{s.name}"] if "noisy" in on else 1.0)
+        img += rng.normal(0.0, sigma, img.shape)
+        if not same_grid:
+            img = _resample(img, s.pixel_scale, size)
+        planes.append(img)
+    return np.stack(planes, -1)
+
+
+def _resample(img: np.ndarray, scale: float, size: int) -> np.ndarray:
+    """Lanczos-3 interpolation of pixel values onto the 0.168" grid (viewer-like).
+
+    ``InterpolatedImage`` drawn with ``method='no_pixel'`` samples the interpolated
+    surface brightness; multiplying by the native pixel area keeps the values in
+    nanomaggies per native pixel, as the viewer's ``resample_with_wcs`` does.
+    """
+    ii = galsim.InterpolatedImage(galsim.Image(np.ascontiguousarray(img), scale=scale),
+                                  x_interpolant="lanczos3", normalization="sb",
+                                  calculate_stepk=False, calculate_maxk=False)
+    out = ii.drawImage(nx=size, ny=size, scale=LUO_PIXSCALE, method="sb")
+    return out.array.astype(np.float64)
+
+
+def truth_image(scene: Scene, size: int = LUO_SIZE) -> np.ndarray:
+    """Noise-free, defect-free HSC view: ``[size, size, 3]`` float32 nMgy per 0.168" px,
+    HSC ``rgb_bands`` order (g, r, i), PSF-convolved with HSC's seeing."""
+    s = get_survey("hsc")
+    return np.stack([scene.draw(b, _psf(s.psf_fwhm[b]), size, LUO_PIXSCALE)
+                     for b in s.rgb_bands], -1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ dataset
+
+
+def _wants_truth(cfg: SimConfig, split: str) -> bool:
+    return cfg.truth == "all" or cfg.truth == split
+
+
+def _paths(cfg: SimConfig, p: dict) -> list[Path]:
+    out = [layout.image_path(cfg.out, p["split"], s, p["id"]) for s in LUO_SURVEYS]
+    if _wants_truth(cfg, p["split"]):
+        out.append(layout.truth_path(cfg.out, p["split"], p["id"]))
+    return out
+
+
+def make_galaxy(cfg: SimConfig, index: int) -> bool:
+    """Render and write every file of galaxy ``index``; skip it if all exist.
+
+    Returns True if anything was written.
+    """
+    p = draw_params(cfg.seed, index, cfg)
+    paths = _paths(cfg, p)
+    if all(q.exists() for q in paths):
+        return False
+    scene = Scene(p)
+    for s, path in zip(LUO_SURVEYS, paths):
+        if not path.exists():
+            planes = observe(scene, p, s, cfg.size, noise_scale=getattr(cfg, f"noise_{s}"))
+            rgb = render.render_planes(planes, get_survey(s))
+            render.write_jpeg(path, rgb)
+    if len(paths) > 3 and not paths[3].exists():
+        truth = truth_image(scene, cfg.size)
+        render.atomic_write(paths[3], lambda tmp: np.save(open(tmp, "wb"), truth))
+    return True
+
+
+def _work(args) -> bool:
+    cfg, index = args
+    return make_galaxy(cfg, index)
+
+
+def manifest(cfg: SimConfig) -> pd.DataFrame:
+    """The manifest rows, recomputed from the seed (identical on every resume)."""
+    rows = [draw_params(cfg.seed, i, cfg) for i in range(cfg.n_train + cfg.n_test)]
+    df = pd.DataFrame(rows)
+    first = ["id", "ra", "dec", "split"]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def _check_config(cfg: SimConfig) -> None:
+    """Refuse to resume into a folder simulated with other settings; record ours."""
+    path = cfg.out / CONFIG_FILE
+    mine = cfg.identity()
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise layout.DataError(f"{path}: unreadable ({e})") from None
+        if old != mine:
+            diff = ", ".join(f"{k}={old.get(k)!r} (now {mine.get(k)!r})"
+                             for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k))
+            raise layout.DataError(f"{cfg.out} was simulated with other settings: {diff}; "
+                                   f"use another --out")
+        return
+    render.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
+
+
+def simulate(cfg: SimConfig) -> Path:
+    """Make (or finish) the dataset described by ``cfg``; return its folder.
+
+    Galaxies whose files all exist are skipped, so a killed run resumes where it
+    stopped. ``manifest.csv`` is written last, atomically: a folder without it is an
+    incomplete dataset.
+    """
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg)
+    n = cfg.n_train + cfg.n_test
+    workers = cfg.workers or os.cpu_count() or 1
+    jobs = [(cfg, i) for i in range(n)]
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc=f"simulate {cfg.out.name}", unit="gal", file=sys.stderr)
+    if workers == 1 or n <= 1:
+        for job in jobs:
+            _work(job)
+            bar is not None and bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as ex:
+            for _ in ex.map(_work, jobs, chunksize=max(1, min(8, n // (4 * workers)))):
+                bar is not None and bar.update()
+    if bar is not None:
+        bar.close()
+    df = manifest(cfg)
+    render.atomic_write(layout.manifest_path(cfg.out),
+                        lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+    return cfg.out
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate {text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"rate {text!r} must lie in [0, 1]")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = _count(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return v
+
+
+def parse_args(argv: list[str] | None = None) -> SimConfig:
+    """Command line -> ``SimConfig`` (bad values end in a one-line argparse error)."""
+    d = SimConfig.__dataclass_fields__
+    ap = argparse.ArgumentParser(prog="python -m data.simulate", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", type=Path, default=layout.default_sim_dir(),
+                    help="dataset folder")
+    ap.add_argument("--n-train", type=_count, default=d["n_train"].default)
+    ap.add_argument("--n-test", type=_count, default=d["n_test"].default)
+    ap.add_argument("--seed", type=int, default=d["seed"].default)
+    ap.add_argument("--workers", type=_positive, default=None,
+                    help="processes (default: all CPUs)")
+    ap.add_argument("--truth", choices=TRUTH_CHOICES, default=d["truth"].default,
+                    help="splits that get noise-free truth/<id>.npy")
+    ap.add_argument("--size", type=_positive, default=d["size"].default,
+                    help="cutout side in 0.168\" pixels")
+    for name in SimConfig().rates():
+        ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
+                        metavar="P")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    a = ap.parse_args(argv)
+    if a.size < 8:
+        ap.error(f"argument --size: {a.size} must be >= 8")
+    kw = {k: v for k, v in vars(a).items() if k != "no_progress"}
+    return SimConfig(progress=not a.no_progress, **kw)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    cfg = parse_args(argv)
+    try:
+        out = simulate(cfg)
+    except layout.DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    n = cfg.n_train + cfg.n_test
+    print(f"{out}: {n} galaxies ({cfg.n_train} train, {cfg.n_test} test), seed {cfg.seed}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The survey gap before any model: DECaLS-HSC and SDSS-HSC similarity (Luo et al. Table 1).
+
+Compares the untransformed input JPEGs of the test split with the HSC JPEGs of the
+same galaxies (RMSE, PSNR with MAX = 255, SSIM; per image on [0, 255], then averaged),
+and prints them beside the paper's rows "DECaLS - HSC" and "SDSS - HSC". On a simulated
+set this checks that the simulator reproduces the size of the gap the models must close.
+
+    python experiments/survey_gap.py                  # default simulated set (made if missing)
+    python experiments/survey_gap.py --data DIR       # any dataset folder, real or simulated
+
+Writes ``results/survey_gap.csv`` and ``results/survey_gap.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import metrics  # noqa: E402
+from data import layout, render  # noqa: E402
+from data.simulate import SimConfig, simulate  # noqa: E402
+
+#: Luo et al. Table 1, untransformed pairs (RMSE, PSNR dB, SSIM).
+PAPER = {"decals": (27.39, 19.95, 0.56), "sdss": (34.81, 17.59, 0.43)}
+RESULTS = layout.REPO_ROOT / "results"
+
+
+def load_split(root: Path, survey: str, ids, split: str = "test") -> np.ndarray:
+    """``[N, H, W, 3]`` uint8 JPEGs of one survey for the given ids."""
+    return np.stack([render.read_jpeg(layout.image_path(root, split, survey, i)) for i in ids])
+
+
+def background_sigma(images: np.ndarray, border: int = 12) -> float:
+    """Median over images of the robust (MAD) std of the border pixels, grey levels.
+
+    A diagnostic of the JPEG background noise, ``images`` ``[N, H, W, 3]`` in [0, 255].
+    """
+    x = images.astype(np.float64)
+    edge = np.concatenate([x[:, :border].reshape(len(x), -1),
+                           x[:, -border:].reshape(len(x), -1)], axis=1)
+    mad = np.median(np.abs(edge - np.median(edge, axis=1, keepdims=True)), axis=1)
+    return float(np.median(1.4826 * mad))
+
+
+def survey_gap(root: Path, split: str = "test", batch: int = 100) -> pd.DataFrame:
+    """Per-pair mean RMSE / PSNR / SSIM of sdss and decals against hsc on ``split``."""
+    ids = layout.read_manifest(root, split)["id"].tolist()
+    if not ids:
+        raise layout.DataError(f"{layout.manifest_path(root)} has no {split!r} rows")
+    vals = {s: {k: [] for k in ("rmse", "psnr", "ssim")} for s in PAPER}
+    bg = {s: [] for s in ("sdss", "decals", "hsc")}
+    for lo in range(0, len(ids), batch):
+        chunk = ids[lo:lo + batch]
+        hsc = load_split(root, "hsc", chunk, split)
+        bg["hsc"].append(background_sigma(hsc))
+        for s in PAPER:
+            x = load_split(root, s, chunk, split)
+            bg[s].append(background_sigma(x))
+            vals[s]["rmse"].append(metrics.rmse(x, hsc))
+            vals[s]["psnr"].append(metrics.psnr(x, hsc))
+            vals[s]["ssim"].append(metrics.ssim(x, hsc))
+    rows = []
+    for s in ("sdss", "decals"):
+        v = {k: float(np.mean(np.concatenate(a))) for k, a in vals[s].items()}
+        pr, pp, ps = PAPER[s]
+        rows.append({"pair": f"{s}-hsc", "n": len(ids),
+                     "rmse": v["rmse"], "paper_rmse": pr,
+                     "psnr": v["psnr"], "paper_psnr": pp,
+                     "ssim": v["ssim"], "paper_ssim": ps,
+                     "bg_sigma_input": float(np.mean(bg[s])),
+                     "bg_sigma_hsc": float(np.mean(bg["hsc"]))})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame, root: Path) -> str:
+    lines = [f"# Survey gap on `{root}` ({int(df.n.iloc[0])} test galaxies)", "",
+             "Untransformed input vs HSC, per image on [0, 255], mean over the test split; "
+             "paper = Luo et al. Table 1.", "",
+             "| pair | RMSE | paper | PSNR (dB) | paper | SSIM | paper | bg sigma in / hsc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.pair} | {r.rmse:.2f} | {r.paper_rmse:.2f} | {r.psnr:.2f} | "
+                     f"{r.paper_psnr:.2f} | {r.ssim:.3f} | {r.paper_ssim:.2f} | "
+                     f"{r.bg_sigma_input:.1f} / {r.bg_sigma_hsc:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None,
+                    help="dataset folder (default: the simulated default set, made if missing)")
+    ap.add_argument("--n-train", type=int, default=300, help="if simulating")
+    ap.add_argument("--n-test", type=int, default=200, help="if simulating")
+    ap.add_argument("--seed", type=int, default=0, help="if simulating")
+    ap.add_argument("--workers", type=int, default=None, help="if simulating")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> pd.DataFrame:
+    a = parse_args(argv)
+    root = a.data
+    if root is None:
+        root = layout.default_sim_dir()
+        if not layout.manifest_path(root).is_file():
+            print(f"simulating {root} ({a.n_train} train + {a.n_test} test, seed {a.seed})")
+            simulate(SimConfig(out=root, n_train=a.n_train, n_test=a.n_test, seed=a.seed,
+                               workers=a.workers))
+    try:
+        df = survey_gap(root)
+    except layout.DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    a.out.mkdir(parents=True, exist_ok=True)
+    render.atomic_write(a.out / "survey_gap.csv",
+                        lambda t: df.to_csv(t, index=False, float_format="%.4f"))
+    md = to_markdown(df, root)
+    render.atomic_write(a.out / "survey_gap.md", lambda t: t.write_text(md))
+    print(md)
+    return df
+
+
+if __name__ == "__main__":
+    main()

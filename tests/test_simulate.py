@@ -1,0 +1,206 @@
+"""Tests for data.simulate: layout, determinism, resume, survey ordering, defects, CLI.
+
+Tiny datasets (a handful of 128x128 galaxies) so the file runs in well under a minute
+on two shared cores. One dataset is made per module and shared between tests.
+"""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import layout, render, simulate
+from data.simulate import SimConfig
+from data.surveys import get_survey
+
+N_TRAIN, N_TEST, SEED = 4, 2, 7
+
+
+def _cfg(out, **kw):
+    base = dict(out=out, n_train=N_TRAIN, n_test=N_TEST, seed=SEED, workers=1,
+                progress=False)
+    base.update(kw)
+    return SimConfig(**base)
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _read_manifest(root):
+    return pd.read_csv(layout.manifest_path(root), dtype={"id": str}, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return simulate.simulate(_cfg(tmp_path_factory.mktemp("sim") / "a"))
+
+
+def test_layout_and_manifest(ds):
+    df = layout.read_manifest(ds)
+    assert len(df) == N_TRAIN + N_TEST
+    assert df["id"].tolist() == [f"sim{i:06d}" for i in range(1, 7)]
+    assert (df["split"] == "train").sum() == N_TRAIN
+    for col in ("r_mag", "hlr_bulge", "hlr_disk", "bulge_frac", "q", "pa", "has_arms",
+                "n_knots", "companion", "n_stars", "defects_sdss", "defects_decals",
+                "defects_hsc", "petro_theta"):
+        assert col in df.columns, col
+    assert df["r_mag"].between(14.0, 17.77).all()
+    assert (df["petro_theta"] >= 3.0 - 1e-6).all()
+    assert df["ra"].between(130, 220).all() and df["dec"].between(-2, 2).all()
+    for r in df.itertuples():
+        for s in ("sdss", "decals", "hsc"):
+            img = render.read_jpeg(layout.image_path(ds, r.split, s, r.id))
+            assert img.shape == (128, 128, 3)
+        has_truth = layout.truth_path(ds, r.split, r.id).exists()
+        assert has_truth == (r.split == "test")  # default --truth test
+    t = np.load(layout.truth_path(ds, "test", df["id"].iloc[-1]))
+    assert t.shape == (128, 128, 3) and t.dtype == np.float32
+    assert t.min() >= -1e-3 and t.max() > 0.01  # noise-free nanomaggies, galaxy present
+    assert not [f for f in _files(ds) if f.endswith(".tmp")]
+
+
+def test_deterministic_and_worker_independent(ds, tmp_path):
+    b = simulate.simulate(_cfg(tmp_path / "b", workers=2))
+    assert _files(ds) == _files(b)
+    for f in _files(ds):
+        assert (ds / f).read_bytes() == (b / f).read_bytes(), f
+    c = simulate.draw_params(SEED + 1, 0, _cfg(tmp_path / "c"))
+    assert c["r_mag"] != simulate.draw_params(SEED, 0, _cfg(tmp_path / "c"))["r_mag"]
+
+
+def test_resume_regenerates_only_missing(ds, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(ds, root)
+    victim = layout.image_path(root, "train", "decals", "sim000002")
+    want = victim.read_bytes()
+    victim.unlink()
+    (root / layout.MANIFEST).unlink()  # as if killed before the end
+    before = {f: (root / f).stat().st_mtime_ns for f in _files(root)}
+    simulate.simulate(_cfg(root))
+    assert victim.read_bytes() == want
+    for f, t in before.items():
+        assert (root / f).stat().st_mtime_ns == t, f"{f} was rewritten"
+    assert (root / layout.MANIFEST).read_bytes() == (ds / layout.MANIFEST).read_bytes()
+
+
+def test_resume_refuses_other_settings(ds, tmp_path):
+    root = tmp_path / "o"
+    shutil.copytree(ds, root)
+    with pytest.raises(layout.DataError, match="seed"):
+        simulate.simulate(_cfg(root, seed=SEED + 1))
+
+
+def _sharpness(x):
+    """Mean over images of peak / total: a blurrier view spreads the same galaxy out.
+
+    ``x``: ``[N, H, W]`` noise-free images; unit-free, so native-pixel units cancel.
+    """
+    return np.mean([im.max() / im.sum() for im in x])
+
+
+def test_survey_ordering():
+    """On the images themselves: SDSS blurrier and noisier than DECaLS, DECaLS than HSC."""
+    cfg = _cfg("/unused", n_train=0, n_test=6, rate_star=0.0, rate_companion=0.0,
+               rate_streak=0, rate_saturated=0, rate_noisy=0, rate_blurred=0)
+    noisy = {s: [] for s in ("sdss", "decals", "hsc")}
+    clean = {s: [] for s in ("sdss", "decals", "hsc")}
+    for i in range(cfg.n_test):
+        p = simulate.draw_params(cfg.seed, i, cfg)
+        sc = simulate.Scene(p)
+        for s in noisy:
+            noisy[s].append(simulate.observe(sc, p, s))
+            clean[s].append(simulate.observe(sc, p, s, noise_scale=0.0))
+    # resolution: concentration of the noise-free r band (plane 1 of every survey)
+    hf = {s: _sharpness(np.stack(clean[s])[..., 1]) for s in clean}
+    assert hf["sdss"] < hf["decals"] < hf["hsc"], hf
+    # noise in g (plane 0 of every survey), as surface brightness: native-pixel values
+    # / native pixel area = nanomaggies per arcsec^2, measured as images - noise-free
+    sb = {s: np.std(np.stack(noisy[s])[..., 0] - np.stack(clean[s])[..., 0])
+          / get_survey(s).pixel_scale ** 2 for s in noisy}
+    assert sb["sdss"] > sb["decals"] > sb["hsc"], sb
+    # the same ordering read back from the rendered 8-bit images via inverse_render
+    # (robust MAD std of the top rows, mostly sky)
+    def mad(x):
+        return 1.4826 * np.median(np.abs(x - np.median(x)))
+
+    edge = {}
+    for s in noisy:
+        sv = get_survey(s)
+        inv = render.inverse_render(render.render_planes(np.stack(noisy[s])[0], sv), sv)
+        edge[s] = mad(inv[:16, :, 0]) / sv.pixel_scale ** 2
+    assert edge["sdss"] > edge["decals"] > edge["hsc"], edge
+
+
+def test_rmse_decals_closer_to_hsc_than_sdss(ds):
+    df = layout.read_manifest(ds)
+    err = {s: [] for s in ("sdss", "decals")}
+    for r in df.itertuples():
+        hsc = render.read_jpeg(layout.image_path(ds, r.split, "hsc", r.id)).astype(float)
+        for s in err:
+            x = render.read_jpeg(layout.image_path(ds, r.split, s, r.id)).astype(float)
+            err[s].append(np.sqrt(np.mean((x - hsc) ** 2)))
+    assert np.mean(err["decals"]) < np.mean(err["sdss"]), err
+
+
+def test_defects_recorded_and_applied(tmp_path):
+    cfg = _cfg(tmp_path / "d", n_train=2, n_test=0, rate_streak=1.0, rate_saturated=0.0,
+               rate_noisy=0.0, rate_blurred=0.0, rate_star=0.0, rate_companion=0.0)
+    p = simulate.draw_params(cfg.seed, 0, cfg)
+    assert p["defects_sdss"] == p["defects_decals"] == p["defects_hsc"] == "streak"
+    sc = simulate.Scene(p)
+    with_d = simulate.observe(sc, p, "hsc", noise_scale=0.0)
+    without = simulate.observe(sc, p, "hsc", defects=False, noise_scale=0.0)
+    assert (with_d - without).max() > 0.01  # a bright trail was added
+    # noisy: x3-5 sky noise; blurred: lower peak
+    p2 = dict(p, defects_hsc="noisy")
+    diff = simulate.observe(sc, p2, "hsc") - without
+    assert 2.5 < diff.std() / (simulate.observe(sc, p, "hsc", defects=False) - without).std() < 5.5
+    p3 = dict(p, defects_hsc="blurred")
+    assert simulate.observe(sc, p3, "hsc", noise_scale=0.0).max() < without.max()
+    p4 = dict(p, defects_hsc="saturated")
+    rgb = render.render_planes(simulate.observe(sc, p4, "hsc"), get_survey("hsc"))
+    assert (rgb == 255).all(-1).sum() > 20  # a white, saturated patch
+    # rates 0 -> nothing, written to the manifest of a real run
+    simulate.simulate(_cfg(tmp_path / "e", n_train=2, n_test=0, rate_streak=0.0,
+                           rate_saturated=0.0, rate_noisy=0.0, rate_blurred=0.0))
+    m = _read_manifest(tmp_path / "e")
+    assert (m[["defects_sdss", "defects_decals", "defects_hsc"]] == "").all().all()
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cli"
+    simulate.main(["--out", str(out), "--n-train", "1", "--n-test", "1", "--seed", "3",
+                   "--workers", "1", "--truth", "all", "--size", "32", "--no-progress",
+                   "--rate-streak", "0.5"])
+    assert "2 galaxies" in capsys.readouterr().out
+    df = layout.read_manifest(out)
+    assert len(df) == 2
+    assert layout.truth_path(out, "train", "sim000001").exists()
+    assert render.read_jpeg(layout.image_path(out, "test", "hsc", "sim000002")).shape == (32, 32, 3)
+    cfg = simulate.parse_args(["--out", str(out), "--truth", "none"])
+    assert cfg.truth == "none" and cfg.n_train == 300
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--n-train", "-3"], "-3"),
+    (["--n-test", "x"], "'x'"),
+    (["--rate-streak", "1.5"], "1.5"),
+    (["--rate-noisy", "-0.1"], "-0.1"),
+    (["--truth", "some"], "some"),
+    (["--workers", "0"], "0"),
+    (["--bogus"], "--bogus"),
+])
+def test_cli_bad_arguments(argv, word, capsys):
+    with pytest.raises(SystemExit) as e:
+        simulate.parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m data.simulate: error:") and word in err
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="rate_star"):
+        SimConfig(rate_star=2.0)
+    with pytest.raises(ValueError, match="n_train"):
+        SimConfig(n_train=-1)
