@@ -11,26 +11,11 @@ from data import pipeline
 from data.layout import DataError, image_path
 from data.render import blank_level
 from data.surveys import get_survey
+from tests import fakes
 
 SIZE = 32
-SURVEYS = ("sdss", "decals", "hsc")
+SURVEYS = fakes.SURVEYS
 N_TRAIN, N_TEST = 6, 3
-
-
-def _image(rng):
-    """An asymmetric galaxy-ish [SIZE, SIZE, 3] uint8: off-centre blob + gradient + noise,
-    so that every flip/rotation changes it."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    cy, cx = rng.uniform(6, 12), rng.uniform(18, 26)
-    blob = 180 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0)
-    base = 30 + blob + 1.5 * xx + 0.5 * yy
-    img = base[..., None] * np.array([1.0, 0.85, 0.7]) + rng.normal(0, 3, (SIZE, SIZE, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _write(path, arr, quality=95):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, format="JPEG", quality=quality)
 
 
 def _decode(path):
@@ -38,19 +23,8 @@ def _decode(path):
 
 
 def make_fake(root, identical=False, seed=0):
-    """Manifest + JPEGs for all SURVEYS; ``identical``: all surveys share one image."""
-    rng = np.random.default_rng(seed)
-    ids = [f"g{i:02d}" for i in range(N_TRAIN + N_TEST)]
-    splits = ["train"] * N_TRAIN + ["test"] * N_TEST
-    root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": ids, "ra": np.linspace(150, 151, len(ids)),
-                  "dec": np.linspace(2, 3, len(ids)), "split": splits}).to_csv(
-        root / "manifest.csv", index=False)
-    for gid, split in zip(ids, splits):
-        shared = _image(rng)
-        for s in SURVEYS:
-            _write(image_path(root, split, s, gid), shared if identical else _image(rng))
-    return root
+    return fakes.make_fake(root, size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
+                           identical=identical, seed=seed)
 
 
 @pytest.fixture
@@ -157,7 +131,7 @@ def test_streams_from_files_at_iteration_time(root):
     path = image_path(root, "test", "hsc", "g07")
     new = np.full((SIZE, SIZE, 3), 200, np.uint8)
     new[:4] = 10
-    _write(path, new)  # replaced after the dataset was built
+    fakes.write_jpeg(path, new)  # replaced after the dataset was built
     x, y, gids = next(iter(ds))
     k = [g.decode() for g in gids.numpy()].index("g07")
     np.testing.assert_allclose(y[k].numpy(), pipeline.normalize(_decode(path)).numpy(),
@@ -245,7 +219,7 @@ def test_corrupt_jpeg(root):
 
 def test_not_a_jpeg(root):
     path = image_path(root, "test", "hsc", "g06")
-    Image.fromarray(_image(np.random.default_rng(1))).save(path, format="PNG")
+    Image.fromarray(fakes.fake_image(np.random.default_rng(1), SIZE)).save(path, format="PNG")
     with pytest.raises(DataError, match=rf"^{path}: not a JPEG file"):
         _ds(root)
     with pytest.raises(DataError, match=rf"^{path}: not a JPEG file$"):
@@ -255,7 +229,7 @@ def test_not_a_jpeg(root):
 
 def test_wrong_size(root):
     path = image_path(root, "test", "hsc", "g07")
-    _write(path, np.zeros((SIZE, SIZE + 8, 3), np.uint8) + 90)
+    fakes.write_jpeg(path, np.zeros((SIZE, SIZE + 8, 3), np.uint8) + 90)
     msg = rf"^{path}: expected a 32x32x3 RGB image, got 40x32"  # PIL: W x H
     with pytest.raises(DataError, match=msg):
         _ds(root)
@@ -274,7 +248,7 @@ def test_blank_cutout(root, survey):
     blank = blank_level(get_survey(survey))
     assert blank == {"sdss": 22, "hsc": 32}[survey]
     path = image_path(root, "test", survey, "g07")
-    _write(path, np.full((SIZE, SIZE, 3), blank, np.uint8))
+    fakes.write_jpeg(path, np.full((SIZE, SIZE, 3), blank, np.uint8))
     with pytest.raises(DataError, match=rf"^{path}: blank cutout"):
         _ds(root, source="sdss", target="hsc")
     with pytest.raises(DataError, match=rf"^{path}: blank cutout"):
@@ -284,7 +258,7 @@ def test_blank_cutout(root, survey):
 
 def test_uniform_but_not_blank_grey_is_accepted(root):
     # A flat image far from the blank level is odd but not an out-of-footprint cutout.
-    _write(image_path(root, "test", "hsc", "g07"), np.full((SIZE, SIZE, 3), 90, np.uint8))
+    fakes.write_jpeg(image_path(root, "test", "hsc", "g07"), np.full((SIZE, SIZE, 3), 90, np.uint8))
     assert len(list(_ds(root))) == 2
 
 

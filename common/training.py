@@ -1,0 +1,182 @@
+"""Training utilities shared by every model family: configs, precision, checkpoints,
+learning-rate schedule and sample grids.
+
+Every trainer follows the same shape: a config dataclass carrying the paper's defaults is
+printed (non-defaults marked) and saved as ``RUN_DIR/config.json``; ``tf.train.Checkpoint``
+holds the networks, both optimizers and the epoch, so a killed run resumes where it
+stopped; Keras ``fit`` provides the progress bar and TensorBoard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from common.io import atomic_path, atomic_write_text
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+PRECISIONS = {"float32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+
+
+# --- configs ------------------------------------------------------------------------------
+
+def describe_config(cfg) -> str:
+    """One line per field; fields that differ from the dataclass default end with ``*``."""
+    defaults = type(cfg)()
+    lines = [f"{type(cfg).__name__}:"]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        mark = "  *" if value != getattr(defaults, f.name) else ""
+        lines.append(f"  {f.name:<16} {value!r}{mark}")
+    return "\n".join(lines)
+
+
+def save_config(cfg, run_dir: Path) -> Path:
+    path = Path(run_dir) / CONFIG_FILE
+    atomic_write_text(path, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    return path
+
+
+def load_config(cls, run_dir: Path):
+    """Read ``RUN_DIR/config.json`` into ``cls``, rejecting unknown keys."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} holds no run to resume")
+    data = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    return cls(**data)
+
+
+# --- precision ----------------------------------------------------------------------------
+
+def set_precision(precision: str) -> str:
+    """Set the global Keras dtype policy: ``float32``, ``fp16`` or ``bf16``.
+
+    Must run before the networks are built. Returns the policy name.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of "
+                         f"{', '.join(PRECISIONS)}")
+    policy = PRECISIONS[precision]
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def make_adam(lr: float, beta_1: float, beta_2: float, precision: str):
+    """Adam, wrapped in dynamic loss scaling under fp16 (bf16 has fp32's exponent range)."""
+    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta_1, beta_2=beta_2)
+    if precision == "fp16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+class RunState:
+    """Networks, optimizers, seed state and epoch of one run, checkpointed together.
+
+    ``tf.train.CheckpointManager`` writes the data files first and the ``checkpoint``
+    index last (atomically), so a kill mid-save leaves the previous checkpoint valid.
+    """
+
+    def __init__(self, run_dir: Path, max_to_keep: int = 2, **trackables):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **trackables)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(Path(run_dir) / CHECKPOINTS), max_to_keep=max_to_keep)
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    def restore(self) -> int:
+        """Restore the newest checkpoint; return the number of finished epochs."""
+        if self.latest is None:
+            raise FileNotFoundError(
+                f"no checkpoint in {self.manager.directory}: nothing to resume")
+        self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def save(self, epochs_done: int) -> str:
+        self.epoch.assign(epochs_done)
+        return self.manager.save(checkpoint_number=epochs_done)
+
+
+class CheckpointEachEpoch(keras.callbacks.Callback):
+    """Save the run state at the end of every epoch."""
+
+    def __init__(self, state: RunState):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.save(epoch + 1)
+
+
+class EpochLRDecay(keras.callbacks.Callback):
+    """``lr_e = lr_0 / factor**e`` at the start of epoch ``e`` (Luo et al. §4.2).
+
+    The rate is derived from the epoch number, not accumulated, so a resumed run continues
+    the schedule exactly.
+    """
+
+    def __init__(self, optimizers, lr0: float, factor: float):
+        super().__init__()
+        self.optimizers, self.lr0, self.factor = optimizers, lr0, factor
+
+    def rate(self, epoch: int) -> float:
+        return self.lr0 / self.factor**epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for opt in self.optimizers:
+            opt.learning_rate.assign(self.rate(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = self.rate(epoch)
+
+
+# --- sample grids -------------------------------------------------------------------------
+
+def to_uint8(images) -> np.ndarray:
+    """``[..., 3]`` float in [-1, 1] -> uint8 in [0, 255] (inverse of paper eq. 8)."""
+    x = np.asarray(images, dtype=np.float32) * 127.5 + 127.5
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def write_grid(rows, path: Path, pad: int = 2) -> Path:
+    """Write a PNG grid: ``rows`` is a list of lists of ``[H, W, 3]`` uint8 panels."""
+    h, w = rows[0][0].shape[:2]
+    n_cols = max(len(r) for r in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad, 3), 255,
+                   np.uint8)
+    for i, row in enumerate(rows):
+        for j, panel in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y:y + h, x:x + w] = panel
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    return Path(path)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Each epoch, write ``samples/epoch_NNNN.png``: one galaxy a row, columns given by
+    ``columns_fn(generator)`` (e.g. input | output | target)."""
+
+    def __init__(self, columns_fn, out_dir: Path):
+        super().__init__()
+        self.columns_fn, self.out_dir = columns_fn, Path(out_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        columns = [to_uint8(c) for c in self.columns_fn()]
+        rows = [[col[i] for col in columns] for i in range(len(columns[0]))]
+        write_grid(rows, self.out_dir / f"epoch_{epoch + 1:04d}.png")

@@ -1,0 +1,80 @@
+"""Train Pix2WGAN: ``python -m pix2wgan.train --epochs 500``.
+
+Writes to ``--out RUN_DIR``::
+
+    config.json          the run's configuration (a resumed run takes its architecture here)
+    checkpoints/         networks + optimizers + epoch, saved every epoch
+    logs/                TensorBoard scalars (``tensorboard --logdir RUN_DIR/logs``)
+    history.csv          one row of losses per epoch
+    samples/epoch_NNNN.png   input | output | target for fixed test galaxies
+    generator.keras      the final generator, for ``pix2wgan.predict``
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from pix2wgan.config import LOSSES, Pix2WGANConfig
+from common.layers import NORMS
+from common.training import PRECISIONS
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Pix2WGANConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m pix2wgan.train",
+        description="Train Pix2WGAN (Luo et al.) on a dataset of JPEG triplets.")
+    p.add_argument("--data", default=d.data,
+                   help="dataset root (default: the simulated set in datasets/sim-default, "
+                        "generated on first use)")
+    p.add_argument("--source", default=d.source, help="input survey (default decals)")
+    p.add_argument("--target", default=d.target, help="target survey (default hsc)")
+    p.add_argument("--out", default="runs/pix2wgan", help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--loss", choices=LOSSES, default=d.loss,
+                   help="wgan-gp (Pix2WGAN) or bce (classic pix2pix baseline)")
+    p.add_argument("--n-critic", type=int, default=d.n_critic,
+                   help="critic iterations per generator update (wgan-gp only)")
+    p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
+    p.add_argument("--critic-norm", choices=NORMS, default=d.critic_norm)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--n-train", type=int, default=d.n_train,
+                   help="use only the first N training galaxies (0 = all)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--mixed-precision", action="store_const", const="fp16",
+                   dest="precision", default=d.precision,
+                   help="same as --precision fp16: mixed_float16 with loss scaling")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision)
+    p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    return p
+
+
+def parse_args(argv=None) -> tuple[Pix2WGANConfig, argparse.Namespace]:
+    """Parse CLI arguments into a validated config (errors exit with a one-line message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(Pix2WGANConfig)}
+    cfg = Pix2WGANConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        cfg.validate()
+    except ValueError as err:
+        parser.error(str(err))
+    return cfg, args
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    from common.errors import run_cli
+    from pix2wgan.trainer import train
+    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""``train(config, run_dir)``: the importable Pix2WGAN training job behind the CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import training
+from common.io import atomic_path
+from data import pipeline
+from data.layout import DataError, default_sim_dir, read_manifest
+from pix2wgan.config import Pix2WGANConfig
+from pix2wgan.model import Pix2WGAN
+
+GENERATOR_FILE = "generator.keras"
+#: Test galaxies scored for ``val_g_l1`` after each epoch (kept small: it is a monitor,
+#: not the evaluation; Table 1 is computed by experiments/table1.py on the whole split).
+N_VAL = 64
+
+
+def resolve_data(cfg: Pix2WGANConfig) -> Path:
+    """The dataset root; the embedded simulated default is generated on first use."""
+    if cfg.data:
+        return Path(cfg.data)
+    root = default_sim_dir()
+    from data.simulate import ensure_default
+    ensure_default(root)
+    return root
+
+
+def prepare_run(cfg: Pix2WGANConfig, run_dir: Path, resume: bool) -> Pix2WGANConfig:
+    """Check the run folder; on resume, take the saved architecture, keep new ``epochs``."""
+    run_dir = Path(run_dir)
+    has_ckpt = (run_dir / training.CHECKPOINTS / "checkpoint").is_file()
+    if resume:
+        if not has_ckpt:
+            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume")
+        saved = training.load_config(Pix2WGANConfig, run_dir)
+        saved.epochs = cfg.epochs
+        return saved.validate()
+    if has_ckpt:
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume to continue "
+                              f"it, or choose another --out")
+    return cfg
+
+
+def build(cfg: Pix2WGANConfig) -> Pix2WGAN:
+    """Networks + optimizers for ``cfg`` (sets the global precision policy first)."""
+    training.set_precision(cfg.precision)
+    model = Pix2WGAN.from_config_dataclass(cfg)
+    model.compile(
+        g_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
+        d_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
+        jit_compile=cfg.jit_compile)
+    return model
+
+
+def run_state(model: Pix2WGAN, run_dir: Path) -> training.RunState:
+    return training.RunState(run_dir, generator=model.generator, critic=model.critic,
+                             g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                             seed=model.seed_generator.state)
+
+
+def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
+          verbose: int | str = "auto") -> Pix2WGAN:
+    """Train (or resume) a run; returns the model. Everything lands in ``run_dir``."""
+    cfg = prepare_run(cfg.validate(), run_dir, resume)
+    root = resolve_data(cfg)
+    print(training.describe_config(cfg))
+
+    train_ids = read_manifest(root, "train")["id"].tolist()
+    if cfg.n_train:
+        train_ids = train_ids[:cfg.n_train]
+    test_ids = read_manifest(root, "test")["id"].tolist()
+    if len(train_ids) < cfg.iteration_batch:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"training iteration needs ({cfg.iteration_batch} = batch size x "
+                        f"n_critic)")
+    if not test_ids:
+        raise DataError(f"{root}: the test split is empty")
+
+    model = build(cfg)
+    state = run_state(model, run_dir)
+    first_epoch = state.restore() if resume else 0
+    if not resume:
+        training.save_config(cfg, run_dir)
+    print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
+          f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
+          f"{cfg.epochs}")
+
+    # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
+    train_ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target,
+                                     cfg.iteration_batch, training=True,
+                                     seed=cfg.seed + first_epoch, drop_remainder=True,
+                                     ids=train_ids, image_size=cfg.image_size)
+    val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, cfg.batch_size,
+                                   training=False, ids=test_ids[:N_VAL],
+                                   image_size=cfg.image_size)
+    x_low, x_high = next(iter(pipeline.make_dataset(
+        root, "test", cfg.source, cfg.target, cfg.n_samples, training=False,
+        ids=test_ids[:cfg.n_samples], image_size=cfg.image_size)))
+
+    run_dir = Path(run_dir)
+    callbacks = [
+        training.EpochLRDecay([model.g_optimizer, model.d_optimizer], cfg.lr, cfg.lr_decay),
+        training.SampleGrid(lambda: (x_low, model.generator(x_low, training=False), x_high),
+                            run_dir / "samples"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        training.CheckpointEachEpoch(state),  # last: runs after the others have logged
+    ]
+    if first_epoch < cfg.epochs:
+        with pipeline.data_errors(train_ds):
+            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
+                      validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)  # the pipeline shuffles
+    save_generator(model.generator, run_dir / GENERATOR_FILE)
+    return model
+
+
+def save_generator(generator: keras.Model, path: Path) -> Path:
+    """Save the generator as a ``.keras`` archive, atomically."""
+    with atomic_path(path) as tmp:
+        generator.save(tmp)
+    return path
+
+
+def load_generator(path: Path | str) -> keras.Model:
+    """Load a generator from a ``.keras`` file or from a run folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / GENERATOR_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model {path} not found (train one with "
+                                f"`python -m pix2wgan.train`)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise ValueError(f"could not load model {path}: {err}") from None
