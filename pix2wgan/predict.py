@@ -37,8 +37,11 @@ def image_size_of(path: str) -> int:
     from PIL import Image
 
     from data.layout import DataError
-    with Image.open(path) as img:
-        w, h = img.size
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
     if w != h:
         raise DataError(f"{path}: cutouts must be square, got {w}x{h}")
     return w
