@@ -12,7 +12,8 @@ drawn on a fine numpy grid and wrapped in ``galsim.InterpolatedImage``) + star-f
 knots (``galsim.RandomKnots``), with optional companion and foreground stars. The scene
 is observed by each survey the way the viewer's JPEGs come about (Luo et al. §2.4):
 per-band Moffat PSF with the survey's seeing, drawn at the survey's native pixel scale,
-Gaussian sky noise from the survey's depth (``pixel_noise``), Lanczos-3 resampling to 0.168"/px (pixel
+Gaussian sky noise from the survey's depth (``pixel_noise``; no source Poisson noise,
+which matters only in the brightest cores at these depths), Lanczos-3 resampling to 0.168"/px (pixel
 values, not fluxes, are interpolated, as in the viewer), ``data.render`` stretch, JPEG.
 Per-survey defects mimic the paper's Figs 5-6: satellite streaks, saturated stars,
 very noisy and blurred frames.
@@ -40,13 +41,17 @@ import numpy as np
 import pandas as pd
 
 from data import layout, render
-from data.surveys import LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey, mag_to_nmgy
+from data.surveys import (DECALS_PSF_DEPTH, FWHM_PER_SIGMA, LUO_PIXSCALE, LUO_SIZE,
+                          LUO_SURVEYS, get_survey, mag_to_nmgy)
 
 #: Bands whose fluxes every galaxy carries, so that any survey can be observed later.
 ALL_BANDS = ("u", "g", "r", "i", "z", "y")
 DEFECTS = ("streak", "saturated", "noisy", "blurred")
 TRUTH_CHOICES = ("test", "all", "none")
 CONFIG_FILE = "sim_config.json"
+#: Bump when a change to this module changes the files for the same settings, so that
+#: resuming into a folder made by older code fails instead of mixing the two.
+SIM_VERSION = 1
 
 #: HSC-Wide-like box for the mock coordinates (the RA 125-230 equatorial strip of
 #: notes/legacy_survey.md, which overlaps SDSS and DECaLS).
@@ -59,6 +64,9 @@ R_MAG_RANGE = (14.0, 17.77)
 #: Petrosian radius is ~2 half-light radii (Blanton et al. 2001), so r50 >= 1.5".
 MIN_PETRO = 3.0
 PETRO_PER_R50 = 2.0
+#: Size-magnitude relation of the mock sample: log10(r50 / arcsec) =
+#: LOG_R50[0] + LOG_R50[1] (m_r - 17.5) + N(0, LOG_R50[2]).
+LOG_R50 = (0.34, -0.145, 0.15)
 #: Moffat index of every PSF (ground-based seeing wings).
 MOFFAT_BETA = 3.5
 #: Grid step of the numpy spiral-arm disk (arcsec); HSC pixels are 0.168".
@@ -113,6 +121,9 @@ class SimConfig:
         for name, v in self.rates().items():
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"rate_{name} must lie in [0, 1], got {v!r}")
+        for name in ("noise_sdss", "noise_decals", "noise_hsc"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
 
@@ -125,6 +136,7 @@ class SimConfig:
         d = dataclasses.asdict(self)
         for k in ("out", "workers", "progress"):
             d.pop(k)
+        d["sim_version"] = SIM_VERSION
         return d
 
 
@@ -164,8 +176,8 @@ def draw_params(seed: int, index: int, cfg: SimConfig) -> dict:
     p["r_mag"] = math.log10(lo + rng.random() * (hi - lo)) / a
     # Size-magnitude relation of SDSS main-sample galaxies: r50 ~ 2.2" at m_r = 17.5,
     # ~7" at m_r = 14, lognormal scatter 0.15 dex; truncated by the Petrosian cut.
-    mu = 0.34 - 0.145 * (p["r_mag"] - 17.5)
-    r50 = 10 ** (mu + 0.15 * rng.standard_normal())
+    mu = LOG_R50[0] + LOG_R50[1] * (p["r_mag"] - 17.5)
+    r50 = 10 ** (mu + LOG_R50[2] * rng.standard_normal())
     p["r50"] = max(r50, MIN_PETRO / PETRO_PER_R50)
     p["petro_theta"] = PETRO_PER_R50 * p["r50"]
 
@@ -342,9 +354,9 @@ class Scene:
 #: SDSS quotes 95 % completeness for point sources (surveys.py ``depth``), which is
 #: brighter than its 5 sigma PSF limit. From SDSS dark-sky brightness (g 22.0, r 21.0,
 #: i 20.3 mag/arcsec^2), ~1000/950/700 e- per nMgy in 53.9 s, the per-pixel sky noise is
-#: ~0.016/0.026/0.041 nMgy, i.e. 5 sigma depths ~0.8-1.2 mag fainter than the 95 %
-#: points; we take the conservative 0.8 mag.
-SDSS_5SIGMA_MINUS_95PCT = 0.8
+#: ~0.016/0.026/0.041 nMgy, i.e. 5 sigma depths ~1.2/0.8/1.2 mag fainter than the 95 %
+#: points; we take 1.0 mag for all bands.
+SDSS_5SIGMA_MINUS_95PCT = 1.0
 #: HSC PDR depths are 5 sigma in a 2" diameter aperture, not PSF-weighted.
 HSC_APERTURE_DIAMETER = 2.0
 
@@ -358,14 +370,20 @@ def pixel_noise(survey, band: str) -> float:
     * HSC (5 sigma in a 2" aperture): ``sigma = f_lim / (5 sqrt(A_ap))`` with ``A_ap``
       the aperture area in pixels (0.52-0.67 x ``sky_sigma``);
     * SDSS (95 % completeness): the 5 sigma limit is ``SDSS_5SIGMA_MINUS_95PCT`` fainter
-      (0.48 x ``sky_sigma``);
-    * DECaLS (5 sigma PSF depth): ``sky_sigma`` as is.
+      (0.40 x ``sky_sigma``);
+    * DECaLS: the quoted 3-pass medians (``DECALS.depth``) are shallower than the
+      full-depth coadds the viewer shows; we use ``surveys.DECALS_PSF_DEPTH`` (5 sigma
+      PSF), i.e. 0.87/0.58/0.65 x ``sky_sigma`` in g/r/z.
     """
     if survey.name == "hsc":
         area = math.pi * (HSC_APERTURE_DIAMETER / 2 / survey.pixel_scale) ** 2
         return mag_to_nmgy(survey.depth[band]) / (5.0 * math.sqrt(area))
     if survey.name == "sdss":
         return survey.sky_sigma(band) * 10 ** (-0.4 * SDSS_5SIGMA_MINUS_95PCT)
+    if survey.name == "decals":
+        sigma_psf = survey.psf_fwhm[band] / FWHM_PER_SIGMA / survey.pixel_scale
+        nea = 4.0 * math.pi * sigma_psf**2  # as Survey.sky_sigma
+        return mag_to_nmgy(DECALS_PSF_DEPTH[band]) / (5.0 * math.sqrt(nea))
     return survey.sky_sigma(band)
 
 
@@ -595,6 +613,16 @@ def _rate(text: str) -> float:
     return v
 
 
+def _factor(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"factor {text!r} is not a number") from None
+    if not v >= 0.0:
+        raise argparse.ArgumentTypeError(f"factor {text!r} must be >= 0")
+    return v
+
+
 def _count(text: str) -> int:
     try:
         v = int(text)
@@ -631,6 +659,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     for name in SimConfig().rates():
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
                         metavar="P")
+    for s in LUO_SURVEYS:
+        ap.add_argument(f"--noise-{s}", type=_factor, default=d[f"noise_{s}"].default,
+                        metavar="X", help=f"multiply {s}'s depth-derived sky noise")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     a = ap.parse_args(argv)
     if a.size < 8:

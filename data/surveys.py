@@ -115,6 +115,14 @@ DECALS = Survey(
     rgb_m=0.03,
 )
 
+#: Median 5 sigma *PSF* depths of the full-depth DECaLS coadds behind the viewer's
+#: ls-dr9/ls-dr10 layers, used by the simulator's sky noise. ``DECALS.depth`` r and z
+#: (23.61, 22.84) sit at the survey's 0.45" exponential-galaxy targets (Dey et al. 2019:
+#: g 24.0, r 23.4, z 22.5) plus ~0.2 mag, while PSF depths are ~0.4 mag deeper than
+#: galaxy depths and most bricks have more than three passes. UNVERIFIED: recalled from
+#: the DR9 documentation, not in shared/notes; check before relying on it.
+DECALS_PSF_DEPTH = {"g": 24.8, "r": 24.2, "z": 23.3}
+
 HSC = Survey(
     name="hsc",
     pixel_scale=0.168,

@@ -189,6 +189,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     (["--rate-noisy", "-0.1"], "-0.1"),
     (["--truth", "some"], "some"),
     (["--workers", "0"], "0"),
+    (["--noise-sdss", "-1"], "-1"),
     (["--bogus"], "--bogus"),
 ])
 def test_cli_bad_arguments(argv, word, capsys):
