@@ -5,6 +5,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 @contextlib.contextmanager
@@ -27,7 +28,14 @@ def atomic_path(path: Path | str):
             os.remove(tmp)
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto
+    ``path`` (see :func:`atomic_path`). Returns ``path``."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        write(tmp)
+    return Path(path)
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

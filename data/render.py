@@ -22,14 +22,13 @@ values (Lanczos-3), without rescaling by pixel area, so the stretch always sees
 """
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from common.io import atomic_write
 from data.surveys import JPEG_QUALITY, RGB_Q, Survey
 
 
@@ -138,26 +137,6 @@ def blank_level(survey: Survey, q: float = RGB_Q) -> int:
     """
     zero = np.zeros((1, 1, len(survey.rgb_bands)))
     return int(to_uint8(asinh_stretch(zero, _scales(survey), survey.rgb_m, q))[0, 0, 0])
-
-
-def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then ``os.replace`` it in.
-
-    A reader (or a resumed run) therefore sees either no file or the complete file,
-    never a partial one, even if the process is killed mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_jpeg(path: Path | str, rgb: np.ndarray, quality: int = JPEG_QUALITY) -> Path:

@@ -40,6 +40,7 @@ import galsim
 import numpy as np
 import pandas as pd
 
+from common.io import atomic_write
 from data import layout, render
 from data.surveys import (DECALS_PSF_DEPTH, FWHM_PER_SIGMA, LUO_PIXSCALE, LUO_SIZE,
                           LUO_SURVEYS, get_survey, mag_to_nmgy)
@@ -533,7 +534,7 @@ def make_galaxy(cfg: SimConfig, index: int) -> bool:
             render.write_jpeg(path, rgb)
     if len(paths) > 3 and not paths[3].exists():
         truth = truth_image(scene, cfg.size)
-        render.atomic_write(paths[3], lambda tmp: np.save(open(tmp, "wb"), truth))
+        atomic_write(paths[3], lambda tmp: np.save(open(tmp, "wb"), truth))
     return True
 
 
@@ -565,7 +566,7 @@ def _check_config(cfg: SimConfig) -> None:
             raise layout.DataError(f"{cfg.out} was simulated with other settings: {diff}; "
                                    f"use another --out")
         return
-    render.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
 
 
 def simulate(cfg: SimConfig) -> Path:
@@ -595,7 +596,7 @@ def simulate(cfg: SimConfig) -> Path:
     if bar is not None:
         bar.close()
     df = manifest(cfg)
-    render.atomic_write(layout.manifest_path(cfg.out),
+    atomic_write(layout.manifest_path(cfg.out),
                         lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
     return cfg.out
 

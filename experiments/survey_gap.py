@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import metrics  # noqa: E402
+from common.io import atomic_write  # noqa: E402
 from data import layout, render  # noqa: E402
 from data.simulate import SimConfig, simulate  # noqa: E402
 
@@ -117,10 +118,10 @@ def main(argv=None) -> pd.DataFrame:
     except layout.DataError as e:
         raise SystemExit(f"error: {e}") from None
     a.out.mkdir(parents=True, exist_ok=True)
-    render.atomic_write(a.out / "survey_gap.csv",
+    atomic_write(a.out / "survey_gap.csv",
                         lambda t: df.to_csv(t, index=False, float_format="%.4f"))
     md = to_markdown(df, root)
-    render.atomic_write(a.out / "survey_gap.md", lambda t: t.write_text(md))
+    atomic_write(a.out / "survey_gap.md", lambda t: t.write_text(md))
     print(md)
     return df
 

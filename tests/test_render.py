@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from common.io import atomic_write
 from data import render
 from data.surveys import DECALS, HSC, SDSS
 
@@ -105,7 +106,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        render.atomic_write(path, boom)
+        atomic_write(path, boom)
     assert os.listdir(tmp_path) == []
 
 

@@ -1,0 +1,37 @@
+"""Score image pairs of a test split with the Table 1 metrics, streaming."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+from tqdm import tqdm
+
+from common.metrics import MetricSet
+from data import pipeline
+
+
+def score_split(root: Path, source: str, target: str, *, predict_fn=None,
+                batch_size: int = 32, image_size: int = 128, ids=None,
+                split: str = "test", progress: bool = True, desc: str = "") -> MetricSet:
+    """RMSE / PSNR / SSIM of ``predict_fn(source)`` (or of ``source`` itself) against
+    ``target`` over a split, per image on [0, 255].
+
+    Args:
+        predict_fn: ``[B, H, W, 3]`` float32 in [-1, 1] -> same; ``None`` compares the
+            untransformed input with the target (Table 1's "DECaLS–HSC" rows).
+    Returns:
+        a ``MetricSet`` (mean, std and N per metric). Predictions are rounded to uint8
+        first, exactly as a saved pseudo-HSC image would be.
+    """
+    ds = pipeline.make_dataset(root, split, source, target, batch_size, training=False,
+                               ids=ids, image_size=image_size, progress=progress)
+    scores = MetricSet()
+    bar = tqdm(desc=desc or f"{source}->{target}", unit="img", disable=not progress)
+    with pipeline.data_errors(ds):
+        for x_low, x_high in ds:
+            x = x_low if predict_fn is None else predict_fn(x_low)
+            scores.update(pipeline.denormalize(x, tf.uint8).numpy(),
+                          pipeline.denormalize(x_high, tf.uint8).numpy())
+            bar.update(int(x_low.shape[0]))
+    bar.close()
+    return scores
