@@ -25,7 +25,9 @@ def _init():
 def _norm(kind: str, name: str):
     """A normalisation layer by name (``None`` for ``"none"``)."""
     if kind == "batch":
-        return layers.BatchNormalization(name=name)
+        # momentum 0.9 = PyTorch's 0.1, as in the reference pix2pix: the moving statistics
+        # used at inference keep up with the weights (Keras' 0.99 lags ~100 steps behind).
+        return layers.BatchNormalization(momentum=0.9, name=name)
     if kind == "layer":
         # Per-sample normalisation keeps the critic's outputs independent across the
         # batch, which the gradient penalty assumes (Gulrajani et al. 2017, §4).

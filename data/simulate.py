@@ -601,6 +601,17 @@ def simulate(cfg: SimConfig) -> Path:
     return cfg.out
 
 
+def ensure_simulated(cfg: SimConfig | None = None) -> Path:
+    """The dataset of ``cfg`` (default: the embedded default set), simulated if it has no
+    manifest yet (an interrupted simulation is resumed)."""
+    cfg = cfg or SimConfig()
+    if not layout.manifest_path(cfg.out).is_file():
+        print(f"simulating {cfg.n_train} + {cfg.n_test} galaxies (seed {cfg.seed}) into "
+              f"{cfg.out}", file=sys.stderr)
+        simulate(cfg)
+    return cfg.out
+
+
 # ---------------------------------------------------------------------------- CLI
 
 

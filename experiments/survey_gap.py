@@ -23,12 +23,14 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import metrics  # noqa: E402
+from common.paper import TABLE1  # noqa: E402
 from common.io import atomic_write  # noqa: E402
 from data import layout, render  # noqa: E402
-from data.simulate import SimConfig, simulate  # noqa: E402
+from data.simulate import SimConfig, ensure_simulated  # noqa: E402
 
 #: Luo et al. Table 1, untransformed pairs (RMSE, PSNR dB, SSIM).
-PAPER = {"decals": (27.39, 19.95, 0.56), "sdss": (34.81, 17.59, 0.43)}
+PAPER = {s: tuple(TABLE1[pair][m] for m in ("rmse", "psnr", "ssim"))
+         for s, pair in (("decals", "DECaLS–HSC"), ("sdss", "SDSS–HSC"))}
 RESULTS = layout.REPO_ROOT / "results"
 
 
@@ -96,8 +98,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None,
                     help="dataset folder (default: the simulated default set, made if missing)")
-    ap.add_argument("--n-train", type=int, default=300, help="if simulating")
-    ap.add_argument("--n-test", type=int, default=200, help="if simulating")
+    ap.add_argument("--n-train", type=int, default=SimConfig.n_train, help="if simulating")
+    ap.add_argument("--n-test", type=int, default=SimConfig.n_test, help="if simulating")
     ap.add_argument("--seed", type=int, default=0, help="if simulating")
     ap.add_argument("--workers", type=int, default=None, help="if simulating")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -106,13 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> pd.DataFrame:
     a = parse_args(argv)
-    root = a.data
-    if root is None:
-        root = layout.default_sim_dir()
-        if not layout.manifest_path(root).is_file():
-            print(f"simulating {root} ({a.n_train} train + {a.n_test} test, seed {a.seed})")
-            simulate(SimConfig(out=root, n_train=a.n_train, n_test=a.n_test, seed=a.seed,
-                               workers=a.workers))
+    root = a.data or ensure_simulated(SimConfig(n_train=a.n_train, n_test=a.n_test,
+                                                seed=a.seed, workers=a.workers))
     try:
         df = survey_gap(root)
     except layout.DataError as e:

@@ -61,13 +61,10 @@ def ensure_data(args, preset: dict) -> Path:
     """The dataset root: ``--data``, or the preset's simulated set (made if missing)."""
     if args.data:
         return Path(args.data)
-    from data.simulate import SimConfig, simulate
+    from data.simulate import SimConfig, ensure_simulated
     root = default_sim_dir() if preset["data"] is None else data_root() / preset["data"]
-    if not (root / "manifest.csv").is_file():
-        print(f"simulating {preset['n_train']} + {preset['n_test']} galaxies into {root}")
-        simulate(SimConfig(out=root, n_train=preset["n_train"], n_test=preset["n_test"],
-                           progress=not args.quiet))
-    return root
+    return ensure_simulated(SimConfig(out=root, n_train=preset["n_train"],
+                                      n_test=preset["n_test"], progress=not args.quiet))
 
 
 def train_config(args, preset: dict, root: Path) -> Pix2WGANConfig:

@@ -10,7 +10,7 @@ import tensorflow as tf
 from common import training
 from common.io import atomic_path
 from data import pipeline
-from data.layout import DataError, default_sim_dir, read_manifest
+from data.layout import DataError, read_manifest
 from pix2wgan.config import Pix2WGANConfig
 from pix2wgan.model import Pix2WGAN
 
@@ -24,10 +24,8 @@ def resolve_data(cfg: Pix2WGANConfig) -> Path:
     """The dataset root; the embedded simulated default is generated on first use."""
     if cfg.data:
         return Path(cfg.data)
-    root = default_sim_dir()
-    from data.simulate import ensure_default
-    ensure_default(root)
-    return root
+    from data.simulate import ensure_simulated
+    return ensure_simulated()
 
 
 def prepare_run(cfg: Pix2WGANConfig, run_dir: Path, resume: bool) -> Pix2WGANConfig:
