@@ -36,10 +36,13 @@ import random
 import threading
 import time
 from datetime import timezone
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from common.io import atomic_path
 
 __version__ = "0.1"
 
@@ -223,6 +226,31 @@ class HttpClient:
                 Content-Type (not retried: the service answered deliberately).
             ValueError: ``path`` points outside ``base_url``.
         """
+        def consume(resp):
+            _ = resp.content  # the whole body now: a truncated one raises here
+            self._check_length(resp, len(resp.content))
+            return resp
+        return self._fetch(path, params, expect, consume)
+
+    def download(self, path: str, dest: Path | str, params: dict | None = None, *,
+                 expect: str | None = None, chunk: int = 1 << 20) -> Path:
+        """Stream ``base_url + path`` into ``dest`` (atomically: a temporary file beside
+        it, renamed when complete), with :meth:`get`'s retries and checks. Suits large
+        files (catalogues) that should not sit in memory. Returns ``dest``."""
+        def consume(resp):
+            with atomic_path(dest) as tmp:
+                size = 0
+                with open(tmp, "wb") as f:
+                    for block in resp.iter_content(chunk):
+                        f.write(block)
+                        size += len(block)
+                self._check_length(resp, size)
+            return Path(dest)
+        return self._fetch(path, params, expect, consume)
+
+    def _fetch(self, path, params, expect, consume):
+        """The retry loop shared by :meth:`get` and :meth:`download`: ``consume(resp)``
+        reads the body of a 2xx answer (transport errors while reading are retried)."""
         url = self.url(path)
         tries = self.retries + 1
         reason, status = "no try made", None
@@ -230,18 +258,20 @@ class HttpClient:
             self._throttle()
             resp = None
             try:
-                resp = self.session.get(url, params=params, timeout=self.timeout)
-                _ = resp.content  # read the whole body now (truncation raises here)
+                resp = self.session.get(url, params=params, timeout=self.timeout,
+                                        stream=True)
                 status = resp.status_code
-                self._check_length(resp)
+                if status < 300:
+                    self._check_type(resp, url, expect)
+                    return consume(resp)
+                _ = resp.content
             except requests.RequestException as err:
                 reason = _error_kind(err)
                 log.debug("GET %s: %s (try %d/%d)", url, err, attempt + 1, tries)
+                if resp is not None:
+                    resp.close()
                 resp = None
             else:
-                if status < 300:
-                    self._check_type(resp, url, expect)
-                    return resp
                 if status not in RETRY_STATUS:
                     raise FetchError(self._status_reason(resp), url, status)
                 reason = f"HTTP {status}"
@@ -251,14 +281,14 @@ class HttpClient:
         raise FetchError(f"{reason} after {tries} tries", url, status)
 
     @staticmethod
-    def _check_length(resp: requests.Response) -> None:
+    def _check_length(resp: requests.Response, size: int) -> None:
         """Raise ``ChunkedEncodingError`` if fewer bytes came than Content-Length said
         (urllib3 normally catches this itself; kept as a second guard)."""
-        declared = resp.headers.get("Content-Length")
-        if declared and not resp.headers.get("Content-Encoding") and \
-                declared.isdigit() and len(resp.content) < int(declared):
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and not resp.headers.get("Content-Encoding") and \
+                size < int(declared):
             raise requests.exceptions.ChunkedEncodingError(
-                f"incomplete body: {len(resp.content)} of {declared} bytes")
+                f"incomplete body: {size} of {declared} bytes")
 
     @staticmethod
     def _status_reason(resp: requests.Response) -> str:

@@ -154,3 +154,22 @@ def test_rate_limit_shared_by_threads(fake_server):
     # 12 requests at 50/s: slots 20 ms apart, so the last starts >= 220 ms after the first.
     assert time.monotonic() - t0 >= 0.21
     assert srv.count() == 12
+
+
+def test_download_streams_atomically(fake_server, tmp_path):
+    big = bytes(range(256)) * 4096  # 1 MiB
+    srv = fake_server(Script({"/f.csv": [truncated(big, 0.5, "text/csv"),
+                                         Reply(200, {"Content-Type": "text/csv"}, big)]}))
+    c, sleeps = client(srv)
+    dest = tmp_path / "cache" / "f.csv"
+    assert c.download("f.csv", dest, expect="text/csv", chunk=4096) == dest
+    assert dest.read_bytes() == big and srv.count() == 2
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["f.csv"]  # no temp left
+
+
+def test_download_failure_leaves_nothing(fake_server, tmp_path):
+    srv = fake_server(Script({"/f.csv": [text_reply("gone")]}))
+    c, _ = client(srv)
+    with pytest.raises(FetchError):
+        c.download("f.csv", tmp_path / "f.csv", expect="text/csv")
+    assert list(tmp_path.iterdir()) == []
