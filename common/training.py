@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from common.io import atomic_path, atomic_write_text
+from data.pipeline import denormalize
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -147,12 +148,6 @@ class EpochLRDecay(keras.callbacks.Callback):
 
 # --- sample grids -------------------------------------------------------------------------
 
-def to_uint8(images) -> np.ndarray:
-    """``[..., 3]`` float in [-1, 1] -> uint8 in [0, 255] (inverse of paper eq. 8)."""
-    x = np.asarray(images, dtype=np.float32) * 127.5 + 127.5
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
 def write_grid(rows, path: Path, pad: int = 2) -> Path:
     """Write a PNG grid: ``rows`` is a list of lists of ``[H, W, 3]`` uint8 panels."""
     h, w = rows[0][0].shape[:2]
@@ -177,6 +172,6 @@ class SampleGrid(keras.callbacks.Callback):
         self.columns_fn, self.out_dir = columns_fn, Path(out_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        columns = [to_uint8(c) for c in self.columns_fn()]
+        columns = [denormalize(c, tf.uint8).numpy() for c in self.columns_fn()]
         rows = [[col[i] for col in columns] for i in range(len(columns[0]))]
         write_grid(rows, self.out_dir / f"epoch_{epoch + 1:04d}.png")

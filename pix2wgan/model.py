@@ -104,6 +104,8 @@ class Pix2WGAN(keras.Model):
         for low, high in zip(lows, highs):
             d_loss, wass, gp = self._critic_step(low, high)
         g_loss, g_adv, g_l1 = self._generator_step(lows[-1], highs[-1])
+        # d_wasserstein is logged as D(real) - D(fake), the critic's estimate of the
+        # Wasserstein distance (the negative of its loss term).
         values = {"g_loss": g_loss, "g_adv": g_adv, "g_l1": g_l1, "d_loss": d_loss,
                   "d_wasserstein": -wass, "d_gp": gp}
         for name, tracker in self.trackers.items():
