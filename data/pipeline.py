@@ -46,12 +46,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from data.layout import DataError, image_path, manifest_path, read_manifest
-from data.render import blank_level
+from data.render import BLANK_MEAN_TOL, BLANK_STD, blank_level, is_blank
 from data.surveys import LUO_SIZE, LUO_SURVEYS, get_survey
 
-#: Blank-cutout rule (see module docstring), in grey levels of [0, 255].
-BLANK_STD = 1.0
-BLANK_MEAN_TOL = 3.0
+#: Blank-cutout rule (see module docstring), in grey levels of [0, 255]: BLANK_STD and
+#: BLANK_MEAN_TOL, defined in data.render (TF-free, shared with the downloader).
 
 #: Bumped whenever check_image's rules change, so old validation stamps stop matching.
 _RULES_VERSION = "1"
@@ -123,9 +122,7 @@ def check_image(path: str | Path, image_size: int = LUO_SIZE,
                         "Drop it from the manifest")
 
 
-def _is_blank(arr: np.ndarray, blank: int) -> bool:
-    a = arr.astype(np.float64)
-    return a.std() < BLANK_STD and abs(a.mean() - blank) < BLANK_MEAN_TOL
+_is_blank = is_blank
 
 
 def _stat_all(paths: Sequence[str], where: str) -> list[os.stat_result]:

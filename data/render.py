@@ -139,6 +139,26 @@ def blank_level(survey: Survey, q: float = RGB_Q) -> int:
     return int(to_uint8(asinh_stretch(zero, _scales(survey), survey.rgb_m, q))[0, 0, 0])
 
 
+#: Blank-cutout rule, in grey levels of [0, 255] (see :func:`is_blank`).
+BLANK_STD = 1.0
+BLANK_MEAN_TOL = 3.0
+
+
+def is_blank(arr: np.ndarray, blank: int) -> bool:
+    """Whether an ``[H, W, 3]`` cutout is the viewer's uniform out-of-footprint grey:
+    pixel standard deviation below ``BLANK_STD`` and mean within ``BLANK_MEAN_TOL`` of
+    the survey's ``blank`` level (:func:`blank_level`). Real sky has a far larger spread."""
+    a = np.asarray(arr, np.float64)
+    return bool(a.std() < BLANK_STD and abs(a.mean() - blank) < BLANK_MEAN_TOL)
+
+
+def blank_fraction(arr: np.ndarray, blank: int) -> float:
+    """Fraction of pixels whose three values all equal ``blank`` exactly: the no-data
+    (zero-flux) part of a partly covered cutout. Sky noise almost never hits it."""
+    a = np.asarray(arr)
+    return float(np.all(a == blank, axis=-1).mean())
+
+
 def write_jpeg(path: Path | str, rgb: np.ndarray, quality: int = JPEG_QUALITY) -> Path:
     """Write ``[H, W, 3]`` uint8 (R, G, B) as a JPEG (viewer quality 90), atomically."""
     rgb = np.asarray(rgb)

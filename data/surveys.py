@@ -167,3 +167,16 @@ def get_survey(name: str) -> Survey:
         raise ValueError(
             f"unknown survey {name!r}; choose one of {', '.join(SURVEYS)}"
         ) from None
+
+#: Coarse HSC-SSP PDR3 Wide footprint, ``(name, ra_min, ra_max, dec_min, dec_max)`` in
+#: degrees (notes/legacy_survey.md), a pre-filter for the Luo et al. sample (§2.4): the
+#: SDSS ∩ DECaLS ∩ HSC overlap. Cutouts inside a box may still be blank (HSC holes and
+#: edges); the downloader rejects those. The notes give AEGIS only as Dec 48-55; its RA
+#: range (205-225, around the field's 214.8) is our assumption.
+HSC_WIDE_BOXES = (
+    ("fall-east", 320.0, 360.0, -10.0, 10.0),
+    ("fall-west", 0.0, 50.0, -10.0, 10.0),
+    ("spring", 125.0, 230.0, -10.0, 10.0),
+    ("hectomap", 190.0, 260.0, 40.0, 48.0),
+    ("aegis", 205.0, 225.0, 48.0, 55.0),
+)
