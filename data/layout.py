@@ -6,6 +6,22 @@
     ROOT/<split>/<survey>/<id>.jpg         128x128x3 viewer-rendered cutouts
     ROOT/<split>/truth/<id>.npy            simulated sets only: noise-free HSC truth
 
+FITS sets for Lin et al. (2021) (ugriz, SDSS and CFHT), written by
+``python -m data.download sdss-fits | cfht-fits | pairs`` (see ``data/fits_download.py``)
+and, later, by the simulator::
+
+    ROOT/<subset>/<survey>/<id>.fits       float32 [5, H, W] u,g,r,i,z cube in nanomaggies,
+                                           TAN WCS, BANDS/BAND0..BAND4 header keys;
+                                           survey sdss: 64x64 at 0.396"/px,
+                                           survey cfht: 136x136 at 0.187"/px
+    ROOT/pool/<survey>_state.csv           download state: id, ra, dec, status (ok | failed: why)
+    ROOT/pool/<survey>_summary.md          download summary table
+    ROOT/lin_manifest.csv                  one row per file of the three sets below:
+                                           id, survey, subset, source_id, ra, dec, ...
+
+``subset`` is ``pool`` (everything downloaded, before pairing), ``paired_train`` /
+``paired_test`` (the two members of a pair share the SDSS galaxy's id) or ``unpaired``.
+
 ``ROOT`` defaults to ``datasets/`` next to the ``data/`` package; set ``GALAXY_DATA``
 to move it.
 """
@@ -60,6 +76,19 @@ def image_path(root: Path | str, split: str, survey: str, galaxy_id: str) -> Pat
 def truth_path(root: Path | str, split: str, galaxy_id: str) -> Path:
     """Path of a simulated galaxy's noise-free truth array."""
     return Path(root) / split / TRUTH / f"{check_id(galaxy_id)}.npy"
+
+
+#: Subsets of the Lin et al. FITS layout; ``pool`` holds the downloads before pairing.
+FITS_SUBSETS = ("pool", "paired_train", "paired_test", "unpaired")
+LIN_MANIFEST = "lin_manifest.csv"
+
+
+def fits_path(root: Path | str, subset: str, survey: str, galaxy_id: str) -> Path:
+    """Path of one ugriz FITS cube: ``ROOT/<subset>/<survey>/<id>.fits``."""
+    if subset not in FITS_SUBSETS:
+        raise DataError(f"unknown FITS subset {subset!r}; choose one of "
+                        f"{', '.join(FITS_SUBSETS)}")
+    return Path(root) / subset / survey / f"{check_id(galaxy_id)}.fits"
 
 
 def manifest_path(root: Path | str) -> Path:

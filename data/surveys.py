@@ -19,6 +19,15 @@ NMGY_ZEROPOINT = 22.5
 LUO_PIXSCALE = 0.168
 LUO_SIZE = 128
 
+#: Lin et al. (2021) §IV.A: SDSS 64x64 px at 0.396"/px and CFHT 136x136 px at 0.187"/px
+#: span the same ~25.4" of sky; pairs are matched within 1" and split 2,557 train /
+#: 2,500 test (the remaining galaxies form the unpaired training sets).
+LIN_SDSS_SIZE = 64
+LIN_CFHT_SIZE = 136
+LIN_MATCH_ARCSEC = 1.0
+LIN_N_PAIRED_TRAIN = 2557
+LIN_N_PAIRED_TEST = 2500
+
 #: Q of the viewer's asinh stretch (fixed in ``sdss_rgb``).
 RGB_Q = 20.0
 

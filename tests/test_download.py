@@ -16,7 +16,7 @@ import requests
 from data import download
 from data.download import LegacyConfig, classify, download_legacy, read_state
 from data.http import USER_AGENT, HttpClient
-from data.layout import REPO_ROOT, image_path
+from data.layout import REPO_ROOT
 from data.render import blank_level, read_jpeg
 from data.surveys import LUO_SURVEYS, get_survey
 from tests.fake_servers import (Reply, Script, fake_server, galaxy_array,  # noqa: F401
@@ -276,3 +276,15 @@ def test_bad_manifest(tmp_path):
     assert download.main(["legacy", "--manifest", str(bad), "--out",
                           str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_state_survives_a_cut_line(tmp_path):
+    path = tmp_path / download.STATE
+    path.write_text("split,survey,id,status,reason,time\n"
+                    "train,sdss,a,ok,,t\ntrain,hsc,a,blank,grey,t\ntrain,decals,a,o")
+    assert read_state(path) == {("train", "sdss", "a"): ("ok", ""),
+                                ("train", "hsc", "a"): ("blank", "grey")}
+    log = download.StateLog(path)
+    log.add(download.Task("train", "decals", "a", 1.0, 2.0), "failed", "HTTP 503\nx")
+    log.close()
+    assert read_state(path)[("train", "decals", "a")] == ("failed", "HTTP 503 x")

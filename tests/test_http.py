@@ -8,7 +8,7 @@ import time
 import pytest
 
 from data.http import USER_AGENT, FetchError, HttpClient, retry_after
-from tests.fake_servers import (FakeServer, Reply, Script, fake_server, galaxy_jpeg,  # noqa: F401
+from tests.fake_servers import (Reply, Script, fake_server, galaxy_jpeg,  # noqa: F401
                                 jpeg_reply, reset, slow, text_reply, too_many, truncated,
                                 unavailable)
 

@@ -1,0 +1,713 @@
+"""ugriz FITS cutouts for Lin, Fouchez & Pasquet (2021): SDSS frames and CFHTLS MegaPipe.
+
+Two subcommands of ``python -m data.download`` (needs internet):
+
+``sdss-fits --manifest M --out ROOT``
+    64x64 px stamps at 0.396"/px (``surveys.LIN_SDSS_SIZE``) cut from the SDSS
+    calibrated frames on the Science Archive Server::
+
+        {base}/eboss/photoObj/frames/{rerun}/{run}/{camcol}/
+            frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2
+
+    (``--base-url`` default ``https://data.sdss.org/sas/dr17``, rerun 301). Frame
+    pixels are already calibrated nanomaggies (HDU 0, ``BUNIT = 'nanomaggy'``). The
+    manifest is a CSV with columns ``id, ra, dec, run, camcol, field`` (optional
+    ``rerun``): the ``PhotoObj`` columns of the same names, e.g. from SkyServer/CasJobs
+    ``SELECT objID AS id, ra, dec, run, camcol, field FROM PhotoObj WHERE ...``.
+    Frames are downloaded once per field and band into ``ROOT/pool/.cache/sdss-frames``
+    (the galaxies are processed in field order, so many galaxies share one download),
+    decompressed in memory with the stdlib ``bz2``, and the cache is removed when a run
+    finishes unless ``--keep-frames``.
+
+``cfht-fits --manifest M --out ROOT``
+    136x136 px stamps at 0.187"/px (``surveys.LIN_CFHT_SIZE``) from the CFHTLS Wide
+    stacks at CADC, through the CADC SODA cutout service (one request per band)::
+
+        GET {base}/caom2ops/sync?ID={uri}&CIRCLE={ra} {dec} {radius_deg}
+
+    with ``--base-url`` default ``https://ws-cadc.canfar.net`` and
+    ``uri = --uri-template.format(tile=..., band='g', BAND='G', id=...)``, default
+    ``cadc:CFHTSG/{tile}.{BAND}.fits`` (CADC's documented example of this service is
+    ``caom2ops/sync?id=cadc:CFHTSG/D2.I.fits&CIRCLE=150.570478+2.172356+0.01``, a
+    MegaPipe CFHTLS stack). The manifest is a CSV with columns ``id, ra, dec, tile``
+    (``tile``: the stack that holds the galaxy, as named in the artifact URI; any
+    column named in the template is required). **The artifact names of the CFHTLS Wide
+    MegaPipe stacks and the exact service URL could not be checked offline: a user with
+    internet must check one galaxy by hand** (CADC's advanced search shows the
+    artifact URI of each stack) and set ``--uri-template`` / ``--base-url`` if needed.
+    The circle's radius covers the stamp's diagonal plus 1"; the returned cutout is then
+    cut locally like the SDSS frames. Stacks use zero point 30, so pixels are
+    multiplied by ``surveys.CFHT.flux_to_nmgy`` (1e-3); a header ``PHOTZP`` other than
+    30 is reported as a failure.
+
+How a stamp is cut (both surveys, ``sample_nearest``): the output grid is a north-up,
+east-left TAN grid centred on the galaxy (``stamp_wcs``; the centre is the middle of the
+stamp, FITS pixel ``(size + 1) / 2``, so flips and 90 degree rotations keep it) at the
+survey's pixel scale; every output pixel takes the value of the source pixel nearest to
+its sky position. No interpolation: pixel values and their noise are kept as observed
+(only picked; on a rotated SDSS frame a few are picked twice), positions are exact to
+half a source pixel, and all five bands share one WCS although the SDSS frames of one
+field are not aligned with each other. The SDSS scans are not north-up, hence the
+regridding; pairs then match pixel by pixel. On an aligned grid of the same scale the
+stamp is an exact shifted cut; MegaPipe's native 0.186"/px against the 0.187"/px grid
+means about one CFHT row and one column of the 136 are picked twice.
+
+Output (``data.layout``): ``ROOT/pool/<survey>/<id>.fits`` -- one primary HDU, float32
+``[5, H, W]`` (u, g, r, i, z) in nanomaggies, the stamp's TAN WCS (``WCSAXES = 2``), and
+``BANDS = 'ugriz'``, ``BAND0..BAND4``, ``BUNIT``, ``SURVEY``, ``OBJID``, ``RA``/``DEC`` of
+the request, ``PIXSCALE`` and the source (run/camcol/field or tile). ``data.lin_pairs``
+(``python -m data.download pairs``) then builds the paired and unpaired sets.
+
+Reliability: each galaxy's outcome goes to ``ROOT/pool/<survey>_state.csv`` (``id, ra,
+dec, status`` with status ``ok`` or ``failed: <reason>``), appended as it happens and
+compacted at the end; a rerun skips ``ok`` galaxies whose file exists and retries the
+failed ones. Files are written atomically (``common.io``), so Ctrl-C leaves finished
+files and the state, never half a file. A stamp with NaN or inf pixels, a blank band, a
+band missing on the server, a cutout that does not cover the stamp (wrong shape) or
+wrong units is recorded as failed with its reason and never written.
+``ROOT/pool/<survey>_summary.md`` gets a table of the outcomes. HTTP retries, backoff and
+the rate limit are ``data.http.HttpClient``'s.
+"""
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import io
+import logging
+import math
+import shutil
+import string
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from tqdm import tqdm
+
+from common.io import atomic_path, atomic_write_text
+from data import surveys
+from data.http import FetchError, HttpClient
+from data.layout import DataError, check_id, data_root, fits_path
+
+log = logging.getLogger(__name__)
+
+SDSS_BASE = "https://data.sdss.org/sas/dr17"
+SDSS_RERUN = 301
+CADC_BASE = "https://ws-cadc.canfar.net"
+CADC_SYNC = "caom2ops/sync"
+CFHT_URI_TEMPLATE = "cadc:CFHTSG/{tile}.{BAND}.fits"
+BANDS = ("u", "g", "r", "i", "z")
+POOL = "pool"
+CACHE = ".cache"
+
+
+class CutoutError(Exception):
+    """One galaxy's stamp cannot be made; ``str(err)`` is the one-line reason."""
+
+
+def default_out() -> Path:
+    """Default dataset root for the Lin et al. FITS sets: ``<data_root>/lin2021``."""
+    return data_root() / "lin2021"
+
+
+# --------------------------------------------------------------------------- stamps
+def stamp_wcs(ra: float, dec: float, size: int, pixscale: float) -> WCS:
+    """North-up, east-left TAN WCS of a ``size x size`` stamp centred on ``(ra, dec)``
+    (degrees) with ``pixscale`` arcsec/px; ``(ra, dec)`` is at FITS pixel
+    ``((size + 1) / 2, (size + 1) / 2)``, the middle of the stamp."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.cunit = ["deg", "deg"]
+    w.wcs.crval = [float(ra), float(dec)]
+    w.wcs.crpix = [(size + 1) / 2.0, (size + 1) / 2.0]
+    w.wcs.cdelt = [-pixscale / 3600.0, pixscale / 3600.0]
+    w.wcs.radesys = "ICRS"
+    w.wcs.equinox = 2000.0
+    w.wcs.set()
+    return w
+
+
+_TIE = 1e-6
+
+
+def sample_nearest(image: np.ndarray, src: WCS, dst: WCS, size: int) -> np.ndarray:
+    """Nearest-pixel regridding of ``image`` (``[h, w]``, WCS ``src``) onto the
+    ``size x size`` grid of ``dst``; returns ``[size, size]`` float64 in the image's units.
+
+    Raises ``CutoutError`` ("... does not cover ...") if any output pixel falls outside
+    ``image``.
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    ra, dec = dst.pixel_to_world_values(xx, yy)
+    sx, sy = src.world_to_pixel_values(ra, dec)
+    if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
+        raise CutoutError("stamp does not map onto the image (bad WCS)")
+    # Round half down, with a margin far above the WCS round-off (~1e-9 px): a grid at
+    # exactly half a pixel's phase would otherwise round some pixels up and some down,
+    # picking one source column twice and skipping its neighbour.
+    ix = np.floor(np.asarray(sx) + (0.5 - _TIE)).astype(np.int64)
+    iy = np.floor(np.asarray(sy) + (0.5 - _TIE)).astype(np.int64)
+    h, w = image.shape
+    outside = (ix < 0) | (ix >= w) | (iy < 0) | (iy >= h)
+    if outside.any():
+        raise CutoutError(f"the {h}x{w} px image does not cover the {size}x{size} stamp "
+                          f"({int(outside.sum())} px outside)")
+    return np.asarray(image, np.float64)[iy, ix]
+
+
+def check_stamp(stamp: np.ndarray, band: str, size: int) -> None:
+    """Raise ``CutoutError`` for a wrong shape, NaN / inf pixels or a blank band."""
+    if stamp.shape != (size, size):
+        raise CutoutError(f"wrong shape {stamp.shape} in band {band} "
+                          f"(expected {size}x{size})")
+    n_nan = int(np.isnan(stamp).sum())
+    if n_nan:
+        raise CutoutError(f"NaN pixels in band {band} ({n_nan} of {stamp.size})")
+    n_inf = int(np.isinf(stamp).sum())
+    if n_inf:
+        raise CutoutError(f"inf pixels in band {band} ({n_inf} of {stamp.size})")
+    if not np.any(stamp):
+        raise CutoutError(f"blank band {band} (all pixels 0)")
+
+
+def make_cube(stamps: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """Stack checked per-band stamps into ``[5, size, size]`` float32 (u, g, r, i, z)."""
+    for b in BANDS:
+        if b not in stamps:
+            raise CutoutError(f"missing band {b}")
+        check_stamp(stamps[b], b, size)
+    cube = np.stack([stamps[b] for b in BANDS]).astype(np.float32)
+    if not np.all(np.isfinite(cube)):
+        raise CutoutError("pixels overflow float32")
+    return cube
+
+
+def cube_header(wcs: WCS, survey: surveys.Survey, gid: str, ra: float, dec: float,
+                extra: dict | None = None) -> fits.Header:
+    """FITS header of a cube: the stamp WCS plus BANDS/BAND0..4, units and provenance."""
+    hdr = wcs.to_header()
+    hdr["BANDS"] = ("".join(BANDS), "bands along axis 3 (numpy axis 0)")
+    for k, b in enumerate(BANDS):
+        hdr[f"BAND{k}"] = (b, f"band of plane {k}")
+    hdr["BUNIT"] = ("nanomaggy", "1 nMgy = AB mag 22.5")
+    hdr["SURVEY"] = survey.name
+    hdr["PIXSCALE"] = (survey.pixel_scale, "arcsec/px")
+    hdr["OBJID"] = gid
+    hdr["RA"] = (float(ra), "requested centre [deg]")
+    hdr["DEC"] = (float(dec), "requested centre [deg]")
+    hdr["SAMPLING"] = ("nearest", "nearest source pixel, no interpolation")
+    for k, v in (extra or {}).items():
+        hdr[k] = v
+    return hdr
+
+
+def write_cube(path: Path, cube: np.ndarray, header: fits.Header) -> Path:
+    """Write ``cube`` (``[5, H, W]`` float32) atomically as a one-HDU FITS file."""
+    if cube.ndim != 3 or cube.shape[0] != len(BANDS) or cube.dtype != np.float32:
+        raise ValueError(f"{path}: cube must be [5, H, W] float32, got "
+                         f"{cube.shape} {cube.dtype}")
+    with atomic_path(path) as tmp:
+        fits.PrimaryHDU(cube, header).writeto(tmp, overwrite=True)
+    return path
+
+
+def read_cube(path: Path | str) -> tuple[np.ndarray, WCS, fits.Header]:
+    """Read a cube written by :func:`write_cube`: ``([5, H, W] float32, WCS, header)``."""
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            data = np.asarray(hdul[0].data, np.float32)
+            hdr = hdul[0].header.copy()
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable FITS cube ({err})") from None
+    if data.ndim != 3 or data.shape[0] != len(BANDS):
+        raise DataError(f"{path}: expected a [5, H, W] cube, got shape {data.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdr, naxis=2)
+    return data, wcs, hdr
+
+
+def _image_hdu(raw: bytes, what: str) -> tuple[np.ndarray, fits.Header, WCS]:
+    """First 2-D image HDU of FITS bytes, with its celestial WCS."""
+    if not raw.startswith(b"SIMPLE"):
+        text = " ".join(raw[:60].decode("latin-1").split())
+        raise CutoutError(f"{what} is not FITS (starts {text!r})")
+    try:
+        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
+            for hdu in hdul:
+                if hdu.is_image and hdu.data is not None:
+                    data = np.asarray(hdu.data)
+                    hdr = hdu.header.copy()
+                    break
+            else:
+                raise CutoutError(f"{what} holds no image")
+    except (OSError, ValueError, TypeError) as err:
+        raise CutoutError(f"{what} is corrupt FITS ({' '.join(str(err).split())})")
+    if data.ndim != 2:
+        raise CutoutError(f"wrong shape {data.shape} in {what} (expected a 2-D image)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(hdr, naxis=2)
+        except Exception as err:  # astropy raises several kinds for a broken header
+            raise CutoutError(f"{what} has an unreadable WCS ({err})") from None
+    if not wcs.has_celestial:
+        raise CutoutError(f"{what} has no celestial WCS")
+    return data, hdr, wcs
+
+
+# --------------------------------------------------------------------------- manifests
+def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] = ()
+                  ) -> pd.DataFrame:
+    """Read and check a download manifest CSV: ``id, ra, dec`` plus ``columns``.
+
+    ``ints`` columns (where present) must hold integers. Raises ``DataError`` naming the file and the
+    first bad value (unsafe or duplicate id, ra outside [0, 360), dec outside
+    [-90, 90], a missing column).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest {path} does not exist")
+    try:
+        df = pd.read_csv(path, dtype={"id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"manifest {path} is not a readable CSV ({err})") from None
+    need = ["id", "ra", "dec", *columns]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(f"manifest {path} lacks column(s) {', '.join(missing)} "
+                        f"(needs {', '.join(need)})")
+    if df.empty:
+        raise DataError(f"manifest {path} has no rows")
+    for col in columns:
+        empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise DataError(f"manifest {path}: id {df['id'][empty].iloc[0]!r} has no {col}")
+    for gid in df["id"]:
+        try:
+            check_id(gid)
+        except DataError as err:
+            raise DataError(f"manifest {path}: {err}") from None
+    dup = df["id"][df["id"].duplicated()]
+    if len(dup):
+        raise DataError(f"manifest {path}: duplicate id {dup.iloc[0]!r}")
+    for col in ("ra", "dec", *[c for c in ints if c in df.columns]):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~np.isfinite(vals.to_numpy(np.float64))
+        if col in ints:
+            bad |= ~bad & (vals.fillna(0) % 1 != 0).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"manifest {path}: id {df['id'].iloc[i]!r} has "
+                            f"{col}={df[col].iloc[i]!r} (not a {'whole ' if col in ints else ''}"
+                            f"number)")
+        df[col] = vals.astype(np.int64) if col in ints else vals.astype(np.float64)
+    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        bad = (df[col] < lo) | (df[col] > hi) | ((df[col] == hi) & (col == "ra"))
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise DataError(f"manifest {path}: id {df['id'].iloc[i]!r} has "
+                            f"{col}={df[col].iloc[i]} outside [{lo:g}, {hi:g}]")
+    return df.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- state
+class State:
+    """Resumable per-galaxy outcomes in ``<survey>_state.csv``: ``id, ra, dec, status``.
+
+    Rows are appended (and flushed) as galaxies finish, so a kill loses at most the
+    line being written (a partial last line is ignored on reading); the last row of an
+    id wins. :meth:`compact` rewrites the file atomically with one row per id.
+    """
+
+    COLUMNS = ("id", "ra", "dec", "status")
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: dict[str, tuple[float, float, str]] = {}
+        self._fh = None
+        if self.path.is_file():
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):
+                text = text[: text.rfind("\n") + 1]  # drop a line cut by a kill, so
+                atomic_write_text(self.path, text)   # new rows do not join it
+            for rec in csv.DictReader(io.StringIO(text)):
+                try:
+                    self.rows[rec["id"]] = (float(rec["ra"]), float(rec["dec"]),
+                                            rec["status"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+
+    def status(self, gid: str, ra: float, dec: float) -> str | None:
+        """Recorded status of ``gid`` at this position (``None``: not tried here)."""
+        rec = self.rows.get(gid)
+        if rec is None or abs(rec[0] - ra) > 1e-9 or abs(rec[1] - dec) > 1e-9:
+            return None
+        return rec[2]
+
+    def record(self, gid: str, ra: float, dec: float, status: str) -> None:
+        if self._fh is None:
+            new = not self.path.is_file() or self.path.stat().st_size == 0
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", newline="")
+            if new:
+                csv.writer(self._fh).writerow(self.COLUMNS)
+        csv.writer(self._fh).writerow((gid, repr(float(ra)), repr(float(dec)), status))
+        self._fh.flush()
+        self.rows[gid] = (float(ra), float(dec), status)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def compact(self, order: Iterable[str]) -> None:
+        """Rewrite atomically with one row per id of ``order`` that has a status."""
+        self.close()
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(self.COLUMNS)
+        for gid in order:
+            if gid in self.rows:
+                ra, dec, status = self.rows[gid]
+                w.writerow((gid, repr(ra), repr(dec), status))
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def read_state(path: Path | str) -> pd.DataFrame:
+    """The state file as a DataFrame (``id, ra, dec, status``); ``DataError`` if absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"download state {path} is missing: run the download first")
+    st = State(path)
+    return pd.DataFrame([(g, *v) for g, v in st.rows.items()], columns=State.COLUMNS)
+
+
+def state_path(out: Path | str, survey: str) -> Path:
+    return Path(out) / POOL / f"{survey}_state.csv"
+
+
+def summary_path(out: Path | str, survey: str) -> Path:
+    return Path(out) / POOL / f"{survey}_summary.md"
+
+
+def summarise(statuses: list[str | None], survey: str, path: Path) -> dict:
+    """Write the outcome table (``ok / failed / pending`` and the failure reasons) to
+    ``path`` and return the counts."""
+    ok = sum(s == "ok" for s in statuses)
+    failed = Counter(s[len("failed: "):] for s in statuses
+                     if s is not None and s.startswith("failed"))
+    pending = sum(s is None for s in statuses)
+    lines = [f"# {survey} FITS download", "", "| status | galaxies |", "|---|---|",
+             f"| ok | {ok} |", f"| failed | {sum(failed.values())} |",
+             f"| pending | {pending} |", ""]
+    if failed:
+        lines += ["| failure reason | galaxies |", "|---|---|"]
+        lines += [f"| {r.replace('|', '/')} | {n} |" for r, n in failed.most_common(50)]
+        lines.append("")
+    atomic_write_text(path, "\n".join(lines))
+    return {"ok": ok, "failed": sum(failed.values()), "pending": pending}
+
+
+@dataclass
+class Job:
+    """One galaxy to make: its id, centre (deg) and the manifest row."""
+    gid: str
+    ra: float
+    dec: float
+    row: dict
+
+
+def run_jobs(jobs: list[Job], survey: surveys.Survey, out: Path,
+             make: Callable[[Job], tuple[np.ndarray, fits.Header]], *,
+             progress: bool = True, on_done: Callable[[Job], None] | None = None) -> dict:
+    """Make every job not already ``ok`` and record each outcome; returns the counts.
+
+    ``make(job)`` returns ``(cube, header)`` or raises ``CutoutError`` / ``FetchError``
+    (recorded as ``failed: <reason>``). ``on_done(job)`` runs after each job, in order.
+    The state is compacted and the summary written even on Ctrl-C (then re-raised).
+    """
+    state = State(state_path(out, survey.name))
+    todo = []
+    for job in jobs:
+        path = fits_path(out, POOL, survey.name, job.gid)
+        if state.status(job.gid, job.ra, job.dec) == "ok" and path.is_file():
+            continue
+        todo.append(job)
+    try:
+        for job in tqdm(todo, desc=f"{survey.name}-fits", unit="galaxy",
+                        disable=not progress):
+            path = fits_path(out, POOL, survey.name, job.gid)
+            try:
+                cube, header = make(job)
+                write_cube(path, cube, header)
+                status = "ok"
+            except (CutoutError, FetchError) as err:
+                reason = err.reason if isinstance(err, FetchError) else str(err)
+                status = "failed: " + " ".join(reason.split())
+                path.unlink(missing_ok=True)  # a stale file of an earlier position
+            state.record(job.gid, job.ra, job.dec, status)
+            if on_done is not None:
+                on_done(job)
+    finally:
+        order = [j.gid for j in jobs]
+        state.compact(order)
+        counts = summarise([state.status(j.gid, j.ra, j.dec) for j in jobs],
+                           survey.name, summary_path(out, survey.name))
+    return counts
+
+
+def _client(args, default_base: str) -> HttpClient:
+    return HttpClient(args.base_url or default_base, rate=args.rate, retries=args.retries)
+
+
+def _report(survey: str, counts: dict, out: Path) -> None:
+    print(f"{survey}-fits: {counts['ok']} ok, {counts['failed']} failed, "
+          f"{counts['pending']} pending -> {summary_path(out, survey)}")
+
+
+# --------------------------------------------------------------------------- SDSS
+def frame_name(band: str, run: int, camcol: int, field: int) -> str:
+    return f"frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2"
+
+
+def frame_path(band: str, run: int, camcol: int, field: int, rerun: int = SDSS_RERUN
+               ) -> str:
+    """SAS path of one calibrated frame, relative to the data-release base URL."""
+    return (f"eboss/photoObj/frames/{rerun}/{run}/{camcol}/"
+            f"{frame_name(band, run, camcol, field)}")
+
+
+class SdssFrames:
+    """Calibrated frames of the current field: downloaded once into ``cache`` (bz2 as
+    served), decoded once in memory; a band that failed stays failed for that field."""
+
+    def __init__(self, client: HttpClient, cache: Path):
+        self.client = client
+        self.cache = Path(cache)
+        self._key = None
+        self._frames: dict[str, tuple[np.ndarray, WCS] | CutoutError] = {}
+
+    def get(self, band: str, run: int, camcol: int, field: int, rerun: int
+            ) -> tuple[np.ndarray, WCS]:
+        """``([h, w] float32 nanomaggies, WCS)`` of one frame; raises ``CutoutError``."""
+        key = (rerun, run, camcol, field)
+        if key != self._key:
+            self._key, self._frames = key, {}
+        if band not in self._frames:
+            try:
+                self._frames[band] = self._load(band, run, camcol, field, rerun)
+            except CutoutError as err:
+                self._frames[band] = err
+        got = self._frames[band]
+        if isinstance(got, CutoutError):
+            raise got
+        return got
+
+    def _load(self, band, run, camcol, field, rerun):
+        rel = frame_path(band, run, camcol, field, rerun)
+        name = frame_name(band, run, camcol, field)
+        local = self.cache / rel
+        if not local.is_file():
+            try:
+                self.client.download(rel, local)  # streamed, atomic
+            except FetchError as err:
+                raise CutoutError(f"missing band {band}: {name}: {err.reason}") from None
+        body = local.read_bytes()
+        if not body.startswith(b"BZh"):
+            local.unlink()
+            text = " ".join(body[:60].decode("latin-1").split())
+            raise CutoutError(f"missing band {band}: {name} is not bz2 (starts {text!r})")
+        try:
+            raw = bz2.decompress(body)
+        except (OSError, ValueError, EOFError) as err:
+            local.unlink(missing_ok=True)  # refetched on the next run
+            raise CutoutError(f"corrupt {name} ({err})") from None
+        data, hdr, wcs = _image_hdu(raw, name)
+        unit = str(hdr.get("BUNIT", "nanomaggy")).lower()
+        if "nanomagg" not in unit:
+            raise CutoutError(f"{name} has BUNIT={hdr['BUNIT']!r}, expected nanomaggy")
+        return np.asarray(data, np.float32), wcs
+
+
+def sdss_jobs(manifest: pd.DataFrame) -> list[Job]:
+    """Jobs in field order (rerun, run, camcol, field), so each frame is fetched once."""
+    df = manifest.copy()
+    if "rerun" not in df.columns:
+        df["rerun"] = SDSS_RERUN
+    df = df.sort_values(["rerun", "run", "camcol", "field", "id"], kind="stable")
+    return [Job(r["id"], float(r["ra"]), float(r["dec"]), r)
+            for r in df.to_dict("records")]
+
+
+def download_sdss(manifest: Path | str, out: Path | str, client: HttpClient, *,
+                  keep_frames: bool = False, progress: bool = True) -> dict:
+    """Make ``ROOT/pool/sdss/<id>.fits`` for every manifest galaxy; returns the counts.
+
+    Manifest columns: ``id, ra, dec, run, camcol, field`` (+ optional ``rerun``).
+    """
+    survey, size = surveys.SDSS, surveys.LIN_SDSS_SIZE
+    need = ["run", "camcol", "field"]
+    df = read_manifest(manifest, need, ints=need + ["rerun"])
+    out = Path(out)
+    cache = out / POOL / CACHE / "sdss-frames"
+    frames = SdssFrames(client, cache)
+
+    def make(job: Job):
+        r = job.row
+        run, camcol, field, rerun = (int(r["run"]), int(r["camcol"]), int(r["field"]),
+                                     int(r["rerun"]))
+        dst = stamp_wcs(job.ra, job.dec, size, survey.pixel_scale)
+        stamps = {}
+        for b in BANDS:
+            data, wcs = frames.get(b, run, camcol, field, rerun)
+            try:
+                stamps[b] = sample_nearest(data, wcs, dst, size)
+            except CutoutError as err:
+                raise CutoutError(f"wrong shape: band {b}: {frame_name(b, run, camcol, field)}"
+                                  f": {err} (galaxy near the frame edge)") from None
+            check_stamp(stamps[b], b, size)  # fail fast, before the next band
+        cube = make_cube(stamps, size)
+        extra = {"RUN": run, "CAMCOL": camcol, "FIELD": field, "RERUN": rerun}
+        return cube, cube_header(dst, survey, job.gid, job.ra, job.dec, extra)
+
+    counts = run_jobs(sdss_jobs(df), survey, out, make, progress=progress)
+    if not keep_frames and cache.is_dir():
+        shutil.rmtree(cache)
+        if not any(cache.parent.iterdir()):
+            cache.parent.rmdir()
+    return counts
+
+
+# --------------------------------------------------------------------------- CFHT
+def cfht_radius_deg(size: int = surveys.LIN_CFHT_SIZE,
+                    pixscale: float = surveys.CFHT.pixel_scale) -> float:
+    """SODA circle radius (deg) that covers the stamp's diagonal plus 1"."""
+    return (size * pixscale / 2.0 * math.sqrt(2.0) + 1.0) / 3600.0
+
+
+def template_fields(template: str) -> list[str]:
+    """Manifest columns a URI template needs (its ``{names}`` other than band/BAND/id)."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    return [n for n in dict.fromkeys(names) if n not in ("band", "BAND", "id")]
+
+
+def download_cfht(manifest: Path | str, out: Path | str, client: HttpClient, *,
+                  uri_template: str = CFHT_URI_TEMPLATE, progress: bool = True) -> dict:
+    """Make ``ROOT/pool/cfht/<id>.fits`` for every manifest galaxy; returns the counts.
+
+    Manifest columns: ``id, ra, dec`` plus the template's fields (default ``tile``).
+    """
+    survey, size = surveys.CFHT, surveys.LIN_CFHT_SIZE
+    fields = template_fields(uri_template)
+    df = read_manifest(manifest, fields)
+    out = Path(out)
+    radius = cfht_radius_deg(size, survey.pixel_scale)
+
+    def make(job: Job):
+        dst = stamp_wcs(job.ra, job.dec, size, survey.pixel_scale)
+        stamps = {}
+        for b in BANDS:
+            uri = uri_template.format(band=b, BAND=b.upper(), id=job.gid,
+                                      **{f: job.row[f] for f in fields})
+            params = {"ID": uri, "CIRCLE": f"{job.ra:.7f} {job.dec:.7f} {radius:.6f}"}
+            try:
+                body = client.get(CADC_SYNC, params).content
+            except FetchError as err:
+                raise CutoutError(f"missing band {b}: {err.reason}") from None
+            data, hdr, wcs = _image_hdu(body, f"band {b} cutout")
+            zp = hdr.get("PHOTZP")
+            if zp is not None and abs(float(zp) - 30.0) > 0.01:
+                raise CutoutError(f"band {b} cutout has PHOTZP={zp}, expected 30")
+            try:
+                stamps[b] = sample_nearest(data, wcs, dst, size) * survey.flux_to_nmgy
+            except CutoutError as err:
+                raise CutoutError(f"wrong shape: band {b} cutout: {err}") from None
+            check_stamp(stamps[b], b, size)  # fail fast: no requests for later bands
+        cube = make_cube(stamps, size)
+        extra = {f.upper()[:8]: str(job.row[f]) for f in fields}
+        return cube, cube_header(dst, survey, job.gid, job.ra, job.dec, extra)
+
+    jobs = [Job(r["id"], float(r["ra"]), float(r["dec"]), r)
+            for r in df.to_dict("records")]
+    return run_jobs(jobs, survey, out, make, progress=progress)
+
+
+# --------------------------------------------------------------------------- CLI
+def _common_args(p: argparse.ArgumentParser, base: str) -> None:
+    p.add_argument("--manifest", required=True, type=Path, help="input CSV (see above)")
+    p.add_argument("--out", type=Path, default=default_out(),
+                   help="dataset root; cubes go to OUT/pool/<survey>/ (default %(default)s)")
+    p.add_argument("--base-url", default=base, help="service base URL (default %(default)s)")
+    p.add_argument("--rate", type=float, default=4.0, help="max requests/s (default 4)")
+    p.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _SdssFits:
+    name = "sdss-fits"
+
+    def add_parser(self, subparsers) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(
+            self.name, help="SDSS ugriz 64x64 FITS cubes from the calibrated frames",
+            description="SDSS ugriz 64x64 px FITS cubes at 0.396\"/px (nanomaggies) cut "
+                        "from the SAS calibrated frames. Manifest CSV: id, ra, dec, run, "
+                        "camcol, field [, rerun].")
+        _common_args(p, SDSS_BASE)
+        p.add_argument("--keep-frames", action="store_true",
+                       help="keep the downloaded frames in OUT/pool/.cache after the run")
+        p.set_defaults(command=self.name)
+        return p
+
+    def run(self, args) -> int:
+        """0 if every galaxy is ok, 1 if some failed (see the summary)."""
+        with _client(args, SDSS_BASE) as client:
+            counts = download_sdss(args.manifest, args.out, client,
+                                   keep_frames=args.keep_frames,
+                                   progress=not args.no_progress)
+        _report("sdss", counts, args.out)
+        return 1 if counts["failed"] else 0
+
+
+class _CfhtFits:
+    name = "cfht-fits"
+
+    def add_parser(self, subparsers) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(
+            self.name, help="CFHTLS ugriz 136x136 FITS cubes via the CADC SODA cutouts",
+            description="CFHTLS Wide ugriz 136x136 px FITS cubes at 0.187\"/px "
+                        "(nanomaggies) through CADC's caom2ops/sync cutout service. "
+                        "Manifest CSV: id, ra, dec, tile (or the --uri-template fields). "
+                        "Check the artifact URI of one galaxy by hand first.")
+        _common_args(p, CADC_BASE)
+        p.add_argument("--uri-template", default=CFHT_URI_TEMPLATE,
+                       help="artifact URI per band; fields {band} {BAND} {id} and manifest "
+                            "columns (default %(default)s)")
+        p.set_defaults(command=self.name)
+        return p
+
+    def run(self, args) -> int:
+        """0 if every galaxy is ok, 1 if some failed (see the summary)."""
+        with _client(args, CADC_BASE) as client:
+            counts = download_cfht(args.manifest, args.out, client,
+                                   uri_template=args.uri_template,
+                                   progress=not args.no_progress)
+        _report("cfht", counts, args.out)
+        return 1 if counts["failed"] else 0
+
+
+SDSS_FITS = _SdssFits()
+CFHT_FITS = _CfhtFits()
+
+# ``pairs`` lives in data.lin_pairs, which imports this module (complete by now).
+from data.lin_pairs import PAIRS  # noqa: E402
+
+#: Subcommands ``data.download`` picks up (each has ``add_parser(subparsers)`` and
+#: ``run(args)``).
+SUBCOMMANDS = (SDSS_FITS, CFHT_FITS, PAIRS)
