@@ -74,7 +74,6 @@ import argparse
 import bz2
 import csv
 import io
-import logging
 import math
 import shutil
 import string
@@ -94,8 +93,6 @@ from common.io import atomic_path, atomic_write_text
 from data import surveys
 from data.http import FetchError, HttpClient
 from data.layout import DataError, check_id, data_root, fits_path
-
-log = logging.getLogger(__name__)
 
 SDSS_BASE = "https://data.sdss.org/sas/dr17"
 SDSS_RERUN = 301

@@ -41,7 +41,7 @@ import pandas as pd
 from common.io import atomic_path, atomic_write_text
 from data import surveys
 from data.fits_download import BANDS, POOL, default_out, read_cube, read_state, state_path
-from data.layout import LIN_MANIFEST, DataError, fits_path
+from data.layout import LIN_MANIFEST, fits_path
 
 SETS = ("paired_train", "paired_test", "unpaired")
 SUMMARY = "lin_summary.md"

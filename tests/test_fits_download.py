@@ -8,7 +8,6 @@ import bz2
 import io
 import os
 import re
-import threading
 
 import numpy as np
 import pandas as pd
