@@ -4,7 +4,10 @@ Any survey can be the input and any the target (``sdss -> hsc``, ``decals -> hsc
 ``sdss -> decals`` for the cascade's first stage, ...). Images are streamed: the dataset
 is built from file *paths* (``ROOT/<split>/<survey>/<id>.jpg``, see :mod:`data.layout`)
 and each file is read and decoded when its batch is needed, so a survey never has to fit
-in memory.
+in memory. A set packed into TFRecord shards by ``python -m data.shard`` is streamed from
+those instead, with the same decoding, checks, augmentation and scaling: see
+:func:`make_dataset`'s ``layout`` (``"auto"`` picks the shards when
+``ROOT/shards/index.json`` exists).
 
 Bad input is reported as a one-line :class:`data.layout.DataError` naming the file, in
 three layers, cheapest first:
@@ -32,13 +35,15 @@ grey. Any real galaxy (or even sky noise) has a far larger spread.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import os
 import re
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -61,9 +66,15 @@ _ASSERT_TAG = "[DataError] "
 _ASSERT_RE = re.compile(re.escape(_ASSERT_TAG) + r"(.+?): ([^:\]\n]+)\]")
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
-#: Files behind each dataset this module built, for tracing a decode error to its file.
-_DATASET_FILES: "weakref.WeakKeyDictionary[tf.data.Dataset, tuple]" = \
+#: For each dataset this module built, a function that re-checks its files or shards
+#: and raises a ``DataError`` naming the culprit (traces a decode error to its source).
+_DATASET_CHECKS: "weakref.WeakKeyDictionary[tf.data.Dataset, Callable[[], None]]" = \
     weakref.WeakKeyDictionary()
+#: make_dataset's on-disk layouts (see its docstring).
+LAYOUTS = ("auto", "files", "shards")
+#: Shards read in parallel while training, and records in their shuffle buffer.
+SHARD_CYCLE = 4
+SHUFFLE_RECORDS = 2048
 
 
 # ---------------------------------------------------------------------------- scaling
@@ -96,14 +107,16 @@ def survey_blank(survey: str) -> int:
 
 
 def check_image(path: str | Path, image_size: int = LUO_SIZE,
-                blank: int | None = None) -> None:
+                blank: int | None = None, *, data: bytes | None = None) -> None:
     """Decode one JPEG with PIL and raise ``DataError`` naming it if it is unusable.
 
     Unusable: missing, not a (complete) JPEG, not ``image_size x image_size`` RGB, or,
     when ``blank`` (the survey's blank grey) is given, a blank cutout (module docstring).
+    With ``data`` (the JPEG's bytes, e.g. from a shard record) those are checked instead
+    of a file, and ``path`` only names them in the message.
     """
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()  # full decode: catches truncated or damaged data
             fmt, mode, (w, h) = img.format, img.mode, img.size
             arr = np.asarray(img) if blank is not None else None
@@ -240,9 +253,19 @@ def _fail(path: tf.Tensor, problem) -> tf.Tensor:
 
 def _read_image(path: tf.Tensor, image_size: int, blank: int | None) -> tf.Tensor:
     """Read + decode one JPEG in-graph -> ``[S, S, 3]`` uint8, with path-naming checks."""
-    data = tf.io.read_file(path)
+    return _decode_checked(tf.io.read_file(path), path, image_size, blank)
+
+
+def _decode_checked(data: tf.Tensor, name: tf.Tensor, image_size: int,
+                    blank: int | None) -> tf.Tensor:
+    """Decode JPEG bytes in-graph -> ``[S, S, 3]`` uint8 in [0, 255].
+
+    ``data``: scalar string (the file's bytes); ``name``: scalar string naming where the
+    bytes came from (a file path, or a shard record), put in every failure message as
+    ``[DataError] <name>: <problem>`` (see :func:`data_errors`).
+    """
     is_jpeg = tf.debugging.Assert(tf.equal(tf.strings.substr(data, 0, 2), _JPEG_SOI),
-                                  [_fail(path, "not a JPEG file")])
+                                  [_fail(name, "not a JPEG file")])
     with tf.control_dependencies([is_jpeg]):
         # TF's default IDCT ("INTEGER_FAST") is off by up to ~8 grey levels; the accurate
         # one matches PIL (data.render.read_jpeg, check_image) bit for bit.
@@ -250,7 +273,7 @@ def _read_image(path: tf.Tensor, image_size: int, blank: int | None) -> tf.Tenso
     shape = tf.shape(img)
     size_ok = tf.debugging.Assert(
         tf.reduce_all(tf.equal(shape, [image_size, image_size, 3])),
-        [_fail(path, tf.strings.join(
+        [_fail(name, tf.strings.join(
             [f"expected a {image_size}x{image_size}x3 RGB image, got ",
              tf.strings.reduce_join(tf.strings.as_string(shape), separator="x")]))])
     checks = [size_ok]
@@ -260,7 +283,7 @@ def _read_image(path: tf.Tensor, image_size: int, blank: int | None) -> tf.Tenso
         blank_img = tf.logical_and(tf.sqrt(var) < BLANK_STD,
                                    tf.abs(mean - blank) < BLANK_MEAN_TOL)
         checks.append(tf.debugging.Assert(tf.logical_not(blank_img), [_fail(
-            path, f"blank cutout (uniform grey near the survey blank level {blank}) "
+            name, f"blank cutout (uniform grey near the survey blank level {blank}) "
                   "outside the survey footprint? Drop it from the manifest")]))
     with tf.control_dependencies(checks):
         img = tf.identity(img)
@@ -282,11 +305,24 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
                  drop_remainder: bool | None = None, ids: Iterable[str] | None = None,
                  with_ids: bool = False, image_size: int = LUO_SIZE,
                  augment: bool | None = None, validate: bool = True,
-                 progress: bool | None = None) -> tf.data.Dataset:
+                 progress: bool | None = None, layout: str = "auto",
+                 shuffle_buffer: int = SHUFFLE_RECORDS) -> tf.data.Dataset:
     """Paired ``source -> target`` dataset of one split, streamed from disk.
 
+    Two on-disk layouts give the same batches (same pixels, same checks):
+
+    * ``"files"``: the JPEGs ``ROOT/<split>/<survey>/<id>.jpg`` (:mod:`data.layout`),
+      one file read per image;
+    * ``"shards"``: TFRecord shards written by ``python -m data.shard``
+      (:mod:`data.shard`), found at ``ROOT/shards/index.json``, or at
+      ``ROOT/index.json`` when ``root`` is the shard folder itself (which holds a
+      copy of the manifest and needs no JPEGs). Shards are read one after another when
+      not ``training`` (manifest order); when ``training`` they are visited in a
+      shuffled order, :data:`SHARD_CYCLE` at a time in parallel, and their records
+      pass a ``shuffle_buffer``-record buffer (memory stays flat however large the set).
+
     Args:
-        root: dataset folder (see :mod:`data.layout`).
+        root: dataset folder (see :mod:`data.layout`), or a shard folder.
         split: ``"train"`` or ``"test"``.
         source, target: survey names, e.g. ``"decals"``, ``"hsc"``.
         batch_size: images per batch.
@@ -294,56 +330,164 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         augment: apply a random flip / rot90 identically to each input and its target
             (default ``training``). Luo et al. do not describe augmentation; these eight
             transforms keep a pair aligned and galaxies have no preferred orientation.
-        seed: makes shuffling and augmentation reproducible (``None``: random).
+        seed: makes shuffling and augmentation reproducible (``None``: random; with
+            shards, ``None`` also lets parallel shard reads come in any order).
         drop_remainder: drop a last partial batch; default ``training``.
-        ids: optional subset (and order) of the split's ids.
+        ids: optional subset (and order) of the split's ids. With shards, an
+            evaluation (not ``training``) subset must follow the manifest order.
         with_ids: also yield the ``[B]`` string ids.
         image_size: required side of every JPEG (Luo et al.: 128).
-        validate: decode every file once up front (:func:`validate_split`, cached).
+        validate: files: decode every file once up front (:func:`validate_split`,
+            cached); shards: check that every shard file exists with the index's size
+            (their JPEGs were validated when packed; damage inside a shard is caught by
+            TFRecord checksums and the in-graph checks while iterating).
         progress: tqdm bar during validation (``None``: only on a terminal).
+        layout: ``"auto"`` (shards if an index is found, else files), ``"files"`` or
+            ``"shards"``.
+        shuffle_buffer: records in the shards' shuffle buffer (training only; each
+            holds the survey JPEGs of one galaxy, ~10-30 kB at 128 px).
     Returns:
         Batches ``(source, target)`` (``(source, target, ids)`` when ``with_ids``),
         each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (eq. 8).
     Raises:
-        ValueError: unknown survey. DataError: missing root, manifest, ids or files, and,
-        with ``validate``, any corrupt, wrong-size or blank JPEG (naming the file).
+        ValueError: unknown survey or layout. DataError: missing root, manifest, ids,
+        files or shards, a partly packed or stale shard index, and, with ``validate``,
+        any corrupt, wrong-size or blank JPEG (naming the file).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     augment = training if augment is None else augment
-    ids, src, tgt = pair_paths(root, split, source, target, ids)
     blanks = (survey_blank(source), survey_blank(target))
-    if validate:
-        validate_files(src + tgt, [blanks[0]] * len(src) + [blanks[1]] * len(tgt),
-                       image_size, stamp_dir=Path(root) / _STAMP_DIR, progress=progress)
+    index = None
+    if layout != "files":
+        from data import shard  # imported here: data.shard imports this module
+        index = shard.find_index(root)
+        if index is None and layout == "shards":
+            raise DataError(f"{Path(root) / shard.SHARD_DIR / shard.INDEX} is missing: "
+                            f"pack the set with `python -m data.shard --data {root}`")
 
-    ds = tf.data.Dataset.from_tensor_slices((src, tgt, ids))
-    if training:
-        # Shuffle the (tiny) path strings, not images: a full-size buffer is cheap.
-        ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+    if index is None:
+        ids, src, tgt = pair_paths(root, split, source, target, ids)
+        if validate:
+            validate_files(src + tgt, [blanks[0]] * len(src) + [blanks[1]] * len(tgt),
+                           image_size, stamp_dir=Path(root) / _STAMP_DIR,
+                           progress=progress)
+        ds = tf.data.Dataset.from_tensor_slices((src, tgt, ids))
+        if training:
+            # Shuffle the (tiny) path strings, not images: a full-size buffer is cheap.
+            ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+
+        def read(s_path, t_path, gid):
+            return (_read_image(s_path, image_size, blanks[0]),
+                    _read_image(t_path, image_size, blanks[1]), gid)
+        check = functools.partial(_check_files, tuple(src + tgt), image_size)
+    else:
+        ds, read, check = _shard_records(index, root, split, source, target, blanks,
+                                         ids, training, seed, image_size, validate,
+                                         shuffle_buffer)
     if augment:
         # One stateless seed [2] per pair, new every epoch, reproducible given `seed`.
         pair_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, pair_seeds.batch(2))
 
-    def load(s_path, t_path, gid, pair_seed=None):
-        x = _read_image(s_path, image_size, blanks[0])
-        y = _read_image(t_path, image_size, blanks[1])
+    def load(rec, pair_seed=None):
+        x, y, gid = read(*rec)
         if pair_seed is not None:
             x, y = _augment_pair(x, y, pair_seed)
         out = (normalize(x), normalize(y))
         return out + (gid,) if with_ids else out
 
     if augment:
-        ds = ds.map(lambda paths, pair_seed: load(*paths, pair_seed),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    else:
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda *rec: load(rec), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
                   else drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    _DATASET_FILES[ds] = (tuple(src + tgt), image_size)
+    _DATASET_CHECKS[ds] = check
     return ds
+
+
+def _shard_records(index: Path, root, split, source, target, blanks, ids, training,
+                   seed, image_size, validate, shuffle_buffer):
+    """The shards half of :func:`make_dataset`: a dataset of ``(shard path, serialized
+    record)``, the function decoding one into ``(source [S,S,3] uint8, target, id)``,
+    and the damage finder for :func:`data_errors`."""
+    from data import shard
+
+    entry = shard.load_split(index, split, (source, target), image_size, root=root)
+    known = entry["ids"]
+    keep = None
+    if ids is not None:
+        ids = [str(i) for i in ids]
+        pos = {g: k for k, g in enumerate(known)}
+        unknown = [i for i in ids if i not in pos]
+        if unknown:
+            raise DataError(f"{len(unknown)} requested id(s) are not in the {split!r} "
+                            f"split of {index}; first: {unknown[0]!r}")
+        order = [pos[i] for i in ids]
+        if len(set(order)) != len(order):
+            raise DataError(f"requested ids repeat an id; first: "
+                            f"{next(i for k, i in enumerate(ids) if i in ids[:k])!r}")
+        if not training and order != sorted(order):
+            raise DataError(f"{index}: with the shards layout an evaluation subset of "
+                            "ids must follow the manifest order; pass layout='files' "
+                            "for another order")
+        if len(ids) < len(known):
+            keep = ids
+    if not (known if ids is None else ids):
+        raise DataError(f"no galaxies in the {split!r} split of {index}")
+    wanted = None if keep is None else set(pos[i] for i in keep)
+    used = [e for e in entry["shards"] if wanted is None or
+            any(k in wanted for k in range(e["first"], e["first"] + e["records"]))]
+    paths = [str(index.parent / e["file"]) for e in used]
+    if validate:
+        for p, e in zip(paths, used):
+            try:
+                got = os.stat(p).st_size
+            except FileNotFoundError:
+                raise DataError(f"{p}: shard is missing (listed in {index})") from None
+            if got != e["bytes"]:
+                raise DataError(f"{p}: {got} bytes, {e['bytes']} in {index}: damaged "
+                                "or partly copied; rerun `python -m data.shard`")
+
+    def tagged(f):
+        return tf.data.TFRecordDataset(f).map(lambda r: (f, r))
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = files.interleave(tagged, cycle_length=min(len(paths), SHARD_CYCLE),
+                              num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=seed is not None)
+    else:  # one shard after another: records come in manifest order
+        ds = files.interleave(tagged, cycle_length=1)
+    id_spec = {"id": tf.io.FixedLenFeature([], tf.string)}
+    if keep is not None:
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keep), tf.ones([len(keep)], tf.int32)), default_value=0)
+        ds = ds.filter(lambda f, r: table.lookup(
+            tf.io.parse_single_example(r, id_spec)["id"]) > 0)
+    # Known length (Keras then shows steps per epoch); a shard holding fewer records
+    # than its index entry fails here, and data_errors names it.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(
+        len(known) if keep is None else len(keep)))
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    keys = (shard.feature_key(source), shard.feature_key(target))
+    spec = dict(id_spec, **{k: tf.io.FixedLenFeature([], tf.string) for k in keys})
+
+    def read(f, r):
+        ex = tf.io.parse_single_example(r, spec)
+        gid = ex["id"]
+        x, y = (_decode_checked(ex[k], tf.strings.join([f, " (id ", gid, ", ", s, ")"]),
+                                image_size, b)
+                for k, s, b in zip(keys, (source, target), blanks))
+        return x, y, gid
+    check = functools.partial(_check_shards, index, tuple(used), keys, image_size)
+    return ds, read, check
 
 
 def list_images(paths: str | Path | Iterable[str | Path]) -> list[str]:
@@ -388,7 +532,7 @@ def image_dataset(paths: str | Path | Iterable[str | Path], batch_size: int, *,
     ds = ds.map(lambda p: (normalize(_read_image(p, image_size, blank)), p),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    _DATASET_FILES[ds] = (tuple(files), image_size)
+    _DATASET_CHECKS[ds] = functools.partial(_check_files, tuple(files), image_size)
     return ds
 
 
@@ -407,13 +551,44 @@ def data_errors(dataset: tf.data.Dataset | None = None) -> Iterator[None]:
         found = _ASSERT_RE.search(e.message or "")
         if found:
             raise DataError(f"{found.group(1)}: {found.group(2).strip()}") from None
-        files, image_size = _DATASET_FILES.get(dataset, ((), LUO_SIZE)) \
-            if dataset is not None else ((), LUO_SIZE)
-        for p in files:
-            check_image(p, image_size)  # raises DataError naming the bad file
+        check = _DATASET_CHECKS.get(dataset) if dataset is not None else None
+        if check is not None:
+            check()  # raises DataError naming the bad file or shard record
         first = next((ln.split("}}")[-1].strip() for ln in (e.message or "").splitlines()
                       if ln.strip()), type(e).__name__)
         raise DataError(f"reading images failed: {first}") from None
+
+
+def _check_files(files: Sequence[str], image_size: int) -> None:
+    for p in files:
+        check_image(p, image_size)  # raises DataError naming the bad file
+
+
+def _check_shards(index: Path, shards: Sequence[dict], keys: Sequence[str],
+                  image_size: int) -> None:
+    """Find a damaged shard (missing, wrong size or sha256) or, in intact shards, a
+    record that is unparsable or holds an unusable JPEG; raise ``DataError`` naming it."""
+    from data import shard
+    for e in shards:
+        p = index.parent / e["file"]
+        if not p.is_file():
+            raise DataError(f"{p}: shard is missing (listed in {index})")
+        if p.stat().st_size != e["bytes"] or shard.file_sha256(p) != e.get("sha256"):
+            raise DataError(f"{p}: shard is damaged (size or sha256 differs from "
+                            f"{index}); rerun `python -m data.shard` to rewrite it")
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id",) + tuple(keys)}
+    for e in shards:
+        p = index.parent / e["file"]
+        for k, r in enumerate(tf.data.TFRecordDataset(str(p))):
+            try:
+                ex = tf.io.parse_single_example(r, spec)
+            except tf.errors.InvalidArgumentError:
+                raise DataError(f"{p}: record {k} lacks one of "
+                                f"{', '.join(spec)}") from None
+            gid = ex["id"].numpy().decode()
+            for key in keys:
+                check_image(f"{p} (id {gid}, {key.split('/')[-1]})", image_size,
+                            data=ex[key].numpy())
 
 
 def iterate_checked(dataset: tf.data.Dataset) -> Iterator:

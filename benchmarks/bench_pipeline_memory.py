@@ -1,0 +1,173 @@
+"""Peak memory and throughput of data.pipeline.make_dataset, files vs TFRecord shards.
+
+    python benchmarks/bench_pipeline_memory.py [--sizes 1000,10000] [--batch 32]
+        [--pool 300] [--size 128] [--shard-mb 150] [--tmp DIR]
+
+For each N, one temporary dataset of N training galaxies is made (SDSS and HSC JPEGs
+only, the pair read here). Its JPEGs are copies drawn from a pool of ``--pool``
+distinct, randomly generated, galaxy-like 128x128 quality-90 JPEGs (generating N
+distinct images would dominate the run; decoding cost does not depend on which image it
+is). The same set is then packed with ``data.shard.write_shards``.
+
+Each (layout, N) case runs in a fresh Python process: import TensorFlow, note the
+resident memory (VmRSS), build ``make_dataset(..., training=True, seed=0,
+validate=False)`` (shuffle + augmentation, the training path; validation is skipped so
+only streaming is measured), iterate two full epochs, and read the peak resident memory
+(VmHWM). "growth" = peak - RSS before building the dataset. If the pipeline streams,
+growth does not scale with N (ratio near 1, far below N's ratio). pairs/s: epoch 1
+includes tracing and start-up, epoch 2 is the steady rate. This is a measurement, not
+a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+SURVEYS = ("sdss", "hsc")
+
+
+def _status_mb(key: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process in MB (10^6 bytes); ``ru_maxrss`` if no
+    /proc (then both read the peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def _pool(n: int, size: int, seed: int = 0) -> list[bytes]:
+    """``n`` distinct galaxy-like JPEGs (off-centre Gaussian blob + sky noise)."""
+    import io
+
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        cy, cx = rng.uniform(0.3, 0.7, 2) * size
+        r = rng.uniform(0.03, 0.15) * size
+        blob = rng.uniform(80, 220) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r**2)
+        img = (30 + blob)[..., None] * rng.uniform(0.6, 1.0, 3)
+        img = np.clip(img + rng.normal(0, 6, (size, size, 3)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def make_set(root: Path, n: int, pool: list[bytes], shard_mb: float) -> float:
+    """Write an N-galaxy train split (files) and pack it; returns packing seconds."""
+    import pandas as pd
+
+    from data import shard
+    from data.layout import image_path
+    ids = [f"b{k:07d}" for k in range(n)]
+    root.mkdir(parents=True)
+    pd.DataFrame({"id": ids, "ra": 150.0, "dec": 2.0, "split": "train"}).to_csv(
+        root / "manifest.csv", index=False)
+    rng = np.random.default_rng(n)
+    for s in SURVEYS:
+        (root / "train" / s).mkdir(parents=True)
+        for gid, k in zip(ids, rng.integers(0, len(pool), n)):
+            image_path(root, "train", s, gid).write_bytes(pool[k])
+    t = time.perf_counter()
+    shard.write_shards(root, shard_mb=shard_mb, surveys=SURVEYS, splits=["train"],
+                       progress=False)
+    return time.perf_counter() - t
+
+
+def run_case(layout: str, root: str, batch: int, size: int) -> dict:
+    """Inside the child process: two epochs, memory and rates (module docstring)."""
+    import tensorflow as tf
+
+    from data import pipeline
+    before = _status_mb("VmRSS")
+    ds = pipeline.make_dataset(root, "train", *SURVEYS, batch, training=True, seed=0,
+                               validate=False, image_size=size, layout=layout,
+                               progress=False)
+    rates = []
+    for _ in range(2):
+        t, n = time.perf_counter(), 0
+        for x, _ in ds:
+            n += int(x.shape[0])
+        rates.append(n / (time.perf_counter() - t))
+    peak = _status_mb("VmHWM")
+    return {"layout": layout, "pairs": n, "rss_before": before, "peak": peak,
+            "growth": peak - before, "rate1": rates[0], "rate2": rates[1],
+            "tf": tf.__version__}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,10000", help="comma-separated N")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--pool", type=int, default=300, help="distinct JPEGs")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--shard-mb", type=float, default=150.0)
+    ap.add_argument("--tmp", type=Path, default=None, help="scratch folder")
+    ap.add_argument("--case", nargs=4, metavar=("LAYOUT", "ROOT", "BATCH", "SIZE"),
+                    help=argparse.SUPPRESS)  # internal: one measurement, JSON out
+    a = ap.parse_args(argv)
+    if a.case:
+        print(json.dumps(run_case(a.case[0], a.case[1], int(a.case[2]), int(a.case[3]))))
+        return
+    sizes = [int(v) for v in a.sizes.split(",")]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    mem = next((ln.split(":")[1].strip() for ln in Path("/proc/meminfo").read_text()
+                .splitlines() if ln.startswith("MemTotal")), "?") \
+        if Path("/proc/meminfo").exists() else "?"
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}"
+          f", {os.cpu_count()} CPUs, {mem} RAM, load avg {load}")
+    print(f"python {platform.python_version()}, numpy {np.__version__}; batch {a.batch}, "
+          f"{a.size}px, pool of {a.pool} distinct JPEGs, shards of {a.shard_mb} MB")
+    pool = _pool(a.pool, a.size)
+    print(f"mean JPEG size {np.mean([len(p) for p in pool]) / 1e3:.1f} kB")
+    rows = []
+    with tempfile.TemporaryDirectory(dir=a.tmp) as tmp:
+        for n in sizes:
+            root = Path(tmp) / f"n{n}"
+            secs = make_set(root, n, pool, a.shard_mb)
+            nshards = len(list((root / "shards").glob("*.tfrecord")))
+            print(f"N={n}: packed into {nshards} shard(s) in {secs:.1f} s "
+                  f"({n / secs:.0f} galaxies/s, validation included)")
+            for layout in ("files", "shards"):
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--case", layout,
+                       str(root), str(a.batch), str(a.size)]
+                res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if res.returncode != 0:
+                    raise SystemExit(f"error: case {layout} N={n} failed:\n"
+                                     f"{res.stderr[-2000:]}")
+                rows.append(dict(json.loads(res.stdout.strip().splitlines()[-1]), n=n))
+    print(f"tensorflow {rows[0]['tf']}")
+    print(f"{'layout':7} {'N':>7} {'pairs/epoch':>11} {'pairs/s ep1':>12} "
+          f"{'pairs/s ep2':>12} {'RSS before':>11} {'peak':>8} {'growth':>8}  (MB)")
+    for r in rows:
+        print(f"{r['layout']:7} {r['n']:7d} {r['pairs']:11d} {r['rate1']:12.0f} "
+              f"{r['rate2']:12.0f} {r['rss_before']:11.0f} {r['peak']:8.0f} "
+              f"{r['growth']:8.0f}")
+    for layout in ("files", "shards"):
+        g = {r["n"]: r["growth"] for r in rows if r["layout"] == layout}
+        lo, hi = min(g), max(g)
+        print(f"{layout}: growth at N={hi} / growth at N={lo} = "
+              f"{g[hi] / max(g[lo], 1e-9):.2f} (N ratio {hi / lo:.0f})")
+
+
+if __name__ == "__main__":
+    main()
