@@ -17,7 +17,9 @@ Conventions (``shared/notes/metrics.md``):
   scikit-image matches it only with ``gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=255``.
 
-LPIPS and FID need pretrained weights and live elsewhere.
+LPIPS and FID need pretrained weights and live in :mod:`common.perceptual`
+(:class:`common.perceptual.PerceptualSet`, same ``update(pred, target)`` / ``result()``
+pattern on ``[0, 255]`` images; "unavailable (no weights)" when none are found).
 """
 from __future__ import annotations
 

@@ -1,0 +1,270 @@
+"""LPIPS and FID (common/perceptual.py): the Fréchet distance against hand-computed and
+scipy values, LPIPS properties on random-init networks (behind the explicit flag), the
+weight-file formats and lookups, refusal without weights, and the cached, checksummed
+download (fake server on 127.0.0.1)."""
+import hashlib
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from common import perceptual as P
+from tests.fake_servers import FakeServer, Reply
+
+
+@pytest.fixture(autouse=True)
+def _no_weights(tmp_path, monkeypatch):
+    """Every test starts with an empty KERAS_HOME and no weight variables."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(P.LPIPS_ENV, raising=False)
+    monkeypatch.delenv(P.FID_ENV, raising=False)
+
+
+def exact_gaussian(mu, cov, n, seed):
+    """``n`` rows whose sample mean and (ddof=1) covariance are exactly ``mu`` and ``cov``."""
+    z = np.random.default_rng(seed).normal(size=(n, len(mu)))
+    z -= z.mean(axis=0)
+    w, v = np.linalg.eigh(np.cov(z, rowvar=False))
+    z = z @ v @ np.diag(w ** -0.5) @ v.T  # whitened: sample covariance = I
+    l, u = np.linalg.eigh(cov)
+    return z @ (u * np.sqrt(l)) @ u.T + mu
+
+
+# ----------------------------------------------------------------------------- FID
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    f = np.random.default_rng(0).normal(size=(60, 10))
+    with pytest.warns(P.FewSamplesWarning):
+        r = P.fid_from_features(f, f)
+    assert abs(r["value"]) < 1e-8
+    assert r["n"] == 60 and r["n1"] == r["n2"] == 60
+
+
+def test_frechet_distance_diagonal_covariances_by_hand():
+    # ||mu1-mu2||^2 = 1 + 4 = 5; per axis s1 + s2 - 2 sqrt(s1 s2): (1+4-4) + (4+1-4) + 0 = 2
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
+    s1, s2 = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 1.0, 9.0])
+    assert P.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(7.0, abs=1e-12)
+    # from feature sets whose sample statistics are exactly these
+    f1, f2 = exact_gaussian(mu1, s1, 500, 1), exact_gaussian(mu2, s2, 400, 2)
+    with pytest.warns(P.FewSamplesWarning):
+        r = P.fid_from_features(f1, f2, eps=0.0)
+    assert r["value"] == pytest.approx(7.0, abs=1e-9)
+    assert r["n"] == 400 and (r["n1"], r["n2"]) == (500, 400)
+
+
+def test_frechet_distance_matches_scipy_sqrtm_on_full_covariances():
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    s1, s2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    ref = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+           - 2 * np.trace(linalg.sqrtm(s1 @ s2)).real)
+    assert P.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(ref, rel=1e-9)
+    # eps moves a well-conditioned value only slightly
+    assert P.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, abs=1e-4)
+
+
+def test_singular_covariances_stay_finite_and_warn_below_2048():
+    rng = np.random.default_rng(4)
+    f1, f2 = rng.normal(size=(20, 64)), rng.normal(size=(20, 64)) + 0.5  # N < D: singular
+    with pytest.warns(P.FewSamplesWarning, match="N=20 < 2048"):
+        r = P.fid_from_features(f1, f2)
+    assert np.isfinite(r["value"]) and r["value"] > 0 and "biased" in r["warning"]
+    g = rng.normal(size=(2048, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at N = 2048
+        assert P.fid_from_features(g, g)["warning"] is None
+
+
+def test_pt_inception_is_an_explicit_not_supported_error():
+    for name in ("pt_inception", "tf2015"):
+        with pytest.raises(P.ExtractorNotSupported, match="not supported yet"):
+            P.build_fid_extractor(name)
+
+
+def test_fid_extractor_weights_round_trip_and_labels(tmp_path, monkeypatch):
+    with pytest.raises(P.WeightsNotFound, match=P.FID_ENV):
+        P.build_fid_extractor(size=75)
+    raw = P.build_fid_extractor(allow_uncalibrated=True, size=75, seed=1)
+    assert raw.label == P.UNCALIBRATED and P.UNCALIBRATED in raw.describe()
+    imgs = np.random.default_rng(5).integers(0, 256, (2, 40, 40, 3)).astype(np.uint8)
+    feats = raw(imgs)
+    assert feats.shape == (2, 2048) and feats.dtype == np.float64
+    path = str(tmp_path / "inc.weights.h5")
+    raw.model.save_weights(path)
+    monkeypatch.setenv(P.FID_ENV, path)
+    loaded = P.build_fid_extractor(size=75)
+    assert loaded.label == "calibrated" and loaded.weights == path
+    assert "keras-inceptionv3" in loaded.describe()
+    np.testing.assert_allclose(loaded(imgs), feats, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- LPIPS
+
+def images(seed, n=2, size=32):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def alex():
+    return P.build_lpips("alex", allow_uncalibrated=True, seed=0)
+
+
+def test_lpips_identity_symmetry_and_positivity(alex):
+    x, y = images(0), images(1)
+    assert alex.label == P.UNCALIBRATED
+    np.testing.assert_array_equal(alex(x, x), 0.0)
+    d = alex(x, y)
+    assert d.shape == (2,) and (d > 0).all()
+    np.testing.assert_allclose(alex(y, x), d, rtol=1e-6)
+
+
+def test_lpips_vgg_shape_and_symmetry():
+    vgg = P.build_lpips("vgg", allow_uncalibrated=True, seed=0)
+    x, y = images(2, 1), images(3, 1)
+    d = vgg(x, y)
+    assert d.shape == (1,) and d[0] > 0
+    np.testing.assert_allclose(vgg(y, x), d, rtol=1e-6)
+    assert vgg(x, x)[0] == 0.0
+
+
+def test_lpips_input_checks(alex):
+    with pytest.raises(ValueError, match="32x32"):
+        alex(images(0, size=16), images(1, size=16))
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        P.to_unit(np.full((1, 32, 32, 3), 300.0))
+    np.testing.assert_allclose(P.to_unit(np.array([[[[0, 255, 127.5]]]])), [[[[-1, 1, 0]]]])
+
+
+def test_lpips_refuses_without_weights_unless_flag():
+    with pytest.raises(P.WeightsNotFound, match="LPIPS_WEIGHTS") as err:
+        P.build_lpips("alex")
+    msg = str(err.value)
+    assert "\n" not in msg and os.environ["KERAS_HOME"] in msg and "lpips_alex_v0.1.npz" in msg
+    with pytest.raises(P.WeightsNotFound, match="no such file"):
+        P.build_lpips("alex", weights="/nonexistent/w.npz")
+
+
+def test_lpips_npz_round_trip_by_flag_env_and_cache(alex, tmp_path, monkeypatch):
+    path = str(tmp_path / "w.npz")
+    P.save_npz(alex.model, "alex", path)
+    x, y = images(4), images(5)
+    ref = alex(x, y)
+    by_flag = P.build_lpips("alex", weights=path, seed=7)
+    assert by_flag.label == "calibrated" and by_flag.weights == path
+    np.testing.assert_array_equal(by_flag(x, y), ref)
+    assert not np.allclose(P.build_lpips("alex", allow_uncalibrated=True, seed=7)(x, y), ref)
+    monkeypatch.setenv(P.LPIPS_ENV, path)
+    np.testing.assert_array_equal(P.build_lpips("alex", seed=7)(x, y), ref)
+    monkeypatch.delenv(P.LPIPS_ENV)
+    cached = P.cache_path(P.lpips_cache_name("alex"))
+    os.makedirs(os.path.dirname(cached))
+    os.replace(path, cached)  # a pre-placed cache file is found with no argument
+    found = P.build_lpips("alex", seed=7)
+    assert found.weights == cached
+    np.testing.assert_array_equal(found(x, y), ref)
+
+
+def test_lpips_npz_rejects_negative_lin_and_wrong_net(alex, tmp_path):
+    path = str(tmp_path / "w.npz")
+    P.save_npz(alex.model, "alex", path)
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["lin2/kernel"] = -arrays["lin2/kernel"]
+    np.savez(tmp_path / "neg.npz", **arrays)
+    with pytest.raises(ValueError, match="negative"):
+        P.build_lpips("alex", weights=str(tmp_path / "neg.npz"))
+    with pytest.raises(ValueError, match="not 'vgg'"):
+        P.build_lpips("vgg", weights=path)
+
+
+def test_from_torch_layout_conversion_round_trip(alex, tmp_path):
+    # torch layouts: conv [out, in, kh, kw] under features.<i>, lin [1, C, 1, 1]
+    layers = P._conv_layers(alex.model, "alex")
+    backbone, lin = {}, {}
+    for conv, i in zip(P._backbone_convs("alex"), P.ALEX_TORCH):
+        k, b = layers[conv].get_weights()
+        backbone[f"features.{i}.weight"] = k.transpose(3, 2, 0, 1)
+        backbone[f"features.{i}.bias"] = b
+    for i in range(5):
+        lin[f"lin{i}.model.1.weight"] = layers[f"lin{i}"].get_weights()[0].transpose(3, 2, 0, 1)
+    assert backbone["features.0.weight"].shape == (64, 3, 11, 11)
+    assert lin["lin1.model.1.weight"].shape == (1, 192, 1, 1)
+    np.savez(tmp_path / "c.npz", **P.from_torch("alex", backbone, lin))
+    x, y = images(6), images(7)
+    conv = P.build_lpips("alex", weights=str(tmp_path / "c.npz"), seed=9)
+    np.testing.assert_array_equal(conv(x, y), alex(x, y))
+    with pytest.raises(ValueError, match="lin4"):
+        P.from_torch("alex", backbone, {k: v for k, v in lin.items() if "lin4" not in k})
+
+
+# ----------------------------------------------------------------------------- Table 1 API
+
+def test_perceptual_set_unavailable_without_weights():
+    ps = P.PerceptualSet.build()
+    ps.update(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 32, 32, 3), np.uint8))
+    r = ps.result()
+    for key in ("lpips", "fid"):
+        assert r[key]["unavailable"] == P.UNAVAILABLE == "unavailable (no weights)"
+        assert P.cell(r[key]) == P.UNAVAILABLE
+    assert all(P.UNAVAILABLE in line for line in ps.describe())
+
+
+def test_perceptual_set_uncalibrated_label_everywhere():
+    rng = np.random.default_rng(8)
+    pairs = [(rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
+              rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    r = P.perceptual_scores(pairs, allow_uncalibrated=True, fid_extractor=None)
+    lp = r["lpips"]
+    assert lp["n"] == 4 and lp["mean"] > 0 and lp["net"] == "alex"
+    assert lp["label"] == P.UNCALIBRATED and P.UNCALIBRATED in lp["weights"]
+    assert P.cell(lp).endswith("(uncalibrated)")
+    assert "uncalibrated" in r["describe"][0]
+    assert r["fid"] == {"unavailable": P.UNAVAILABLE, "reason": "not requested"}
+
+
+# ----------------------------------------------------------------------------- download
+
+def test_fetch_uses_keras_home_cache_and_checksum(monkeypatch):
+    body = b"fake weights " * 100
+    good = hashlib.sha256(body).hexdigest()
+    with FakeServer(lambda req: Reply(200, body=body) if req.path == "/w.bin"
+                    else Reply(404, body=b"no")) as srv:
+        src = P.Source(srv.base_url + "/w.bin", "w.bin", file_hash=good)
+        path = P.fetch(src)
+        assert path == P.cache_path("w.bin")
+        assert path.startswith(os.environ["KERAS_HOME"])
+        assert open(path, "rb").read() == body and srv.count("/w.bin") == 1
+        assert P.fetch(src) == path and srv.count("/w.bin") == 1  # cached: no request
+        bad = P.Source(srv.base_url + "/w.bin", "w2.bin", file_hash="0" * 64)
+        with pytest.raises(Exception, match="(?i)corrupt|incomplete|hash"):
+            P.fetch(bad)
+        wrong_prefix = P.Source(srv.base_url + "/w.bin", "w3-00000000.bin",
+                                sha256_prefix="00000000" if not good.startswith("0" * 8) else "f")
+        with pytest.raises(ValueError, match="sha256"):
+            P.fetch(wrong_prefix)
+        assert not os.path.exists(P.cache_path("w3-00000000.bin"))
+        ok_prefix = P.Source(srv.base_url + "/w.bin", "w4.bin", sha256_prefix=good[:8])
+        assert open(P.fetch(ok_prefix), "rb").read() == body
+
+
+def test_preplaced_cache_file_skips_the_download(monkeypatch):
+    body = b"pre-placed"
+    src = P.Source("http://127.0.0.1:9/never-contacted", "pre.bin",
+                   file_hash=hashlib.sha256(body).hexdigest())
+    os.makedirs(os.path.dirname(P.cache_path("pre.bin")))
+    with open(P.cache_path("pre.bin"), "wb") as f:
+        f.write(body)
+    assert P.fetch(src) == P.cache_path("pre.bin")  # port 9 would refuse: no download
+    # the FID lookup goes through the same cache, under Keras' own file name and md5
+    keras_src = P.SOURCES["keras-inceptionv3"]
+    assert keras_src.file_hash == "bcbd6486424b2319ff4ef7d526e38f63"
+    monkeypatch.setitem(P.SOURCES, "keras-inceptionv3",
+                        P.Source(src.url, keras_src.fname, file_hash=src.file_hash))
+    with open(P.cache_path(keras_src.fname), "wb") as f:
+        f.write(body)
+    assert P.fid_weights_path() == P.cache_path(keras_src.fname)

@@ -1,0 +1,70 @@
+"""One-time conversion of the reference LPIPS weights (torch .pth) to our .npz format.
+
+    python tools/convert_lpips_weights.py --net alex            # downloads, needs internet
+    python tools/convert_lpips_weights.py --net alex --backbone alexnet-owt-7be5be79.pth \
+        --lin alex.pth --out lpips_alex_v0.1.npz                # from local files
+
+Inputs: the torchvision backbone (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``)
+and the LPIPS v0.1 lin layers (``lpips/weights/v0.1/alex.pth`` / ``vgg.pth`` of
+richzhang/PerceptualSimilarity); URLs in ``common.perceptual.SOURCES``. Without
+``--backbone``/``--lin`` they are downloaded into ``$KERAS_HOME/models`` (torchvision
+files checked against the sha256 prefix in their names; the lin files have no published
+hash). The output (default ``$KERAS_HOME/models/lpips_<net>_v0.1.npz``, where
+``common.perceptual`` looks) is described by ``common.perceptual.npz_layout``; copy it to
+an offline machine's cache or point ``$LPIPS_WEIGHTS`` at it.
+
+Needs torch only to read the ``.pth`` files; torch is imported lazily and is not a
+project requirement (``pip install torch`` once, anywhere, then copy the .npz).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from common import perceptual as P  # noqa: E402
+
+
+def read_pth(path: str) -> dict[str, np.ndarray]:
+    """A torch state dict file -> name -> numpy array (imports torch here)."""
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("convert_lpips_weights needs torch to read .pth files "
+                         "(pip install torch, once; it is not a project requirement)")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.detach().cpu().numpy() for k, v in sd.items()}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--net", choices=P.NETS, default="alex")
+    ap.add_argument("--backbone", help="torchvision .pth (default: download)")
+    ap.add_argument("--lin", help="LPIPS v0.1 lin-layer .pth (default: download)")
+    ap.add_argument("--out", help="output .npz (default: $KERAS_HOME/models/lpips_<net>_v0.1.npz)")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    a = parse_args(argv)
+    backbone = a.backbone or P.fetch(a.net)
+    lin = a.lin or P.fetch(f"lin-{a.net}")
+    arrays = P.from_torch(a.net, read_pth(backbone), read_pth(lin))
+    out = a.out or P.cache_path(P.lpips_cache_name(a.net))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + ".part"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    model = P.build_lpips_model(a.net)
+    P.load_npz(model, a.net, tmp)  # checks names, shapes and lin weights >= 0
+    os.replace(tmp, out)
+    print(f"wrote {out} (LPIPS v0.1 {a.net}; backbone {backbone}; lin {lin})")
+    return out
+
+
+if __name__ == "__main__":
+    main()
