@@ -12,7 +12,8 @@ from data import pipeline
 
 def score_split(root: Path, source: str, target: str, *, predict_fn=None,
                 batch_size: int = 32, image_size: int = 128, ids=None,
-                split: str = "test", progress: bool = True, desc: str = "") -> MetricSet:
+                split: str = "test", progress: bool = True, desc: str = "",
+                perceptual=None) -> MetricSet:
     """RMSE / PSNR / SSIM of ``predict_fn(source)`` (or of ``source`` itself) against
     ``target`` over a split, per image on [0, 255].
 
@@ -30,8 +31,11 @@ def score_split(root: Path, source: str, target: str, *, predict_fn=None,
     with pipeline.data_errors(ds):
         for x_low, x_high in ds:
             x = x_low if predict_fn is None else predict_fn(x_low)
-            scores.update(pipeline.denormalize(x, tf.uint8).numpy(),
-                          pipeline.denormalize(x_high, tf.uint8).numpy())
+            pred = pipeline.denormalize(x, tf.uint8).numpy()
+            real = pipeline.denormalize(x_high, tf.uint8).numpy()
+            scores.update(pred, real)
+            if perceptual is not None:
+                perceptual.update(pred, real)
             bar.update(int(x_low.shape[0]))
     bar.close()
     return scores

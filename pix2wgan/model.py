@@ -61,24 +61,36 @@ class Pix2WGAN(keras.Model):
         return self.generator(x, training=training)
 
     # --- one training iteration ----------------------------------------------------------
+    # The loss helpers run inside the caller's tape, so Cascade Pix2WGAN (cascade/model.py)
+    # reuses them for its stage-2 generator, whose input is itself a generator output.
+
+    def critic_objective(self, x_low, x_high, x_fake):
+        """Critic loss for real ``(x_low, x_high)`` and fake ``(x_low, x_fake)``, all
+        ``[B, H, W, 3]`` in [-1, 1]; returns scalars (loss, wasserstein term, penalty)."""
+        real = self.critic([x_low, x_high], training=True)
+        fake = self.critic([x_low, x_fake], training=True)
+        if self.loss_kind == "bce":
+            return losses.bce_critic_loss(real, fake), tf.zeros(()), tf.zeros(())  # eq. 2
+        wass = losses.wgan_critic_loss(real, fake)                      # eq. 4
+        alpha = keras.random.uniform((tf.shape(x_low)[0], 1, 1, 1),
+                                     seed=self.seed_generator)          # eq. 5, per sample
+        gp = losses.gradient_penalty(                                   # eq. 6
+            lambda x: self.critic([x_low, x], training=True), x_high, x_fake, alpha)
+        return wass + self.gp_weight * gp, wass, gp                     # eq. 7
+
+    def generator_objective(self, x_low, x_fake, x_high):
+        """Generator loss of ``x_fake = G(x_low)`` against ``x_high``; returns scalars
+        (total, adversarial, l1): eq. 3 (wgan-gp) or eq. 1 (bce)."""
+        loss_fn = (losses.bce_generator_loss if self.loss_kind == "bce"
+                   else losses.wgan_generator_loss)
+        fake = self.critic([x_low, x_fake], training=True)
+        return loss_fn(fake, x_fake, x_high, self.l1_weight)
 
     def _critic_step(self, x_low, x_high):
         """One critic update; returns (loss, wasserstein, penalty)."""
         x_fake = self.generator(x_low, training=True)
         with tf.GradientTape() as tape:
-            real = self.critic([x_low, x_high], training=True)
-            fake = self.critic([x_low, x_fake], training=True)
-            if self.loss_kind == "bce":
-                loss = losses.bce_critic_loss(real, fake)              # eq. 2
-                wass = gp = tf.zeros(())
-            else:
-                wass = losses.wgan_critic_loss(real, fake)             # eq. 4
-                alpha = keras.random.uniform((tf.shape(x_low)[0], 1, 1, 1),
-                                             seed=self.seed_generator)  # eq. 5, per sample
-                gp = losses.gradient_penalty(                          # eq. 6
-                    lambda x: self.critic([x_low, x], training=True), x_high, x_fake,
-                    alpha)
-                loss = wass + self.gp_weight * gp                      # eq. 7
+            loss, wass, gp = self.critic_objective(x_low, x_high, x_fake)
             scaled = self.d_optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.critic.trainable_variables)
         self.d_optimizer.apply(grads, self.critic.trainable_variables)
@@ -86,28 +98,32 @@ class Pix2WGAN(keras.Model):
 
     def _generator_step(self, x_low, x_high):
         """One generator update; returns (total, adversarial, l1)."""
-        loss_fn = (losses.bce_generator_loss if self.loss_kind == "bce"
-                   else losses.wgan_generator_loss)
         with tf.GradientTape() as tape:
             x_fake = self.generator(x_low, training=True)
-            fake = self.critic([x_low, x_fake], training=True)
-            total, adv, l1 = loss_fn(fake, x_fake, x_high, self.l1_weight)  # eq. 1 / 3
+            total, adv, l1 = self.generator_objective(x_low, x_fake, x_high)
             scaled = self.g_optimizer.scale_loss(total)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply(grads, self.generator.trainable_variables)
         return total, adv, l1
 
-    def train_step(self, data):
-        x_low, x_high = data
-        lows = tf.split(x_low, self.n_critic, axis=0)
-        highs = tf.split(x_high, self.n_critic, axis=0)
+    def iterate(self, lows, highs, generator_step=None):
+        """One §4.2 iteration: a critic update on each of the ``n_critic`` batches of
+        ``lows``/``highs`` (lists of ``[B, H, W, 3]``), then one generator update on the
+        last, by ``generator_step(low, high)`` (default :meth:`_generator_step`).
+        Returns the logged values (dict of scalars, keys as in ``self.trackers``)."""
         for low, high in zip(lows, highs):
             d_loss, wass, gp = self._critic_step(low, high)
-        g_loss, g_adv, g_l1 = self._generator_step(lows[-1], highs[-1])
+        g_loss, g_adv, g_l1 = (generator_step or self._generator_step)(lows[-1], highs[-1])
         # d_wasserstein is logged as D(real) - D(fake), the critic's estimate of the
         # Wasserstein distance (the negative of its loss term).
         values = {"g_loss": g_loss, "g_adv": g_adv, "g_l1": g_l1, "d_loss": d_loss,
                   "d_wasserstein": -wass, "d_gp": gp}
+        return {name: values[name] for name in self.trackers}
+
+    def train_step(self, data):
+        x_low, x_high = data
+        values = self.iterate(tf.split(x_low, self.n_critic, axis=0),
+                              tf.split(x_high, self.n_critic, axis=0))
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         return {name: t.result() for name, t in self.trackers.items()}

@@ -49,17 +49,41 @@ def image_size_of(path: str) -> int:
 
 def predict(model_path, inputs, out_dir, *, batch_size=32, fmt="png", survey=None,
             overwrite=False, progress=True) -> list[Path]:
-    """Convert every JPEG in ``inputs`` and return the output paths (new and existing)."""
+    """Convert every JPEG in ``inputs`` with the generator at ``model_path`` (a
+    ``.keras`` file or a run folder) and return the output paths (new and existing)."""
+    from common.layers import unet_depth
+    from pix2wgan.trainer import load_generator
+
+    def load():
+        generator = load_generator(model_path)
+        return (lambda x: generator(x, training=False)), 2 ** unet_depth(generator)
+    return convert(load, inputs, out_dir, batch_size=batch_size, fmt=fmt, survey=survey,
+                   overwrite=overwrite, progress=progress)
+
+
+def convert(load, inputs, out_dir, *, batch_size=32, fmt="png", survey=None,
+            overwrite=False, progress=True) -> list[Path]:
+    """The machinery behind every ``predict`` CLI (Pix2WGAN, Cascade Pix2WGAN).
+
+    Args:
+        load: called once, only if something is left to convert; returns
+            ``(fn, multiple)``: ``fn`` maps ``[B, S, S, 3]`` float32 in [-1, 1] to the
+            same (any generator-like callable, e.g. G2∘G1), and ``multiple`` is the
+            number the input side must be divisible by.
+        inputs: a JPEG, a folder of JPEGs or a list of files.
+        out_dir: one ``<stem>.<fmt>`` per input, written atomically; existing ones are
+            skipped unless ``overwrite``.
+    Returns:
+        The output paths, in input order (new and existing).
+    """
     import tensorflow as tf
     from PIL import Image
     from tqdm import tqdm
 
     from common.io import atomic_path
-    from common.layers import unet_depth
     from data import pipeline
     from data.layout import DataError
     from data.surveys import JPEG_QUALITY
-    from pix2wgan.trainer import load_generator
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
@@ -69,18 +93,16 @@ def predict(model_path, inputs, out_dir, *, batch_size=32, fmt="png", survey=Non
     todo = [f for f in files if overwrite or not outputs[f].exists()]
     if todo:
         size = image_size_of(todo[0])
-        generator = load_generator(model_path)
-        depth = 2 ** unet_depth(generator)
-        if size % depth:
-            raise DataError(f"{todo[0]}: size {size} is not divisible by {depth}, "
-                            f"which this generator needs")
+        fn, multiple = load()
+        if size % multiple:
+            raise DataError(f"{todo[0]}: size {size} is not divisible by {multiple}, "
+                            f"which this model needs")
         ds = pipeline.image_dataset(todo, batch_size, survey=survey, image_size=size,
                                     progress=progress)
         bar = tqdm(total=len(todo), unit="img", disable=not progress, desc="predict")
         with pipeline.data_errors(ds):
             for images, paths in ds:
-                fake = pipeline.denormalize(generator(images, training=False),
-                                            dtype=tf.uint8).numpy()
+                fake = pipeline.denormalize(fn(images), dtype=tf.uint8).numpy()
                 for img, src in zip(fake, paths.numpy()):
                     dst = outputs[src.decode()]
                     with atomic_path(dst) as tmp:

@@ -22,17 +22,18 @@ from common.training import PRECISIONS
 
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = Pix2WGANConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m pix2wgan.train",
-        description="Train Pix2WGAN (Luo et al.) on a dataset of JPEG triplets.")
+def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train",
+                 description="Train Pix2WGAN (Luo et al.) on a dataset of JPEG triplets.",
+                 out="runs/pix2wgan") -> argparse.ArgumentParser:
+    """The training flags, with defaults from ``d`` (also used by ``cascade.train``)."""
+    d = d or Pix2WGANConfig()
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--data", default=d.data,
                    help="dataset root (default: the simulated set in datasets/sim-default, "
                         "generated on first use)")
-    p.add_argument("--source", default=d.source, help="input survey (default decals)")
-    p.add_argument("--target", default=d.target, help="target survey (default hsc)")
-    p.add_argument("--out", default="runs/pix2wgan", help="run folder")
+    p.add_argument("--source", default=d.source, help=f"input survey (default {d.source})")
+    p.add_argument("--target", default=d.target, help=f"target survey (default {d.target})")
+    p.add_argument("--out", default=out, help=f"run folder (default {out})")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -56,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None) -> tuple[Pix2WGANConfig, argparse.Namespace]:
-    """Parse CLI arguments into a validated config (errors exit with a one-line message)."""
-    parser = build_parser()
+def parse_args(argv=None, parser=None, cls=Pix2WGANConfig):
+    """Parse CLI arguments into a validated ``cls`` config (errors exit with a one-line
+    message); returns ``(config, namespace)``."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
-    fields = {f.name for f in dataclasses.fields(Pix2WGANConfig)}
-    cfg = Pix2WGANConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    fields = {f.name for f in dataclasses.fields(cls)}
+    cfg = cls(**{k: v for k, v in vars(args).items() if k in fields})
     try:
         cfg.validate()
     except ValueError as err:

@@ -28,14 +28,16 @@ def resolve_data(cfg: Pix2WGANConfig) -> Path:
     return ensure_simulated()
 
 
-def prepare_run(cfg: Pix2WGANConfig, run_dir: Path, resume: bool) -> Pix2WGANConfig:
-    """Check the run folder; on resume, take the saved architecture, keep new ``epochs``."""
+def prepare_run(cfg: Pix2WGANConfig, run_dir: Path, resume: bool,
+                cls=Pix2WGANConfig) -> Pix2WGANConfig:
+    """Check the run folder; on resume, take the saved architecture (a ``cls`` read
+    from config.json), keep the new ``epochs``."""
     run_dir = Path(run_dir)
     has_ckpt = (run_dir / training.CHECKPOINTS / "checkpoint").is_file()
     if resume:
         if not has_ckpt:
             raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume")
-        saved = training.load_config(Pix2WGANConfig, run_dir)
+        saved = training.load_config(cls, run_dir)
         saved.epochs = cfg.epochs
         return saved.validate()
     if has_ckpt:

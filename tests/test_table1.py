@@ -1,4 +1,6 @@
 """experiments/table1.py end to end on a tiny hand-made dataset."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,38 +15,84 @@ def tiny(tmp_path_factory):
     return make_fake(tmp_path_factory.mktemp("ds") / "tiny", size=128, n_train=6, n_test=3)
 
 
-def test_table1_trains_scores_and_marks_missing_rows(tiny, tmp_path, capsys):
+@pytest.fixture
+def eager():
+    """Fit eagerly: tracing four tiny models' steps costs more than it saves."""
+    import tensorflow as tf
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
+def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, eager,
+                                                      monkeypatch):
+    for var in ("LPIPS_WEIGHTS", "FID_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no cached weights
     results = tmp_path / "results"
     argv = ["--data", str(tiny), "--run", str(tmp_path / "run"), "--results", str(results),
-            "--epochs", "1", "--width", "4", "--batch-size", "2", "--quiet"]
+            "--epochs", "1", "--extra-epochs", "1", "--width", "4", "--batch-size", "2",
+            "--quiet"]
     assert table1.main(argv) == 0
     df = pd.read_csv(results / "table1.csv")
-    assert df["pair"].tolist() == list(TABLE1)
+    assert df["pair"].tolist() == list(table1.ROWS)
     rows = df.set_index("pair")
-    for pair in ("SDSS–HSC", "DECaLS–HSC", "Pseudo-HSC¹–HSC"):
+    for pair in table1.ROWS:
         assert rows.loc[pair, "n"] == 3
         for m in ("rmse", "psnr", "ssim"):
             ours = float(rows.loc[pair, m])
             assert np.isfinite(ours)
-            assert rows.loc[pair, f"{m}_paper"] == TABLE1[pair][m]
-            assert rows.loc[pair, f"{m}_diff"] == pytest.approx(ours - TABLE1[pair][m],
-                                                                abs=1e-3)
+            if pair in TABLE1:
+                assert rows.loc[pair, f"{m}_paper"] == TABLE1[pair][m]
+                assert rows.loc[pair, f"{m}_diff"] == pytest.approx(
+                    ours - TABLE1[pair][m], abs=1e-3)
+            else:
+                assert pd.isna(rows.loc[pair, f"{m}_paper"])
         for m in ("lpips", "fid"):
-            assert rows.loc[pair, m] == table1.NOT_YET
-    assert (rows.loc["Pseudo-HSC²–HSC", ["rmse", "psnr", "ssim", "lpips", "fid"]]
-            == table1.NOT_YET).all()
+            assert rows.loc[pair, m] == "unavailable (no weights)"
+    for key, (_, suffix) in table1.MODELS.items():  # every model was trained and saved
+        assert (tmp_path / f"run{suffix}" / "config.json").is_file(), key
+    assert json.loads((tmp_path / "run-cascade" / "config.json").read_text())[
+        "source"] == "sdss"
+    assert json.loads((tmp_path / "run-pix2pix" / "config.json").read_text())[
+        "loss"] == "bce"
     md = (results / "table1.md").read_text()
-    assert "not yet computed / 105.16" in md and "| DECaLS–HSC | 3 |" in md
+    assert "unavailable (no weights) / 105.16" in md and "| DECaLS–HSC | 3 |" in md
+    assert "Pix2WGAN SDSS→HSC (direct)" in md and "cascade row sits below" in md
+    tex = (results / "table1.tex").read_text()
+    assert tex.count(r"\\") == 1 + len(table1.ROWS) and "Pseudo-HSC$^2$--HSC" in tex
+    assert r"\end{tabular}" in tex
     out = capsys.readouterr().out
     assert "Pseudo-HSC¹" in out and "width            4  *" in out
 
-    # Scoring a given model skips training and reproduces the same numbers.
-    assert table1.main(["--data", str(tiny), "--model", str(tmp_path / "run"),
+    # --skip-train reuses the four finished runs and reproduces the same numbers;
+    # --model overrides Pix2WGAN's run.
+    assert table1.main(["--data", str(tiny), "--run", str(tmp_path / "run"), "--skip-train",
+                        "--model", str(tmp_path / "run" / "generator.keras"),
                         "--results", str(tmp_path / "again"), "--quiet"]) == 0
     again = pd.read_csv(tmp_path / "again" / "table1.csv").set_index("pair")
-    for m in ("rmse", "psnr", "ssim"):
-        assert float(again.loc["Pseudo-HSC¹–HSC", m]) == pytest.approx(
-            float(rows.loc["Pseudo-HSC¹–HSC", m]), rel=1e-6)
+    for pair in ("Pseudo-HSC¹–HSC", "Pseudo-HSC²–HSC", "pix2pix (BCE) DECaLS→HSC"):
+        for m in ("rmse", "psnr", "ssim"):
+            assert float(again.loc[pair, m]) == pytest.approx(float(rows.loc[pair, m]),
+                                                              rel=1e-6)
+    # with nothing trained, --skip-train says so instead of inventing numbers
+    assert table1.main(["--data", str(tiny), "--run", str(tmp_path / "none"),
+                        "--skip-train", "--results", str(tmp_path / "empty"),
+                        "--quiet"]) == 0
+    empty = pd.read_csv(tmp_path / "empty" / "table1.csv").set_index("pair")
+    assert empty.loc["Pseudo-HSC²–HSC", "rmse"] == table1.NO_MODEL
+    assert np.isfinite(float(empty.loc["SDSS–HSC", "rmse"]))
+
+
+def test_bicubic_baseline_resamples_to_the_native_grid():
+    import tensorflow as tf
+    x = tf.random.uniform((1, 128, 128, 3), -1, 1, seed=0)
+    y = table1.bicubic_fn("sdss")(x)
+    assert y.shape == x.shape and float(tf.reduce_max(tf.abs(y))) <= 1
+    # a flat image survives; pixel-scale noise does not
+    flat = tf.fill((1, 128, 128, 3), 0.25)
+    np.testing.assert_allclose(table1.bicubic_fn("decals")(flat), flat, atol=1e-5)
+    assert float(tf.math.reduce_std(y)) < 0.5 * float(tf.math.reduce_std(x))
 
 
 def test_table1_direct_rows_match_the_metrics_module(tiny, tmp_path):

@@ -1,0 +1,112 @@
+"""``train(config, run_dir)``: the importable Cascade Pix2WGAN job behind the CLI.
+
+Same run-folder contract as :mod:`pix2wgan.trainer` (config.json, checkpoints of the four
+networks, four optimizers and the epoch, history.csv, TensorBoard logs, sample grids),
+ending with ``g1.keras`` (SDSS -> pseudo-DECaLS) and ``g2.keras`` (-> pseudo-HSC).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from cascade.config import CascadeConfig
+from cascade.data import make_triplets
+from cascade.model import CascadePix2WGAN
+from common import training
+from data import pipeline
+from data.layout import DataError, read_manifest
+from pix2wgan.trainer import N_VAL, load_generator, prepare_run, resolve_data, save_generator
+
+G1_FILE, G2_FILE = "g1.keras", "g2.keras"
+
+
+def build(cfg: CascadeConfig) -> CascadePix2WGAN:
+    """Networks + four Adam optimizers (§4.2 settings) for ``cfg``."""
+    training.set_precision(cfg.precision)
+    model = CascadePix2WGAN.from_config_dataclass(cfg)
+    model.compile([training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision)
+                   for _ in range(4)], jit_compile=cfg.jit_compile)
+    return model
+
+
+def run_state(model: CascadePix2WGAN, run_dir: Path) -> training.RunState:
+    s1, s2 = model.stage1, model.stage2
+    return training.RunState(
+        run_dir, g1=s1.generator, d1=s1.critic, g2=s2.generator, d2=s2.critic,
+        g1_optimizer=s1.g_optimizer, d1_optimizer=s1.d_optimizer,
+        g2_optimizer=s2.g_optimizer, d2_optimizer=s2.d_optimizer,
+        seed1=s1.seed_generator.state, seed2=s2.seed_generator.state)
+
+
+def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
+          verbose: int | str = "auto") -> CascadePix2WGAN:
+    """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``."""
+    cfg = prepare_run(cfg.validate(), run_dir, resume, cls=CascadeConfig)
+    root = resolve_data(cfg)
+    print(training.describe_config(cfg))
+
+    train_ids = read_manifest(root, "train")["id"].tolist()
+    if cfg.n_train:
+        train_ids = train_ids[:cfg.n_train]
+    test_ids = read_manifest(root, "test")["id"].tolist()
+    if len(train_ids) < cfg.iteration_batch:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"training iteration needs ({cfg.iteration_batch} = batch size x "
+                        f"n_critic)")
+    if not test_ids:
+        raise DataError(f"{root}: the test split is empty")
+
+    model = build(cfg)
+    state = run_state(model, run_dir)
+    first_epoch = state.restore() if resume else 0
+    if not resume:
+        training.save_config(cfg, run_dir)
+    print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
+          f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
+          f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
+          f"of {cfg.epochs}")
+
+    def triplets(split, batch, ids, train_mode, seed=cfg.seed):
+        return make_triplets(root, split, cfg.source, cfg.bridge, cfg.target, batch,
+                             training=train_mode, seed=seed, ids=ids,
+                             image_size=cfg.image_size)
+    # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
+    train_ds, checked = triplets("train", cfg.iteration_batch, train_ids, True,
+                                 cfg.seed + first_epoch)
+    val_ds, _ = triplets("test", cfg.batch_size, test_ids[:N_VAL], False)
+    sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],
+                                      False)[0]))
+
+    def columns():  # SDSS | pseudo-DECaLS | pseudo-HSC | HSC
+        mid = model.bridge(sdss, training=False)
+        return sdss, mid, model.stage2.generator(mid, training=False), hsc
+
+    run_dir = Path(run_dir)
+    callbacks = [
+        training.EpochLRDecay(model.optimizers, cfg.lr, cfg.lr_decay),
+        training.SampleGrid(columns, run_dir / "samples"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        training.CheckpointEachEpoch(state),  # last: runs after the others have logged
+    ]
+    if first_epoch < cfg.epochs:
+        with pipeline.data_errors(checked):
+            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
+                      validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)
+    save_generator(model.stage1.generator, run_dir / G1_FILE)
+    save_generator(model.stage2.generator, run_dir / G2_FILE)
+    return model
+
+
+def load_cascade(path: Path | str):
+    """``(g1, g2)`` from a cascade run folder (``g1.keras``, ``g2.keras``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"cascade run {path} not found (train one with "
+                                f"`python -m cascade.train`)")
+    if not (path / G1_FILE).is_file():
+        raise FileNotFoundError(f"{path / G1_FILE} not found: {path} holds no finished "
+                                f"cascade run")
+    return load_generator(path / G1_FILE), load_generator(path / G2_FILE)
