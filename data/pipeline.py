@@ -429,8 +429,9 @@ def _shard_records(index: Path, root, split, source, target, blanks, ids, traini
                             f"split of {index}; first: {unknown[0]!r}")
         order = [pos[i] for i in ids]
         if len(set(order)) != len(order):
-            raise DataError(f"requested ids repeat an id; first: "
-                            f"{next(i for k, i in enumerate(ids) if i in ids[:k])!r}")
+            seen = set()
+            again = next(i for i in ids if i in seen or seen.add(i))
+            raise DataError(f"requested ids repeat an id; first: {again!r}")
         if not training and order != sorted(order):
             raise DataError(f"{index}: with the shards layout an evaluation subset of "
                             "ids must follow the manifest order; pass layout='files' "

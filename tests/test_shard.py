@@ -201,6 +201,8 @@ def test_make_dataset_shards_equal_files(packed):
         _ds(packed, "train", ids=["g05", "g01"])
     with pytest.raises(DataError, match="'g99'"):
         _ds(packed, ids=["g99"])
+    with pytest.raises(DataError, match="repeat an id; first: 'g05'"):
+        _ds(packed, "train", ids=["g01", "g05", "g02", "g05"], training=True)
 
 
 def test_training_over_shards_covers_each_galaxy_once_and_is_seeded(packed):
