@@ -11,13 +11,29 @@ Two subcommands of ``python -m data.download`` (needs internet):
 
     (``--base-url`` default ``https://data.sdss.org/sas/dr17``, rerun 301). Frame
     pixels are already calibrated nanomaggies (HDU 0, ``BUNIT = 'nanomaggy'``). The
-    manifest is a CSV with columns ``id, ra, dec, run, camcol, field`` (optional
-    ``rerun``): the ``PhotoObj`` columns of the same names, e.g. from SkyServer/CasJobs
-    ``SELECT objID AS id, ra, dec, run, camcol, field FROM PhotoObj WHERE ...``.
+    manifest is a CSV with columns ``id, ra, dec`` and optionally ``run, camcol, field``
+    (all three or none; optional ``rerun``): the ``PhotoObj`` columns of the same names,
+    e.g. from SkyServer/CasJobs ``SELECT objID AS id, ra, dec, run, camcol, field FROM
+    PhotoObj WHERE ...``. Without them each position's field is looked up (below).
     Frames are downloaded once per field and band into ``ROOT/pool/.cache/sdss-frames``
-    (the galaxies are processed in field order, so many galaxies share one download),
-    decompressed in memory with the stdlib ``bz2``, and the cache is removed when a run
-    finishes unless ``--keep-frames``.
+    (all galaxies of a field go to one worker thread, in order, so many galaxies share
+    one download and no frame is fetched twice), decompressed in memory with the stdlib
+    ``bz2``, and the cache is removed when a run finishes unless ``--keep-frames``.
+
+    Field lookup (manifest without ``run, camcol, field``): one query per
+    ``--lookup-batch`` positions (default 25) to the SkyServer SQL search service,
+    ``GET {lookup}/SkyServerWS/SearchTools/SqlSearch?cmd=<SQL>&format=csv`` with
+    ``--lookup-url`` default ``https://skyserver.sdss.org/dr17``. The SQL
+    (:func:`lookup_sql`) puts the positions in a ``VALUES`` table and ``CROSS APPLY``s
+    ``dbo.fGetNearbyObjEq(ra, dec, 0.05)`` joined to ``PhotoPrimary``, keeping the
+    nearest primary object within 3": its ``run, rerun, camcol, field``. The CSV answer
+    (``#Table1`` line, header, rows) is cached in ``ROOT/pool/sdss_fields.csv``
+    (atomic, reused on reruns while a position is unchanged). A position with no
+    primary object is recorded in the state as ``failed: no SDSS frame covers this
+    position``; a failed query as ``failed: SDSS field lookup failed: <reason>`` (retried
+    on the next run). **The query could not be run offline: a user with internet should
+    check one position by hand** (run :func:`lookup_sql` of one position in SkyServer's
+    SQL search and compare with the Navigate tool).
 
 ``cfht-fits --manifest M --out ROOT``
     136x136 px stamps at 0.187"/px (``surveys.LIN_CFHT_SIZE``) from the CFHTLS Wide
@@ -67,6 +83,12 @@ band missing on the server, a cutout that does not cover the stamp (wrong shape)
 wrong units is recorded as failed with its reason and never written.
 ``ROOT/pool/<survey>_summary.md`` gets a table of the outcomes. HTTP retries, backoff and
 the rate limit are ``data.http.HttpClient``'s.
+
+Concurrency: ``--workers N`` (default 4, like ``legacy``) threads make galaxies in
+parallel through one shared ``HttpClient``, so ``--rate`` bounds all of them together.
+The state is appended under one lock (one fsynced line per galaxy) and compacted in
+manifest order, so files, state and summary are the same for any ``N``. On Ctrl-C the
+galaxies in flight finish (their retries included) before the state is compacted.
 """
 from __future__ import annotations
 
@@ -75,10 +97,13 @@ import bz2
 import csv
 import io
 import math
+import os
 import shutil
 import string
+import threading
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -96,6 +121,11 @@ from data.layout import DataError, check_id, data_root, fits_path
 
 SDSS_BASE = "https://data.sdss.org/sas/dr17"
 SDSS_RERUN = 301
+SKYSERVER_BASE = "https://skyserver.sdss.org/dr17"
+SQL_SEARCH = "SkyServerWS/SearchTools/SqlSearch"
+LOOKUP_BATCH = 25
+LOOKUP_RADIUS_ARCMIN = 0.05  # 3": the galaxy's own PhotoPrimary detection
+LOOKUP_SAVE_EVERY = 200  # batches between rewrites of the cache
 CADC_BASE = "https://ws-cadc.canfar.net"
 CADC_SYNC = "caom2ops/sync"
 CFHT_URI_TEMPLATE = "cadc:CFHTSG/{tile}.{BAND}.fits"
@@ -260,11 +290,12 @@ def _image_hdu(raw: bytes, what: str) -> tuple[np.ndarray, fits.Header, WCS]:
 
 
 # --------------------------------------------------------------------------- manifests
-def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] = ()
-                  ) -> pd.DataFrame:
+def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] = (),
+                  optional: Iterable[str] = ()) -> pd.DataFrame:
     """Read and check a download manifest CSV: ``id, ra, dec`` plus ``columns``.
 
-    ``ints`` columns (where present) must hold integers. Raises ``DataError`` naming the file and the
+    ``optional`` columns may be absent; where present they must be filled like
+    ``columns``. ``ints`` columns (where present) must hold integers. Raises ``DataError`` naming the file and the
     first bad value (unsafe or duplicate id, ra outside [0, 360), dec outside
     [-90, 90], a missing column).
     """
@@ -282,7 +313,7 @@ def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] 
                         f"(needs {', '.join(need)})")
     if df.empty:
         raise DataError(f"manifest {path} has no rows")
-    for col in columns:
+    for col in [*columns, *(c for c in optional if c in df.columns)]:
         empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if empty.any():
             raise DataError(f"manifest {path}: id {df['id'][empty].iloc[0]!r} has no {col}")
@@ -318,9 +349,11 @@ def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] 
 class State:
     """Resumable per-galaxy outcomes in ``<survey>_state.csv``: ``id, ra, dec, status``.
 
-    Rows are appended (and flushed) as galaxies finish, so a kill loses at most the
-    line being written (a partial last line is ignored on reading); the last row of an
-    id wins. :meth:`compact` rewrites the file atomically with one row per id.
+    Rows are appended (one flushed and fsynced line per galaxy) as galaxies finish, so
+    a kill loses at most the line being written (a partial last line is ignored on
+    reading); the last row of an id wins. :meth:`compact` rewrites the file atomically
+    with one row per id. :meth:`record` and :meth:`compact` take one lock, so worker
+    threads may record concurrently.
     """
 
     COLUMNS = ("id", "ra", "dec", "status")
@@ -329,6 +362,7 @@ class State:
         self.path = Path(path)
         self.rows: dict[str, tuple[float, float, str]] = {}
         self._fh = None
+        self._lock = threading.Lock()
         if self.path.is_file():
             text = self.path.read_text()
             if text and not text.endswith("\n"):
@@ -349,24 +383,35 @@ class State:
         return rec[2]
 
     def record(self, gid: str, ra: float, dec: float, status: str) -> None:
-        if self._fh is None:
-            new = not self.path.is_file() or self.path.stat().st_size == 0
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", newline="")
-            if new:
-                csv.writer(self._fh).writerow(self.COLUMNS)
-        csv.writer(self._fh).writerow((gid, repr(float(ra)), repr(float(dec)), status))
-        self._fh.flush()
-        self.rows[gid] = (float(ra), float(dec), status)
+        """Append one line (flushed and fsynced) and remember it; thread-safe."""
+        with self._lock:
+            if self._fh is None:
+                new = not self.path.is_file() or self.path.stat().st_size == 0
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", newline="")
+                if new:
+                    csv.writer(self._fh).writerow(self.COLUMNS)
+            csv.writer(self._fh).writerow((gid, repr(float(ra)), repr(float(dec)), status))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.rows[gid] = (float(ra), float(dec), status)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
 
     def compact(self, order: Iterable[str]) -> None:
         """Rewrite atomically with one row per id of ``order`` that has a status."""
-        self.close()
+        with self._lock:
+            self._close()
+            self._compact(order)
+
+    def _compact(self, order: Iterable[str]) -> None:
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(self.COLUMNS)
@@ -423,23 +468,39 @@ class Job:
 
 def run_jobs(jobs: list[Job], survey: surveys.Survey, out: Path,
              make: Callable[[Job], tuple[np.ndarray, fits.Header]], *,
-             progress: bool = True, on_done: Callable[[Job], None] | None = None) -> dict:
+             workers: int = 1, group: Callable[[Job], object] | None = None,
+             progress: bool = True) -> dict:
     """Make every job not already ``ok`` and record each outcome; returns the counts.
 
     ``make(job)`` returns ``(cube, header)`` or raises ``CutoutError`` / ``FetchError``
-    (recorded as ``failed: <reason>``). ``on_done(job)`` runs after each job, in order.
-    The state is compacted and the summary written even on Ctrl-C (then re-raised).
+    (recorded as ``failed: <reason>``). Jobs with the same ``group(job)`` key (default:
+    each job alone) go, in list order, to one of ``workers`` threads (the pattern of
+    ``data.download.download_legacy``: a ``ThreadPoolExecutor`` drained with
+    ``as_completed``), so a group's shared inputs (an SDSS field's frames) are fetched by
+    one thread only. Each outcome is appended to the state as it happens (thread-safe);
+    the state is compacted in ``jobs`` order, so its content does not depend on
+    ``workers``. On Ctrl-C or an unexpected error no new galaxy is started, the ones in
+    flight finish, the state is compacted and the summary written, then it re-raises.
     """
+    if workers < 1:
+        raise ValueError(f"--workers {workers} must be >= 1")
     state = State(state_path(out, survey.name))
-    todo = []
-    for job in jobs:
+    groups: dict[object, list[Job]] = {}
+    for k, job in enumerate(jobs):
         path = fits_path(out, POOL, survey.name, job.gid)
         if state.status(job.gid, job.ra, job.dec) == "ok" and path.is_file():
             continue
-        todo.append(job)
-    try:
-        for job in tqdm(todo, desc=f"{survey.name}-fits", unit="galaxy",
-                        disable=not progress):
+        groups.setdefault(group(job) if group else k, []).append(job)
+    todo = sum(len(g) for g in groups.values())
+    stop = threading.Event()
+    bar = tqdm(total=todo, desc=f"{survey.name}-fits", unit="galaxy",
+               disable=not progress)
+    bar_lock = threading.Lock()
+
+    def work(batch: list[Job]) -> None:
+        for job in batch:
+            if stop.is_set():
+                return
             path = fits_path(out, POOL, survey.name, job.gid)
             try:
                 cube, header = make(job)
@@ -450,9 +511,21 @@ def run_jobs(jobs: list[Job], survey: surveys.Survey, out: Path,
                 status = "failed: " + " ".join(reason.split())
                 path.unlink(missing_ok=True)  # a stale file of an earlier position
             state.record(job.gid, job.ra, job.dec, status)
-            if on_done is not None:
-                on_done(job)
+            with bar_lock:
+                bar.update()
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(work, batch) for batch in groups.values()]
+            try:
+                for fut in as_completed(futures):
+                    fut.result()  # a worker's KeyboardInterrupt or bug surfaces here
+            finally:  # let the galaxies in flight finish, start no more
+                stop.set()
+                for fut in futures:
+                    fut.cancel()
     finally:
+        bar.close()
         order = [j.gid for j in jobs]
         state.compact(order)
         counts = summarise([state.status(j.gid, j.ra, j.dec) for j in jobs],
@@ -482,27 +555,30 @@ def frame_path(band: str, run: int, camcol: int, field: int, rerun: int = SDSS_R
 
 
 class SdssFrames:
-    """Calibrated frames of the current field: downloaded once into ``cache`` (bz2 as
-    served), decoded once in memory; a band that failed stays failed for that field."""
+    """Calibrated frames of each thread's current field: downloaded once into ``cache``
+    (bz2 as served), decoded once in memory; a band that failed stays failed for that
+    field. Each worker thread keeps its own current field (``run_jobs`` gives all the
+    galaxies of a field to one thread), so no frame is fetched by two threads."""
 
     def __init__(self, client: HttpClient, cache: Path):
         self.client = client
         self.cache = Path(cache)
-        self._key = None
-        self._frames: dict[str, tuple[np.ndarray, WCS] | CutoutError] = {}
+        self._local = threading.local()
 
     def get(self, band: str, run: int, camcol: int, field: int, rerun: int
             ) -> tuple[np.ndarray, WCS]:
         """``([h, w] float32 nanomaggies, WCS)`` of one frame; raises ``CutoutError``."""
         key = (rerun, run, camcol, field)
-        if key != self._key:
-            self._key, self._frames = key, {}
-        if band not in self._frames:
+        here = self._local
+        if getattr(here, "key", None) != key:
+            here.key, here.frames = key, {}
+        frames = here.frames
+        if band not in frames:
             try:
-                self._frames[band] = self._load(band, run, camcol, field, rerun)
+                frames[band] = self._load(band, run, camcol, field, rerun)
             except CutoutError as err:
-                self._frames[band] = err
-        got = self._frames[band]
+                frames[band] = err
+        got = frames[band]
         if isinstance(got, CutoutError):
             raise got
         return got
@@ -533,6 +609,18 @@ class SdssFrames:
         return np.asarray(data, np.float32), wcs
 
 
+FIELD_COLS = ("run", "camcol", "field")
+#: What a galaxy's SkyServer lookup found (or why it failed), per manifest row.
+LOOKUP_FAILED = "lookup_failed"
+NOT_COVERED = "no SDSS frame covers this position"
+
+
+def field_key(job: Job) -> tuple[int, int, int, int]:
+    """``(rerun, run, camcol, field)`` of an SDSS job: its group in :func:`run_jobs`."""
+    r = job.row
+    return int(r["rerun"]), int(r["run"]), int(r["camcol"]), int(r["field"])
+
+
 def sdss_jobs(manifest: pd.DataFrame) -> list[Job]:
     """Jobs in field order (rerun, run, camcol, field), so each frame is fetched once."""
     df = manifest.copy()
@@ -544,22 +632,43 @@ def sdss_jobs(manifest: pd.DataFrame) -> list[Job]:
 
 
 def download_sdss(manifest: Path | str, out: Path | str, client: HttpClient, *,
-                  keep_frames: bool = False, progress: bool = True) -> dict:
+                  lookup: HttpClient | None = None, lookup_batch: int = LOOKUP_BATCH,
+                  workers: int = 4, keep_frames: bool = False, progress: bool = True
+                  ) -> dict:
     """Make ``ROOT/pool/sdss/<id>.fits`` for every manifest galaxy; returns the counts.
 
-    Manifest columns: ``id, ra, dec, run, camcol, field`` (+ optional ``rerun``).
+    Manifest columns: ``id, ra, dec`` and either all of ``run, camcol, field`` (+
+    optional ``rerun``) or none of them; then each position's field is looked up with
+    ``lookup`` (a client below the SkyServer base, see :func:`lookup_fields`), cached in
+    ``ROOT/pool/sdss_fields.csv``. ``workers`` threads share ``client``; each field's
+    galaxies go to one thread.
     """
     survey, size = surveys.SDSS, surveys.LIN_SDSS_SIZE
-    need = ["run", "camcol", "field"]
-    df = read_manifest(manifest, need, ints=need + ["rerun"])
+    df = read_manifest(manifest, [], ints=[*FIELD_COLS, "rerun"],
+                       optional=[*FIELD_COLS, "rerun"])
+    have = [c for c in FIELD_COLS if c in df.columns]
+    if have and len(have) < len(FIELD_COLS):
+        lack = [c for c in FIELD_COLS if c not in have]
+        raise DataError(f"manifest {manifest} has {', '.join(have)} but lacks "
+                        f"{', '.join(lack)}: give run, camcol, field or none of them "
+                        f"(then they are looked up)")
+    if workers < 1:
+        raise ValueError(f"--workers {workers} must be >= 1")
     out = Path(out)
+    if not have:
+        if lookup is None:
+            raise DataError(f"manifest {manifest} has no run, camcol, field and no "
+                            f"lookup service was given")
+        df = lookup_fields(df, lookup, fields_path(out), batch=lookup_batch,
+                           progress=progress)
     cache = out / POOL / CACHE / "sdss-frames"
     frames = SdssFrames(client, cache)
 
     def make(job: Job):
         r = job.row
-        run, camcol, field, rerun = (int(r["run"]), int(r["camcol"]), int(r["field"]),
-                                     int(r["rerun"]))
+        if isinstance(r.get(LOOKUP_FAILED), str):
+            raise CutoutError(r[LOOKUP_FAILED])
+        rerun, run, camcol, field = field_key(job)
         dst = stamp_wcs(job.ra, job.dec, size, survey.pixel_scale)
         stamps = {}
         for b in BANDS:
@@ -574,12 +683,148 @@ def download_sdss(manifest: Path | str, out: Path | str, client: HttpClient, *,
         extra = {"RUN": run, "CAMCOL": camcol, "FIELD": field, "RERUN": rerun}
         return cube, cube_header(dst, survey, job.gid, job.ra, job.dec, extra)
 
-    counts = run_jobs(sdss_jobs(df), survey, out, make, progress=progress)
+    counts = run_jobs(sdss_jobs(df), survey, out, make, workers=workers, group=field_key,
+                      progress=progress)
     if not keep_frames and cache.is_dir():
         shutil.rmtree(cache)
         if not any(cache.parent.iterdir()):
             cache.parent.rmdir()
     return counts
+
+
+# --------------------------------------------------------------------------- SDSS lookup
+FIELDS_COLUMNS = ("id", "ra", "dec", "run", "rerun", "camcol", "field")
+
+
+def fields_path(out: Path | str) -> Path:
+    """The lookup cache ``ROOT/pool/sdss_fields.csv``."""
+    return Path(out) / POOL / "sdss_fields.csv"
+
+
+def lookup_sql(positions: list[tuple[float, float]],
+               radius_arcmin: float = LOOKUP_RADIUS_ARCMIN) -> str:
+    """SkyServer SQL giving, for each ``(ra, dec)`` (deg) of ``positions``, the field of
+    the nearest ``PhotoPrimary`` object within ``radius_arcmin``: one row ``idx, run,
+    rerun, camcol, field`` per position that has one (``idx``: its index in the list).
+
+    The positions enter as a ``VALUES`` table; ``CROSS APPLY`` runs the SkyServer
+    function ``dbo.fGetNearbyObjEq(ra, dec, radius)`` for each and keeps the nearest
+    primary detection (``TOP 1 ... ORDER BY distance``). A primary detection lies in
+    the field that the frames of its position come from; a position with no primary
+    object within the radius gets no row (outside the footprint)."""
+    rows = ",".join(f"({k},{float(ra)!r},{float(dec)!r})"
+                    for k, (ra, dec) in enumerate(positions))
+    return ("SELECT v.idx, q.run, q.rerun, q.camcol, q.field "
+            f"FROM (VALUES {rows}) AS v(idx, ra, dec) "
+            "CROSS APPLY (SELECT TOP 1 p.run, p.rerun, p.camcol, p.field "
+            f"FROM dbo.fGetNearbyObjEq(v.ra, v.dec, {radius_arcmin}) AS n "
+            "JOIN PhotoPrimary AS p ON p.objID = n.objID ORDER BY n.distance) AS q")
+
+
+def parse_skyserver_csv(text: str, n: int) -> dict[int, tuple[int, int, int, int]]:
+    """``{idx: (run, rerun, camcol, field)}`` from SkyServer's CSV answer to
+    :func:`lookup_sql` (a ``#Table1`` line, a header, rows) for ``n`` positions.
+    Raises ``FetchError`` with a one-line reason for anything else (an error page)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    rows = list(csv.DictReader(lines))
+    want = ("idx", "run", "rerun", "camcol", "field")
+    header = next(csv.reader(lines[:1]), [])
+    if any(c not in header for c in want):
+        head = " ".join(text.split())[:80]
+        raise FetchError(f"SkyServer answer is not the expected CSV (starts {head!r})")
+    got = {}
+    for rec in rows:
+        try:
+            k = int(rec["idx"])
+            val = tuple(int(rec[c]) for c in want[1:])
+        except (TypeError, ValueError):
+            raise FetchError(f"SkyServer answer has a bad row {rec!r}") from None
+        if not 0 <= k < n:
+            raise FetchError(f"SkyServer answer has idx {k} outside 0..{n - 1}")
+        got.setdefault(k, val)
+    return got
+
+
+def _read_fields(path: Path) -> dict[str, tuple]:
+    """The lookup cache: ``{id: (ra, dec, run, rerun, camcol, field)}`` (``None``s when
+    no frame covers the position); an unreadable cache is ignored (looked up again)."""
+    if not path.is_file():
+        return {}
+    out = {}
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            try:
+                vals = tuple(int(rec[c]) if rec[c] != "" else None
+                             for c in FIELDS_COLUMNS[3:])
+                if len(set(v is None for v in vals)) != 1:
+                    continue
+                out[rec["id"]] = (float(rec["ra"]), float(rec["dec"]), *vals)
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _write_fields(path: Path, cache: dict[str, tuple]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FIELDS_COLUMNS)
+    for gid, (ra, dec, *vals) in cache.items():
+        w.writerow([gid, repr(ra), repr(dec), *("" if v is None else v for v in vals)])
+    atomic_write_text(path, buf.getvalue())
+
+
+def lookup_fields(df: pd.DataFrame, client: HttpClient, cache_path: Path, *,
+                  batch: int = LOOKUP_BATCH, progress: bool = True) -> pd.DataFrame:
+    """Add ``run, rerun, camcol, field`` (``-1`` where unknown) and ``lookup_failed``
+    (the one-line reason, or ``None``) to a manifest of ``id, ra, dec``, from the
+    SkyServer SQL search service.
+
+    One ``GET {base}/SkyServerWS/SearchTools/SqlSearch?cmd=<SQL>&format=csv`` per
+    ``batch`` positions (SQL of :func:`lookup_sql`; ``batch`` is kept small because the
+    SQL travels in the URL: 25 positions are about 2 kB). Answers are cached in
+    ``cache_path`` (rewritten atomically every few hundred batches and at the end, even on
+    Ctrl-C) and reused while a galaxy's position is unchanged. A position with no
+    answer row is recorded as "no SDSS frame covers this position" (cached); a failed
+    request marks its batch "SDSS field lookup failed: <reason>" (not cached: retried
+    on the next run). **The query could not be run offline: a user with internet should
+    check one position by hand** (paste :func:`lookup_sql` of one position into
+    SkyServer's SQL search and compare run/camcol/field with the Navigate tool).
+    """
+    if batch < 1:
+        raise ValueError(f"--lookup-batch {batch} must be >= 1")
+    cache = _read_fields(cache_path)
+    def known(g, ra, dec):
+        return g in cache and abs(cache[g][0] - ra) <= 1e-9 and abs(cache[g][1] - dec) <= 1e-9
+
+    todo = [(g, ra, dec) for g, ra, dec in zip(df["id"], df["ra"], df["dec"])
+            if not known(g, ra, dec)]
+    failed: dict[str, str] = {}
+    chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
+    try:
+        for n, chunk in enumerate(tqdm(chunks, desc="sdss-fields", unit="query",
+                                       disable=not progress or not chunks)):
+            params = {"cmd": lookup_sql([(ra, dec) for _, ra, dec in chunk]),
+                      "format": "csv"}
+            try:
+                got = parse_skyserver_csv(client.get(SQL_SEARCH, params).text, len(chunk))
+            except FetchError as err:
+                for g, _, _ in chunk:
+                    failed[g] = "SDSS field lookup failed: " + " ".join(err.reason.split())
+                continue
+            for k, (g, ra, dec) in enumerate(chunk):
+                cache[g] = (float(ra), float(dec), *got.get(k, (None,) * 4))
+            if (n + 1) % LOOKUP_SAVE_EVERY == 0:
+                _write_fields(cache_path, cache)
+    finally:
+        if todo:
+            _write_fields(cache_path, cache)
+    df = df.copy()
+    recs = [cache.get(g, (None,) * 6)[2:] for g in df["id"]]
+    for k, col in enumerate(("run", "rerun", "camcol", "field")):
+        df[col] = [-1 if r[k] is None else r[k] for r in recs]
+    df[LOOKUP_FAILED] = [failed.get(g, NOT_COVERED if r[0] is None else None)
+                         for g, r in zip(df["id"], recs)]
+    return df
 
 
 # --------------------------------------------------------------------------- CFHT
@@ -596,10 +841,12 @@ def template_fields(template: str) -> list[str]:
 
 
 def download_cfht(manifest: Path | str, out: Path | str, client: HttpClient, *,
-                  uri_template: str = CFHT_URI_TEMPLATE, progress: bool = True) -> dict:
+                  uri_template: str = CFHT_URI_TEMPLATE, workers: int = 4,
+                  progress: bool = True) -> dict:
     """Make ``ROOT/pool/cfht/<id>.fits`` for every manifest galaxy; returns the counts.
 
     Manifest columns: ``id, ra, dec`` plus the template's fields (default ``tile``).
+    ``workers`` threads share ``client`` (and its rate limit), one galaxy each at a time.
     """
     survey, size = surveys.CFHT, surveys.LIN_CFHT_SIZE
     fields = template_fields(uri_template)
@@ -633,7 +880,7 @@ def download_cfht(manifest: Path | str, out: Path | str, client: HttpClient, *,
 
     jobs = [Job(r["id"], float(r["ra"]), float(r["dec"]), r)
             for r in df.to_dict("records")]
-    return run_jobs(jobs, survey, out, make, progress=progress)
+    return run_jobs(jobs, survey, out, make, workers=workers, progress=progress)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -644,6 +891,8 @@ def _common_args(p: argparse.ArgumentParser, base: str) -> None:
     p.add_argument("--base-url", default=base, help="service base URL (default %(default)s)")
     p.add_argument("--rate", type=float, default=4.0, help="max requests/s (default 4)")
     p.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
+    p.add_argument("--workers", type=int, default=4,
+                   help="galaxies in parallel, sharing one rate limit (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -654,9 +903,15 @@ class _SdssFits:
         p = subparsers.add_parser(
             self.name, help="SDSS ugriz 64x64 FITS cubes from the calibrated frames",
             description="SDSS ugriz 64x64 px FITS cubes at 0.396\"/px (nanomaggies) cut "
-                        "from the SAS calibrated frames. Manifest CSV: id, ra, dec, run, "
-                        "camcol, field [, rerun].")
+                        "from the SAS calibrated frames. Manifest CSV: id, ra, dec [, run, "
+                        "camcol, field [, rerun]]; without run/camcol/field they are "
+                        "looked up on SkyServer (check one position by hand first).")
         _common_args(p, SDSS_BASE)
+        p.add_argument("--lookup-url", default=SKYSERVER_BASE,
+                       help="SkyServer base for the field lookup; queries go to "
+                            f"LOOKUP_URL/{SQL_SEARCH} (default %(default)s)")
+        p.add_argument("--lookup-batch", type=int, default=LOOKUP_BATCH,
+                       help="positions per lookup query (default %(default)s)")
         p.add_argument("--keep-frames", action="store_true",
                        help="keep the downloaded frames in OUT/pool/.cache after the run")
         p.set_defaults(command=self.name)
@@ -664,8 +919,10 @@ class _SdssFits:
 
     def run(self, args) -> int:
         """0 if every galaxy is ok, 1 if some failed (see the summary)."""
-        with _client(args, SDSS_BASE) as client:
-            counts = download_sdss(args.manifest, args.out, client,
+        with _client(args, SDSS_BASE) as client, \
+                HttpClient(args.lookup_url, rate=args.rate, retries=args.retries) as lookup:
+            counts = download_sdss(args.manifest, args.out, client, lookup=lookup,
+                                   lookup_batch=args.lookup_batch, workers=args.workers,
                                    keep_frames=args.keep_frames,
                                    progress=not args.no_progress)
         _report("sdss", counts, args.out)
@@ -694,7 +951,7 @@ class _CfhtFits:
         with _client(args, CADC_BASE) as client:
             counts = download_cfht(args.manifest, args.out, client,
                                    uri_template=args.uri_template,
-                                   progress=not args.no_progress)
+                                   workers=args.workers, progress=not args.no_progress)
         _report("cfht", counts, args.out)
         return 1 if counts["failed"] else 0
 

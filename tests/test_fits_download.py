@@ -8,6 +8,9 @@ import bz2
 import io
 import os
 import re
+import threading
+import time
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -16,10 +19,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from data import surveys
-from data.fits_download import (BANDS, CFHT_FITS, SDSS_FITS, CutoutError, State,
-                                cube_header, download_cfht, download_sdss, read_cube,
+from data.fits_download import (BANDS, CFHT_FITS, SDSS_FITS, SQL_SEARCH, CutoutError,
+                                State, cube_header, download_cfht, download_sdss,
+                                fields_path, lookup_sql, parse_skyserver_csv, read_cube,
                                 sample_nearest, stamp_wcs, state_path, write_cube)
-from data.http import HttpClient
+from data.http import FetchError, HttpClient
 from data.layout import DataError, fits_path
 from data.lin_pairs import PAIRS, make_sets, separation_arcsec
 from tests.fake_servers import Reply, Script, fake_server, unavailable  # noqa: F401
@@ -242,7 +246,7 @@ def test_sdss_kill_and_rerun_gives_same_files(fake_server, frames, tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     download_sdss(man, ref, client(srv, SAS), progress=False)
     with pytest.raises(KeyboardInterrupt):  # dies while fetching field 2
-        download_sdss(man, out, KillAfter(client(srv, SAS), 7), progress=False)
+        download_sdss(man, out, KillAfter(client(srv, SAS), 7), workers=1, progress=False)
     assert not [p for p in out.rglob("*.tmp*")]
     assert statuses(out, "sdss") == {"s1": "ok", "s2": "ok", "sedge": statuses(ref, "sdss")
                                      ["sedge"]}
@@ -258,8 +262,11 @@ def test_sdss_kill_and_rerun_gives_same_files(fake_server, frames, tmp_path):
 
 def test_sdss_manifest_errors(tmp_path):
     bad = tmp_path / "m.csv"
+    pd.DataFrame({"id": ["a"], "ra": [1.0], "dec": [2.0], "run": 1}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match="has run but lacks camcol, field"):
+        download_sdss(bad, tmp_path / "o", None)
     pd.DataFrame({"id": ["a"], "ra": [1.0], "dec": [2.0]}).to_csv(bad, index=False)
-    with pytest.raises(DataError, match="lacks column.*run, camcol, field"):
+    with pytest.raises(DataError, match="no run, camcol, field and no lookup"):
         download_sdss(bad, tmp_path / "o", None)
     pd.DataFrame({"id": ["a", "a"], "ra": [1.0, 1.0], "dec": [2.0, 2.0], "run": 1,
                   "camcol": 1, "field": 1}).to_csv(bad, index=False)
@@ -274,6 +281,150 @@ def test_sdss_manifest_errors(tmp_path):
     with pytest.raises(DataError, match="id 'a' has no tile"):
         download_cfht(bad, tmp_path / "o", None)
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- workers
+class Busy:
+    """Wraps routes: counts requests in flight (``peak``) and per path (``peak_path``),
+    each answer delayed a little so that overlapping requests show up."""
+
+    def __init__(self, routes, delay=0.02):
+        self.routes, self.delay = routes, delay
+        self.lock = threading.Lock()
+        self.now, self.peak, self.paths, self.peak_path = 0, 0, Counter(), 0
+
+    def __call__(self, req):
+        with self.lock:
+            self.now += 1
+            self.paths[req.path] += 1
+            self.peak = max(self.peak, self.now)
+            self.peak_path = max(self.peak_path, self.paths[req.path])
+        try:
+            time.sleep(self.delay)
+            return self.routes(req)
+        finally:
+            with self.lock:
+                self.now -= 1
+                self.paths[req.path] -= 1
+
+
+def outputs(out):
+    """Every file under ``out`` with its bytes."""
+    return {rel: (out / rel).read_bytes() for rel in files_under(out)}
+
+
+def test_sdss_workers_match_sequential_and_share_frames(fake_server, frames, tmp_path):
+    man = sdss_manifest(tmp_path / "sdss.csv")
+    runs = {}
+    for workers in (1, 4):
+        busy = Busy(sdss_server(fake_server, frames).routes)
+        srv = fake_server(busy)
+        out = tmp_path / f"w{workers}"
+        download_sdss(man, out, client(srv, SAS), workers=workers, progress=False)
+        paths = Counter(r.path for r in srv.requests)
+        runs[workers] = (outputs(out), statuses(out, "sdss"), busy, paths)
+    (f1, s1, b1, p1), (f4, s4, b4, p4) = runs[1], runs[4]
+    assert f4 == f1 and s4 == s1  # byte-identical cubes, state and summary
+    assert p4 == p1  # the same requests: one per frame (G4: 503 then ok)
+    assert max(n for p, n in p4.items() if p != G4) == 1
+    assert b1.peak == 1 and b4.peak > 1  # the 4 fields really were fetched in parallel
+    assert b4.peak_path == 1  # never two concurrent requests for one frame
+
+
+def test_cfht_workers_match_sequential(fake_server, tiles, tmp_path):
+    man = cfht_manifest(tmp_path / "cfht.csv")
+    runs = {}
+    for workers in (1, 4):
+        busy = Busy(cadc_route(tiles), delay=0.01)
+        srv = fake_server(busy)
+        out = tmp_path / f"w{workers}"
+        download_cfht(man, out, client(srv, CADC), workers=workers, progress=False)
+        runs[workers] = (outputs(out), statuses(out, "cfht"), busy.peak, srv.count())
+    assert runs[4][:2] == runs[1][:2] and runs[4][3] == runs[1][3] == 30 - 3 - 4 + 1
+    assert runs[1][2] == 1 and runs[4][2] > 1
+
+
+# --------------------------------------------------------------------------- lookup
+SKY = "/skyserver"
+POS_RE = re.compile(r"\((\d+),([-+0-9.eE]+),([-+0-9.eE]+)\)")
+OUTSIDE = ("sout", 210.0, 40.0)  # no field of the fake sky
+
+
+def skyserver_route(req):
+    """Minimal SkyServer SqlSearch: reads the (idx, ra, dec) rows of the VALUES table
+    of ``cmd`` and answers the field whose centre is within 0.01 deg, in SkyServer's
+    CSV (``#Table1``, header, rows)."""
+    cmd = req.query.get("cmd", "")
+    if req.path != SKY + "/" + SQL_SEARCH or req.query.get("format") != "csv" or \
+            "fGetNearbyObjEq(v.ra, v.dec, 0.05)" not in cmd or "PhotoPrimary" not in cmd:
+        return Reply(400, {"Content-Type": "text/plain"}, b"bad query")
+    lines = ["#Table1", "idx,run,rerun,camcol,field"]
+    for idx, ra, dec in POS_RE.findall(cmd):
+        for f in (1, 2, 3, 4):
+            fra, fdec = field_centre(f)
+            if abs(float(ra) - fra) < 0.01 and abs(float(dec) - fdec) < 0.01:
+                lines.append(f"{idx},756,301,3,{f}")
+    return Reply(200, {"Content-Type": "text/plain"}, ("\n".join(lines) + "\n").encode())
+
+
+def test_sdss_field_lookup(fake_server, frames, tmp_path):
+    sas = sdss_server(fake_server, frames).routes
+    srv = fake_server(_Callable({SKY + "/" + SQL_SEARCH: [
+        Reply(400, {"Content-Type": "text/plain"}, b"Incorrect syntax near 'x'"),
+        skyserver_route]}, default=sas))
+    full = sdss_manifest(tmp_path / "full.csv")
+    ref = tmp_path / "ref"
+    download_sdss(full, ref, client(srv, SAS), progress=False)
+    bare = pd.read_csv(full)[["id", "ra", "dec"]]
+    bare = pd.concat([bare, pd.DataFrame([OUTSIDE], columns=["id", "ra", "dec"])])
+    man = tmp_path / "bare.csv"
+    bare.to_csv(man, index=False)
+    out = tmp_path / "out"
+    look = client(srv, SKY)
+
+    n = srv.count()  # first query (3 positions) fails: those 3 galaxies fail, not cached
+    counts = download_sdss(man, out, client(srv, SAS), lookup=look, lookup_batch=3,
+                           progress=False)
+    asked = [r for r in srv.requests[n:] if r.path.startswith(SKY)]
+    assert len(asked) == 3  # 7 positions in batches of 3
+    assert all(r.path.startswith((SAS + "/", SKY + "/")) for r in srv.requests)
+    st = statuses(out, "sdss")
+    first = list(bare["id"][:3])
+    assert all(st[g] == "failed: SDSS field lookup failed: HTTP 400: Incorrect syntax "
+               "near 'x'" for g in first)
+    assert st["sout"] == "failed: no SDSS frame covers this position"
+    assert counts == {"ok": 1, "failed": 6, "pending": 0}  # s503 ok; snan, smiss fail
+    cached = pd.read_csv(fields_path(out), dtype={"id": str})
+    assert set(cached["id"]) == set(bare["id"]) - set(first)
+    assert cached.set_index("id").loc["sout"].isna()[["run", "field"]].all()
+
+    # rerun: only the 3 uncached positions are asked; then everything equals the run
+    # with run/camcol/field given
+    n = srv.count()
+    download_sdss(man, out, client(srv, SAS), lookup=look, lookup_batch=3, progress=False)
+    asked = [r for r in srv.requests[n:] if r.path.startswith(SKY)]
+    assert len(asked) == 1 and len(POS_RE.findall(asked[0].query["cmd"])) == 3
+    st = statuses(out, "sdss")
+    assert st.pop("sout") == "failed: no SDSS frame covers this position"
+    assert st == statuses(ref, "sdss")
+    for rel in files_under(ref):
+        if rel.endswith(".fits"):
+            assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
+    n = srv.count()  # a third run asks SkyServer nothing
+    download_sdss(man, out, client(srv, SAS), lookup=look, progress=False)
+    assert not [r for r in srv.requests[n:] if r.path.startswith(SKY)]
+
+
+def test_lookup_sql_and_csv_parsing():
+    sql = lookup_sql([(150.5, 2.25), (10.0, -3.5)])
+    assert POS_RE.findall(sql) == [("0", "150.5", "2.25"), ("1", "10.0", "-3.5")]
+    assert sql.startswith("SELECT v.idx, q.run, q.rerun, q.camcol, q.field FROM (VALUES")
+    text = "#Table1\nidx,run,rerun,camcol,field\n1,756,301,3,42\n"
+    assert parse_skyserver_csv(text, 2) == {1: (756, 301, 3, 42)}
+    with pytest.raises(FetchError, match="not the expected CSV .*starts '<html>"):
+        parse_skyserver_csv("<html><body>ERROR</body></html>", 2)
+    with pytest.raises(FetchError, match="idx 5 outside 0..1"):
+        parse_skyserver_csv("#Table1\nidx,run,rerun,camcol,field\n5,1,301,1,1\n", 2)
 
 
 # --------------------------------------------------------------------------- CFHT sky
@@ -383,11 +534,14 @@ def test_cli_parsers_and_run(fake_server, frames, tiles, tmp_path):
     out = tmp_path / "out"
     args = parser.parse_args(["sdss-fits", "--manifest", str(sdss_manifest(tmp_path / "s.csv")),
                               "--out", str(out), "--base-url", srv.base_url + SAS,
-                              "--rate", "0", "--retries", "1", "--no-progress"])
+                              "--rate", "0", "--retries", "1", "--no-progress",
+                              "--workers", "2", "--lookup-url", srv.base_url + SKY])
+    assert (args.workers, args.lookup_batch) == (2, 25)
     assert SDSS_FITS.run(args) == 1  # some galaxies failed
     assert statuses(out, "sdss")["s1"] == "ok"
     args = parser.parse_args(["cfht-fits", "--manifest", str(tmp_path / "missing.csv"),
                               "--out", str(out)])
+    assert args.workers == 4
     with pytest.raises(DataError, match="missing.csv does not exist"):
         CFHT_FITS.run(args)
     args = parser.parse_args(["pairs", "--sdss", str(out), "--cfht", str(out), "--out", str(out)])
