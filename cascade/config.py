@@ -27,8 +27,9 @@ class CascadeConfig(Pix2WGANConfig):
                              f"got {self.bridge!r}")
         if self.bridge == "degraded-hsc" and self.target != "hsc":
             raise ValueError("--bridge degraded-hsc needs --target hsc")
-        if len({self.source, self.target} | ({self.bridge} - {"degraded-hsc"})) < (
-                2 if self.bridge == "degraded-hsc" else 3):
+        surveys = [self.source, self.target] + (
+            [] if self.bridge == "degraded-hsc" else [self.bridge])
+        if len(set(surveys)) < len(surveys):
             raise ValueError(f"source, bridge and target must be three different surveys, "
                              f"got {self.source}, {self.bridge}, {self.target}")
         return self
