@@ -15,8 +15,8 @@ from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
 from data import pipeline
-from data.layout import DataError, read_manifest
-from pix2wgan.trainer import N_VAL, load_generator, prepare_run, resolve_data, save_generator
+from pix2wgan.trainer import (N_VAL, load_generator, prepare_run, resolve_data,
+                              save_generator, split_ids, start_run)
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
 
@@ -46,22 +46,10 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
     root = resolve_data(cfg)
     print(training.describe_config(cfg))
 
-    train_ids = read_manifest(root, "train")["id"].tolist()
-    if cfg.n_train:
-        train_ids = train_ids[:cfg.n_train]
-    test_ids = read_manifest(root, "test")["id"].tolist()
-    if len(train_ids) < cfg.iteration_batch:
-        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
-                        f"training iteration needs ({cfg.iteration_batch} = batch size x "
-                        f"n_critic)")
-    if not test_ids:
-        raise DataError(f"{root}: the test split is empty")
-
+    train_ids, test_ids = split_ids(cfg, root)
     model = build(cfg)
     state = run_state(model, run_dir)
-    first_epoch = state.restore() if resume else 0
-    if not resume:
-        training.save_config(cfg, run_dir)
+    first_epoch = start_run(state, cfg, run_dir, resume)
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
           f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "

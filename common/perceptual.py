@@ -51,7 +51,6 @@ For Table 1 use :class:`PerceptualSet` (``update(pred, target)`` on ``[0, 255]``
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -59,6 +58,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+
+from common.io import file_sha256
 
 #: Reported in place of a value when no weights were found.
 UNAVAILABLE = "unavailable (no weights)"
@@ -156,15 +157,6 @@ def cache_path(fname: str) -> str:
     return os.path.join(keras_home(), "models", fname)
 
 
-def sha256(path: str) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch(source: Source | str, origin: str | None = None) -> str:
     """Download a reference file into ``$KERAS_HOME/models`` (or reuse a valid cached
     copy) and return its path.
@@ -181,7 +173,7 @@ def fetch(source: Source | str, origin: str | None = None) -> str:
     os.makedirs(os.path.join(keras_home(), "models"), exist_ok=True)
     path = keras.utils.get_file(src.fname, origin or src.url, file_hash=src.file_hash,
                                 cache_subdir="models", cache_dir=keras_home())
-    if src.sha256_prefix and not sha256(path).startswith(src.sha256_prefix):
+    if src.sha256_prefix and not file_sha256(path).startswith(src.sha256_prefix):
         os.remove(path)
         raise ValueError(f"{src.fname}: sha256 does not start with {src.sha256_prefix} "
                          "(corrupt or wrong file; deleted)")

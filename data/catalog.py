@@ -45,7 +45,6 @@ CLI: ``python -m data.catalog --out DIR [--input FILE] [--max-rmag 17.77] ...``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -57,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from common.errors import run_cli
-from common.io import atomic_write, atomic_write_text
+from common.io import atomic_write, atomic_write_text, file_sha256
 from data.http import FetchError, HttpClient
 from data.layout import DataError, check_id, data_root, manifest_path
 from data.surveys import HSC_WIDE_BOXES, NMGY_ZEROPOINT
@@ -149,14 +148,6 @@ def read_table(path: Path) -> pd.DataFrame:
     return df
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_catalog(url: str, cache_dir: Path, client: HttpClient | None = None, *,
                   min_bytes: int = MIN_CATALOG_BYTES) -> Path:
     """Download ``url`` into ``cache_dir`` once; later calls reuse the cached copy if
@@ -171,7 +162,7 @@ def fetch_catalog(url: str, cache_dir: Path, client: HttpClient | None = None, *
             known = json.loads(sidecar.read_text())
         except ValueError:
             known = {}
-        if known.get("sha256") == _sha256(dest) and known.get("url") == url:
+        if known.get("sha256") == file_sha256(dest) and known.get("url") == url:
             return dest
         warn(f"cached {dest} does not match {sidecar}: downloading it again")
     if client is None:
@@ -194,7 +185,7 @@ def fetch_catalog(url: str, cache_dir: Path, client: HttpClient | None = None, *
         dest.unlink()
         raise
     atomic_write_text(sidecar, json.dumps({"url": url, "size": size,
-                                           "sha256": _sha256(dest)}, indent=1) + "\n")
+                                           "sha256": file_sha256(dest)}, indent=1) + "\n")
     return dest
 
 
@@ -345,7 +336,7 @@ def build_catalog(cfg: CatalogConfig, client: HttpClient | None = None) -> pd.Da
 
     outdir = Path(cfg.out)
     atomic_write(manifest_path(outdir), lambda tmp: out.to_csv(tmp, index=False))
-    info = {"input": str(path), "url": url, "sha256": _sha256(path),
+    info = {"input": str(path), "url": url, "sha256": file_sha256(path),
             "cut_columns": used, "counts": counts,
             "config": {k: str(v) if isinstance(v, Path) else v
                        for k, v in asdict(cfg).items()}}

@@ -49,6 +49,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common.io import file_sha256
 from data.layout import DataError, SPLITS, image_path, manifest_path, read_manifest
 from data.surveys import LUO_SURVEYS, get_survey
 
@@ -122,14 +123,6 @@ def plan_shards(record_sizes: Sequence[int], limit: int) -> list[tuple[int, int]
     if len(record_sizes) > first:
         plan.append((first, len(record_sizes) - first))
     return plan
-
-
-def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- index

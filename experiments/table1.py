@@ -41,7 +41,7 @@ NO_MODEL = "no model"
 #: anneals it by 1.05 per epoch (to ~1.4e-4 by the last epoch) to end on a stable model.
 #: ``extra``: further changes for the cascade and the two comparison models, whose
 #: trainings must fit in what is left of the 15 minutes (the cascade costs ~2x a
-#: Pix2WGAN step): 12 epochs with a steeper decay (1.19 per epoch) reaching about the
+#: Pix2WGAN step): 9 epochs with a steeper decay (1.26 per epoch) reaching about the
 #: same final rate (~1.5e-4). The cascade and the direct SDSS->HSC model get the same
 #: budget, so their comparison is fair; the cascade vs Pseudo-HSC¹ (40 epochs) is not.
 #: ``paper``: Luo et al. §2.4 / §4.2 (15,000 + 2,000 galaxies, width 64, 500 epochs);
@@ -51,7 +51,7 @@ PRESETS = {
     # datasets/sim-default); ``folder``: its name under the data root.
     "cpu": dict(folder=None, sim=dict(),
                 train=dict(width=8, epochs=40, batch_size=8, lr=1e-3, lr_decay=1.05),
-                extra=dict(epochs=12, lr_decay=1.19)),
+                extra=dict(epochs=9, lr_decay=1.26)),
     "paper": dict(folder="sim-paper", sim=dict(n_train=15000, n_test=2000), train=dict(),
                   extra=dict()),
 }

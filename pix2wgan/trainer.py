@@ -63,13 +63,9 @@ def run_state(model: Pix2WGAN, run_dir: Path) -> training.RunState:
                              seed=model.seed_generator.state)
 
 
-def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
-          verbose: int | str = "auto") -> Pix2WGAN:
-    """Train (or resume) a run; returns the model. Everything lands in ``run_dir``."""
-    cfg = prepare_run(cfg.validate(), run_dir, resume)
-    root = resolve_data(cfg)
-    print(training.describe_config(cfg))
-
+def split_ids(cfg, root: Path) -> tuple[list[str], list[str]]:
+    """Training ids (the first ``cfg.n_train`` if set) and test ids of ``root``; a
+    ``DataError`` if there is not one training iteration's worth, or no test galaxy."""
     train_ids = read_manifest(root, "train")["id"].tolist()
     if cfg.n_train:
         train_ids = train_ids[:cfg.n_train]
@@ -80,12 +76,28 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
                         f"n_critic)")
     if not test_ids:
         raise DataError(f"{root}: the test split is empty")
+    return train_ids, test_ids
 
+
+def start_run(state: training.RunState, cfg, run_dir: Path, resume: bool) -> int:
+    """Restore ``state`` on resume, else save the config; return the epochs already done."""
+    if resume:
+        return state.restore()
+    training.save_config(cfg, run_dir)
+    return 0
+
+
+def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
+          verbose: int | str = "auto") -> Pix2WGAN:
+    """Train (or resume) a run; returns the model. Everything lands in ``run_dir``."""
+    cfg = prepare_run(cfg.validate(), run_dir, resume)
+    root = resolve_data(cfg)
+    print(training.describe_config(cfg))
+
+    train_ids, test_ids = split_ids(cfg, root)
     model = build(cfg)
     state = run_state(model, run_dir)
-    first_epoch = state.restore() if resume else 0
-    if not resume:
-        training.save_config(cfg, run_dir)
+    first_epoch = start_run(state, cfg, run_dir, resume)
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
           f"{cfg.epochs}")
