@@ -98,7 +98,7 @@ class WeightsNotFound(FileNotFoundError):
     argument, environment variable and cache path that were tried."""
 
 
-class ExtractorNotSupported(NotImplementedError):
+class ExtractorNotSupported(ValueError):
     """A FID feature extractor that is known but not implemented; says why."""
 
 
