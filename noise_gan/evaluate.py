@@ -1,0 +1,235 @@
+"""Evaluation of Lin, Fouchez & Pasquet (2021), §IV-D: flux differences and Fourier maps.
+
+The paper defines two task-specific metrics because its reconstructions carry noise of
+random amplitude (so SSIM/PSNR say little):
+
+1. *Global shape reconstruction* (Fig. 5): per image and passband, the sum over pixels
+   of ``|reconstructed − original|`` against the sum of ``|original|``, on log-log axes,
+   with two reference lines: ``σ`` and ``√2·σ``, σ being the median over Noise-Emulator
+   samples of the summed absolute noise. ``σ`` is what a perfect *noise-free*
+   reconstruction would score (the original's own noise), ``√2·σ`` a perfect
+   reconstruction carrying independent noise of the same amplitude.
+2. *Local fluctuation patterns* (Fig. 6): every image is convolved with the fixed 5×5
+   high-pass filter of Fig. 2(g) (VALID), 2D-Fourier transformed, and the amplitude maps
+   are averaged ("stacked") over images. No ``fftshift``: the paper states that the map
+   centres are the highest frequencies, which is the plain FFT layout (index ``N/2`` is
+   the Nyquist frequency).
+
+Domain. Everything here works on the *stretched* images the networks see,
+``I = sign(I0)·(sqrt(|I0| + 1) − 1)`` of nanomaggies (``data.lin_pipeline.stretch``),
+not on nanomaggies. Our reasons: the Noise Emulators produce noise that is *added* in
+that domain (Fig. 1, §III), so σ — "the median summed noise amplitude estimated using the
+Noise Emulators" — only exists there; the √2 of the reference line holds only where two
+independent noise fields add linearly; and the released code (notes/lin2021.md) stretches
+every image before any network sees it. A flux-domain reading would need the noise
+mapped through the non-linear un-stretch, where it is neither additive nor of one
+amplitude. The paper's own "fluxes" wording is the name of the pixel values, which the
+stretch keeps monotonic and of the same sign. The one exception is :func:`lupton_rgb`,
+which takes nanomaggies (a display, not a metric).
+
+Arrays are numpy ``float32``/``float64`` in NHWC with the five bands ``u, g, r, i, z``
+(``[N, 64, 64, 5]`` SDSS, ``[N, 136, 136, 5]`` CFHT).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+#: Band order of every cube (Lin et al.: ugriz).
+BANDS = ("u", "g", "r", "i", "z")
+
+
+def band_index(band: str | int) -> int:
+    """Channel index of ``band`` (a name in :data:`BANDS` or an index 0–4)."""
+    if isinstance(band, (int, np.integer)):
+        if not 0 <= int(band) < len(BANDS):
+            raise ValueError(f"band index {band} is outside 0..{len(BANDS) - 1}")
+        return int(band)
+    if band not in BANDS:
+        raise ValueError(f"unknown band {band!r}; choose one of {', '.join(BANDS)}")
+    return BANDS.index(band)
+
+
+def _band(images, band) -> np.ndarray:
+    """``[N, H, W, C]`` -> ``[N, H, W]`` float64 of one band (``[H, W, C]`` -> ``[1, H, W]``)."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape [N, H, W, C], got {x.shape}")
+    i = band_index(band)
+    if i >= x.shape[-1]:
+        raise ValueError(f"band {band!r} (channel {i}) missing from images with "
+                         f"{x.shape[-1]} channels")
+    return x[..., i].astype(np.float64)
+
+
+# --- Fig. 5: global shape reconstruction ---------------------------------------------
+
+def flux_difference(recon, orig, band: str | int = "r") -> np.ndarray:
+    """Summed absolute pixel-wise difference per image, one band (Fig. 5, y axis).
+
+    ``recon``, ``orig``: ``[N, H, W, C]`` stretched images of the same shape (a
+    reconstruction and its original counterpart). Returns ``[N]`` float64 ≥ 0:
+    ``sum_{h,w} |recon[n,h,w,b] − orig[n,h,w,b]|``.
+    """
+    r, o = _band(recon, band), _band(orig, band)
+    if r.shape != o.shape:
+        raise ValueError(f"recon {r.shape} and orig {o.shape} differ in shape")
+    return np.abs(r - o).sum(axis=(1, 2))
+
+
+def total_flux(orig, band: str | int = "r") -> np.ndarray:
+    """Summed absolute pixel values per image, one band (Fig. 5, x axis).
+
+    ``orig``: ``[N, H, W, C]`` stretched images. Returns ``[N]`` float64 ≥ 0,
+    ``sum_{h,w} |orig[n,h,w,b]|`` (absolute because background subtraction leaves
+    negative pixels, Fig. 3 caption).
+    """
+    return np.abs(_band(orig, band)).sum(axis=(1, 2))
+
+
+def noise_sigma(noise_samples, band: str | int = "r") -> float:
+    """σ of Fig. 5: median over samples of the summed absolute noise, one band.
+
+    ``noise_samples``: ``[N, H, W, C]`` Noise-Emulator draws (stretched domain, the
+    image size of the survey the noise belongs to). The reference lines are ``σ``
+    (perfect noise-free reconstruction) and ``√2·σ`` (perfect reconstruction with
+    independent noise of the same amplitude).
+    """
+    per = np.abs(_band(noise_samples, band)).sum(axis=(1, 2))
+    if per.size == 0:
+        raise ValueError("noise_sigma needs at least one noise sample")
+    return float(np.median(per))
+
+
+def fraction_below(values, line: float) -> float:
+    """Fraction of ``values`` (``[N]``) strictly below ``line`` (NaN for no values)."""
+    v = np.asarray(values, np.float64)
+    return float(np.mean(v < line)) if v.size else float("nan")
+
+
+# --- Fig. 6: local fluctuation patterns ----------------------------------------------
+
+def highpass_band(images, band: str | int = "r") -> np.ndarray:
+    """Fig. 2(g) high-pass filter of one band, VALID: ``[N, H, W, C]`` -> ``[N, H-4, W-4]``.
+
+    Uses ``noise_gan.networks.highpass`` itself, i.e. exactly the operation in front of
+    the Discriminators. float64 out; a constant image maps to 0 (the kernel sums to 0).
+    """
+    from noise_gan.networks import highpass
+    x = _band(images, band)[..., None].astype(np.float32)
+    return np.asarray(highpass(x), np.float64)[..., 0]
+
+
+def fourier_amplitude_maps(images, band: str | int = "r",
+                           filtered: bool = True) -> np.ndarray:
+    """``|FFT2|`` per image of one band, after the high-pass filter when ``filtered``.
+
+    ``[N, H, W, C]`` -> ``[N, H', W']`` float64 ≥ 0, ``H' = H − 4`` when filtered. No
+    normalisation and no ``fftshift``: index ``(0, 0)`` is the zero frequency and
+    ``(H'/2, W'/2)`` (the centre) the highest, as in the Discriminators and Fig. 6.
+    """
+    x = highpass_band(images, band) if filtered else _band(images, band)
+    return np.abs(np.fft.fft2(x, axes=(1, 2)))
+
+
+def stacked_fourier(images, band: str | int = "r", batch: int = 256) -> np.ndarray:
+    """Fig. 6 map: the mean over images of the high-pass-filtered ``|FFT2|``.
+
+    ``images``: ``[N, H, W, C]`` stretched. Returns ``[H-4, W-4]`` float64, no shift
+    (centre = highest frequency). Processed in chunks of ``batch`` images.
+    """
+    x = np.asarray(images)
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"stacked_fourier needs [N, H, W, C] with N >= 1, got {x.shape}")
+    total = None
+    for lo in range(0, len(x), batch):
+        s = fourier_amplitude_maps(x[lo:lo + batch], band).sum(axis=0)
+        total = s if total is None else total + s
+    return total / len(x)
+
+
+def _log_map(a, floor: float) -> np.ndarray:
+    return np.log10(np.maximum(np.asarray(a, np.float64), floor))
+
+
+def fourier_distance(a, b, floor: float | None = None) -> float:
+    """How different two stacked maps are: mean over modes of ``|log10 a − log10 b|``.
+
+    ``a``, ``b``: ``[H, W]`` amplitude maps of the same shape (≥ 0). 0 for identical
+    maps; 1 means a factor of 10 on average. The zero-frequency mode is left out (the
+    high-pass filter zeroes it up to rounding, so its log is noise). Amplitudes are
+    floored at ``floor`` (default ``1e-6 ×`` the larger map's maximum) before the log.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    if floor is None:
+        floor = 1e-6 * max(float(a.max()), float(b.max()), 1e-300)
+    d = np.abs(_log_map(a, floor) - _log_map(b, floor))
+    mask = np.ones(d.shape, bool)
+    mask[0, 0] = False
+    return float(d[mask].mean())
+
+
+def fourier_log_correlation(a, b, floor: float | None = None) -> float:
+    """Pearson correlation of ``log10`` maps (zero mode left out): 1 = same pattern.
+
+    Insensitive to an overall amplitude factor, unlike :func:`fourier_distance`.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    if floor is None:
+        floor = 1e-6 * max(float(a.max()), float(b.max()), 1e-300)
+    la, lb = _log_map(a, floor).ravel()[1:], _log_map(b, floor).ravel()[1:]
+    if la.std() == 0 or lb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(la, lb)[0, 1])
+
+
+def centre_peak_ratio(a) -> float:
+    """Amplitude at the map centre (highest frequency) over the map's median.
+
+    The paper's "dramatically high peaks located at the center" (cases e, g, h) show as
+    a large ratio.
+    """
+    a = np.asarray(a, np.float64)
+    h, w = a.shape
+    med = float(np.median(a))
+    return float(a[h // 2, w // 2] / med) if med > 0 else float("nan")
+
+
+# --- Fig. 3: colour composites --------------------------------------------------------
+
+#: Display settings of :func:`lupton_rgb` in nanomaggies per SDSS-sized pixel
+#: (0.396"): ``stretch`` is the linear range of the asinh (flux where it turns
+#: logarithmic), ``Q`` the softening; black at 0.
+LUPTON_STRETCH = 0.5
+LUPTON_Q = 8.0
+SDSS_PIXEL_SCALE = 0.396
+
+
+def lupton_rgb(cube, bands: Sequence[str] = ("i", "r", "g"), pixel_scale: float = 0.396,
+               stretch: float = LUPTON_STRETCH, Q: float = LUPTON_Q) -> np.ndarray:
+    """An RGB composite by Lupton et al. (2004) (``astropy make_lupton_rgb``).
+
+    ``cube``: ``[H, W, 5]`` ugriz in **nanomaggies** per pixel (un-stretch network
+    images first with ``data.lin_pipeline.unstretch``). ``bands`` go to R, G, B.
+    Pixel values are multiplied by ``(0.396 / pixel_scale)²`` first, so SDSS
+    (0.396"/px) and CFHT (0.187"/px) images of one galaxy get the same surface-
+    brightness scale and look alike; then asinh with ``stretch``, ``Q``, black at 0
+    (the linked-band scheme keeps colours). Returns ``[H, W, 3]`` uint8.
+    """
+    x = np.asarray(cube, np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"lupton_rgb takes one [H, W, C] cube, got shape {x.shape}")
+    from astropy.visualization import LuptonAsinhStretch, ManualInterval, make_lupton_rgb
+    scale = (SDSS_PIXEL_SCALE / pixel_scale) ** 2
+    planes = [x[..., band_index(b)] * scale for b in bands]
+    if len(planes) != 3:
+        raise ValueError(f"lupton_rgb needs three bands (R, G, B), got {tuple(bands)}")
+    return make_lupton_rgb(*planes, interval=ManualInterval(vmin=0.0),
+                           stretch_object=LuptonAsinhStretch(stretch=stretch, Q=Q))
