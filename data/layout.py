@@ -8,7 +8,7 @@
 
 FITS sets for Lin et al. (2021) (ugriz, SDSS and CFHT), written by
 ``python -m data.download sdss-fits | cfht-fits | pairs`` (see ``data/fits_download.py``)
-and, later, by the simulator::
+and by ``python -m data.simulate --setup lin`` (no ``pool``; same files otherwise)::
 
     ROOT/<subset>/<survey>/<id>.fits       float32 [5, H, W] u,g,r,i,z cube in nanomaggies,
                                            TAN WCS, BANDS/BAND0..BAND4 header keys;
@@ -18,6 +18,10 @@ and, later, by the simulator::
     ROOT/pool/<survey>_summary.md          download summary table
     ROOT/lin_manifest.csv                  one row per file of the three sets below:
                                            id, survey, subset, source_id, ra, dec, ...
+                                           (simulated sets: + simulation parameters)
+    ROOT/paired_test/truth_<survey>/<id>.fits   simulated sets only: the noise-free
+                                           (PSF-convolved) cube of the same image
+    ROOT/sim_config.json                   simulated sets only: settings, checked on resume
 
 ``subset`` is ``pool`` (everything downloaded, before pairing), ``paired_train`` /
 ``paired_test`` (the two members of a pair share the SDSS galaxy's id) or ``unpaired``.
