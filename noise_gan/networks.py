@@ -591,12 +591,14 @@ def sample_noise_inputs(batch: int, size: int, bands: int = 5,
     ``z2 [batch, size+6, size+6, bands]``, float32 ~ N(0, 1).
 
     Args:
+        batch: batch size (a Python int or a scalar int tensor).
         seed: ``None`` -> TF's global random state (``tf.random.normal``; reproducible
-            after ``keras.utils.set_random_seed``); a ``tf.random.Generator`` -> drawn from
-            it (advances its state; the safe choice inside ``tf.function``); anything else
-            is a stateless seed, a shape-[2] integer tensor/pair: the same seed always gives
-            the same draws (``tf.random.stateless_normal``; z1 and z2 use two seeds split
-            from it).
+            after ``keras.utils.set_random_seed``); a ``tf.random.Generator`` or a
+            ``keras.random.SeedGenerator`` -> drawn from it (advances its state, which a
+            checkpoint can hold; the safe choice inside ``tf.function``); a Python int
+            ``n`` -> the stateless seed ``(n, 0)``; anything else is a stateless seed, a
+            shape-[2] integer tensor or pair: the same seed always gives the same draws
+            (``tf.random.stateless_normal``; z1 and z2 use two seeds split from it).
     """
     shape1 = (batch, bands)
     shape2 = (batch, size + 6, size + 6, bands)
@@ -604,6 +606,11 @@ def sample_noise_inputs(batch: int, size: int, bands: int = 5,
         return tf.random.normal(shape1), tf.random.normal(shape2)
     if isinstance(seed, tf.random.Generator):
         return seed.normal(shape1), seed.normal(shape2)
+    if isinstance(seed, keras.random.SeedGenerator):
+        return (tf.cast(keras.random.normal(shape1, seed=seed), tf.float32),
+                tf.cast(keras.random.normal(shape2, seed=seed), tf.float32))
+    if isinstance(seed, (int, np.integer)):
+        seed = (int(seed), 0)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
     return (tf.random.stateless_normal(shape1, seeds[0]),
             tf.random.stateless_normal(shape2, seeds[1]))

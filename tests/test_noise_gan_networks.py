@@ -271,6 +271,10 @@ def test_sample_noise_inputs_shapes_and_seeds():
     gen = tf.random.Generator.from_seed(0)
     g1, g2 = N.sample_noise_inputs(3, 10, 2, seed=gen)
     assert g1.shape == (3, 2) and g2.shape == (3, 16, 16, 2)
+    k1, k2 = N.sample_noise_inputs(tf.constant(3), 10, 2, seed=keras.random.SeedGenerator(0))
+    assert k1.shape == (3, 2) and k2.shape == (3, 16, 16, 2) and k2.dtype == tf.float32
+    np.testing.assert_array_equal(N.sample_noise_inputs(2, 4, 1, seed=7)[1].numpy(),
+                                  N.sample_noise_inputs(2, 4, 1, seed=(7, 0))[1].numpy())
     big = N.sample_noise_inputs(2, 64, 5, seed=(1, 1))[1].numpy()
     assert abs(big.mean()) < 0.05 and abs(big.std() - 1) < 0.05
 
