@@ -1,0 +1,131 @@
+"""Configuration of the semi-supervised noise-reconstructed GAN of Lin, Fouchez & Pasquet
+(2021) and of its ablations (a)-(f): one dataclass whose defaults are the paper's settings.
+
+Section numbers refer to the paper (§III: model, §IV-B: experiment details); "notes" is
+``shared/notes/lin2021.md`` (facts read from the authors' released TF1 code).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Variant -> one-line description (§IV-B). Cases (g) CycleGAN and (h) Augmented CycleGAN
+#: use other architectures and regridded 64 px CFHT images; they are not built here.
+VARIANTS = {
+    "ours": "our model: step 1 autoencoders + noise emulators + per-band discriminators "
+            "(eqs. 1-3), step 2 generators with the frozen noise emulators (eqs. 4-5)",
+    "a": "(a) Ad.pix2pix: generators on the identity loss (eq. 4, pairs) x1000 + "
+         "adversarial, no autoencoders, no noise emulators",
+    "b": "(b) Ad.CycleGAN: cycle loss (eq. 5, unpaired, no noise) x1000 + adversarial",
+    "c": "(c) Ad.CycleGAN+PID: (b) + pseudo-identity loss (eq. 6) x1000",
+    "d": "(d) Ad.CycleGAN+ID: (b) + identity loss (eq. 4) x1000",
+    "e": "(e) Ad.CycleGAN+ID+PS: (d) with PixelShuffle upsampling in the generators",
+    "f": "(f) Ours-Auto: generators + noise emulators + discriminators in one step, no "
+         "autoencoders; generators on cycle + identity only, noise emulators on the "
+         "adversarial loss",
+}
+
+#: Variants trained in two steps (§III-A); every other variant has one step.
+TWO_STEP = ("ours",)
+#: Variants with noise emulators (F = G + NE).
+NOISY = ("ours", "f")
+#: How eqs. 2-3 reduce the per-band sigmoid cross-entropies ``[B, bands]``: "sum" over
+#: bands, mean over the batch (the paper's eqs. 2-3); "mean" over both (the released
+#: code's ``reduce_mean``: the adversarial terms are 1/bands of the paper's).
+ADV_REDUCTIONS = ("sum", "mean")
+STEPS = ("1", "2", "both")
+
+
+@dataclass
+class NoiseGANConfig:
+    # model
+    variant: str = "ours"       # §IV-B: "ours" or an ablation case a..f (see VARIANTS)
+    # data (§IV-A)
+    data: str = ""              # FITS root (data.layout); "" = the simulated default set
+    sdss_size: int = 64         # §IV-A: SDSS cutouts 64x64 px (0.396"/px)
+    cfht_size: int = 136        # §IV-A: CFHT cutouts 136x136 px (0.187"/px), same sky;
+                                # Fig. 2(b) fixes it to 2 (sdss_size + 4)
+    bands: int = 5              # §IV-A: ugriz
+    # networks (§III-B..E, Fig. 2)
+    width: int = 64             # Fig. 2: first-layer filters (64) of every network
+    noise_hidden: int = 64      # Fig. 2(e): FC64 -> FC64 -> FC1 amplitude branch of NE
+    # losses
+    content_weight: float = 1000.0  # §IV-B: baselines (a)-(e): 1000 x content + adversarial
+    adv_reduction: str = "sum"  # eqs. 2-3 sum over bands (released code: mean)
+    # optimisation (§IV-B)
+    iterations: int = 60000     # §IV-B: 60,000 iterations per step (and per ablation)
+    batch_unpaired: int = 24    # §IV-B: 24 unpaired SDSS + 24 unpaired CFHT per iteration
+    batch_paired: int = 24      # §IV-B: + 24 pairs (96 images in total)
+    lr: float = 1e-4            # §IV-B: starts at 1e-4 ...
+    lr_drop: float = 5.0        # ... divided by 5 ...
+    lr_drop_every: int = 20000  # ... every 20,000 iterations (notes: the code says 5)
+    clip_norm: float = 5.0      # §IV-B: gradient clipping at global norm 5; Adam defaults
+    seed: int = 0
+    precision: str = "float32"  # float32 | fp16 (mixed_float16 + loss scaling) | bf16
+    jit_compile: bool = False
+    # bookkeeping (ours, not the paper's)
+    checkpoint_every: int = 1000  # iterations per Keras "epoch": checkpoint + CSV row
+    sample_every: int = 5000    # a PNG sample grid at the first checkpoint past each
+                                # multiple of this, and at the end of each step
+    n_samples: int = 4          # fixed test pairs in each sample grid
+
+    # --- derived ------------------------------------------------------------------------
+    @property
+    def two_step(self) -> bool:
+        return self.variant in TWO_STEP
+
+    @property
+    def has_noise(self) -> bool:
+        return self.variant in NOISY
+
+    @property
+    def upsample(self) -> str:
+        """Generator upsampling: nearest-neighbour (§III-B), PixelShuffle for case (e)."""
+        return "pixelshuffle" if self.variant == "e" else "nearest"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Iterations per Keras epoch (one checkpoint each)."""
+        return min(self.checkpoint_every, self.iterations)
+
+    def validate(self) -> "NoiseGANConfig":
+        """Raise ``ValueError`` naming the first bad value."""
+        from common.training import PRECISIONS
+        checks = [
+            (self.variant in VARIANTS,
+             f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}"),
+            (self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}"),
+            (self.batch_unpaired >= 1,
+             f"--batch-unpaired must be >= 1, got {self.batch_unpaired}"),
+            (self.batch_paired >= 1, f"--batch-paired must be >= 1, got {self.batch_paired}"),
+            (self.width >= 1, f"--width must be >= 1, got {self.width}"),
+            (self.noise_hidden >= 1, f"--noise-hidden must be >= 1, got {self.noise_hidden}"),
+            (self.bands >= 1, f"--bands must be >= 1, got {self.bands}"),
+            (self.sdss_size >= 8 and self.sdss_size % 8 == 0,
+             f"--sdss-size must be a positive multiple of 8, got {self.sdss_size}"),
+            (self.cfht_size == 2 * (self.sdss_size + 4),
+             f"--cfht-size must be 2 x (sdss size + 4) = {2 * (self.sdss_size + 4)} "
+             f"(Fig. 2(b): pad 2, then x2), got {self.cfht_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.lr_drop >= 1, f"--lr-drop must be >= 1, got {self.lr_drop}"),
+            (self.lr_drop_every >= 1,
+             f"--lr-drop-every must be >= 1, got {self.lr_drop_every}"),
+            (self.clip_norm > 0, f"--clip-norm must be > 0, got {self.clip_norm}"),
+            (self.content_weight > 0,
+             f"--content-weight must be > 0, got {self.content_weight}"),
+            (self.adv_reduction in ADV_REDUCTIONS,
+             f"--adv-reduction must be one of {', '.join(ADV_REDUCTIONS)}, "
+             f"got {self.adv_reduction!r}"),
+            (self.precision in PRECISIONS,
+             f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.checkpoint_every >= 1,
+             f"--checkpoint-every must be >= 1, got {self.checkpoint_every}"),
+            (self.iterations % self.steps_per_epoch == 0,
+             f"--iterations {self.iterations} must be a multiple of --checkpoint-every "
+             f"{self.checkpoint_every}"),
+            (self.sample_every >= 1, f"--sample-every must be >= 1, got {self.sample_every}"),
+            (self.n_samples >= 1, f"--n-samples must be >= 1, got {self.n_samples}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self

@@ -1,0 +1,471 @@
+"""``train(cfg, run_dir, step)``: the importable training job behind ``noise_gan.train``,
+and ``load_translator(run_dir)`` for prediction and figures.
+
+Run layout::
+
+    RUN_DIR/config.json              the run's configuration (resumed runs and step 2 take
+                                     their architecture from here)
+    RUN_DIR/step1/checkpoints/       networks + optimizers + seed state + iteration
+                                     (ckpt-<iteration>), every ``checkpoint_every``
+    RUN_DIR/step1/history.csv        one row of losses (and lr) per checkpoint
+    RUN_DIR/step1/finished.json      written when the step has run all its iterations
+    RUN_DIR/step2/...                the same for step two (variant "ours" only)
+    RUN_DIR/logs/step1, logs/step2   TensorBoard scalars (x axis: checkpoints)
+    RUN_DIR/samples/stepN_<iter>.png sample grids of fixed paired test galaxies
+
+One-step variants (a)-(f) have only ``step1/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import training
+from common.io import atomic_write_text
+from noise_gan import networks as nets
+from noise_gan.config import STEPS, VARIANTS, NoiseGANConfig
+from noise_gan.model import NoiseStep1, NoiseStep2, OneStepGAN
+
+FINISHED = "finished.json"
+#: Fields a resumed run (or step 2 of an existing run) may change; everything else is
+#: taken from RUN_DIR/config.json.
+RUN_FIELDS = ("iterations", "data")
+#: Display order of the sample grids' RGB: (R, G, B) = (i, r, g) for ugriz.
+RGB_BANDS = (3, 2, 1)
+
+
+# --- optimizers -------------------------------------------------------------------------
+
+def lr_schedule(cfg: NoiseGANConfig):
+    """§IV-B: ``lr / lr_drop ** floor(iteration / lr_drop_every)``, evaluated on the
+    optimizer's own (checkpointed) iteration count, so a resumed run keeps its place."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        cfg.lr, decay_steps=cfg.lr_drop_every, decay_rate=1.0 / cfg.lr_drop, staircase=True)
+
+
+def make_optimizer(cfg: NoiseGANConfig):
+    """Adam with default betas, gradients clipped to global norm ``clip_norm`` (§IV-B),
+    wrapped in dynamic loss scaling under fp16 (as ``common.training.make_adam``)."""
+    opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg), global_clipnorm=cfg.clip_norm)
+    if cfg.precision == "fp16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def current_lr(optimizer) -> float:
+    """The rate the optimizer's next update will use."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return float(inner.learning_rate.numpy() if hasattr(inner.learning_rate, "numpy")
+                 else inner.learning_rate)
+
+
+# --- networks and models ------------------------------------------------------------------
+
+def build_networks(cfg: NoiseGANConfig, names) -> dict:
+    """The named networks of ``cfg`` (``a_x, a_y, ne_x, ne_y, d_x, d_y, g_x2y, g_y2x``;
+    X = SDSS, Y = CFHT), built under the current dtype policy."""
+    s, c, b, w = cfg.sdss_size, cfg.cfht_size, cfg.bands, cfg.width
+    gen = dict(bands=b, width=w, upsample=cfg.upsample, sdss_size=s, cfht_size=c)
+    makers = {
+        "a_x": lambda: nets.build_autoencoder(s, bands=b, width=w, name="A_sdss"),
+        "a_y": lambda: nets.build_autoencoder(c, bands=b, width=w, name="A_cfht"),
+        "ne_x": lambda: nets.build_noise_emulator(s, bands=b, hidden=cfg.noise_hidden,
+                                                  name="NE_sdss"),
+        "ne_y": lambda: nets.build_noise_emulator(c, bands=b, hidden=cfg.noise_hidden,
+                                                  name="NE_cfht"),
+        "d_x": lambda: nets.build_discriminator(s, bands=b, width=w, name="D_sdss"),
+        "d_y": lambda: nets.build_discriminator(c, bands=b, width=w, name="D_cfht"),
+        "g_x2y": lambda: nets.build_generator("sdss_to_cfht", name="G_sdss_to_cfht", **gen),
+        "g_y2x": lambda: nets.build_generator("cfht_to_sdss", name="G_cfht_to_sdss", **gen),
+    }
+    return {n: makers[n]() for n in names}
+
+
+def _common(cfg):
+    return dict(sdss_size=cfg.sdss_size, cfht_size=cfg.cfht_size, bands=cfg.bands,
+                adv_reduction=cfg.adv_reduction, seed=cfg.seed)
+
+
+def build_step(cfg: NoiseGANConfig, step: str = "1"):
+    """Networks + compiled model of one training step (sets the precision policy first).
+
+    ``"ours"``: step "1" -> :class:`NoiseStep1`, step "2" -> :class:`NoiseStep2`; any
+    other variant -> :class:`OneStepGAN` (step "1" only).
+    """
+    training.set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed + (0 if step == "1" else 1))
+    kw = dict(jit_compile=cfg.jit_compile)
+    if cfg.two_step and step == "1":
+        n = build_networks(cfg, ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y"))
+        model = NoiseStep1(**n, **_common(cfg), name="noise_step1")
+        model.compile(make_optimizer(cfg), make_optimizer(cfg), make_optimizer(cfg), **kw)
+    elif cfg.two_step:
+        n = build_networks(cfg, ("g_x2y", "g_y2x", "ne_x", "ne_y"))
+        model = NoiseStep2(**n, **_common(cfg), name="noise_step2")
+        model.compile(make_optimizer(cfg), **kw)
+    else:
+        if step != "1":
+            raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "
+                             f"both, not {step}")
+        names = ("g_x2y", "g_y2x", "d_x", "d_y") + (("ne_x", "ne_y") if cfg.has_noise else ())
+        n = build_networks(cfg, names)
+        model = OneStepGAN(cfg.variant, **n, content_weight=cfg.content_weight,
+                           **_common(cfg), name=f"variant_{cfg.variant}")
+        model.compile(make_optimizer(cfg), make_optimizer(cfg),
+                      make_optimizer(cfg) if cfg.has_noise else None, **kw)
+    return model
+
+
+NETWORK_NAMES = ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y", "g_x2y", "g_y2x")
+OPTIMIZER_NAMES = ("auto_optimizer", "disc_optimizer", "noise_optimizer", "gen_optimizer")
+
+
+def trackables(model) -> dict:
+    """Everything of ``model`` a checkpoint holds: networks, optimizers, seed state."""
+    out = {n: getattr(model, n) for n in NETWORK_NAMES + OPTIMIZER_NAMES
+           if getattr(model, n, None) is not None}
+    out["seed"] = model.seed_generator.state
+    return out
+
+
+def optimizers_of(model) -> list:
+    return [getattr(model, n) for n in OPTIMIZER_NAMES if getattr(model, n, None) is not None]
+
+
+def step_dir(run_dir: Path, step: str) -> Path:
+    return Path(run_dir) / f"step{step}"
+
+
+def run_state(model, run_dir: Path, step: str) -> training.RunState:
+    """Checkpoints of one step in ``RUN_DIR/stepN/checkpoints``; the state's counter is the
+    number of iterations done."""
+    return training.RunState(step_dir(run_dir, step), **trackables(model))
+
+
+def checkpoint_iteration(run_dir: Path, step: str) -> int:
+    """Iterations done by the newest checkpoint of ``step`` (0 if there is none)."""
+    latest = tf.train.latest_checkpoint(str(step_dir(run_dir, step) / training.CHECKPOINTS))
+    if latest is None:
+        return 0
+    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def step_finished(run_dir: Path, step: str) -> int | None:
+    """Iterations of the finished ``step`` (from ``finished.json``), or None."""
+    path = step_dir(run_dir, step) / FINISHED
+    if not path.is_file():
+        return None
+    return int(json.loads(path.read_text())["iterations"])
+
+
+def restore_networks(path: str, **networks) -> None:
+    """Restore only ``networks`` (e.g. ``ne_x=..., ne_y=...``) from the checkpoint at
+    ``path``; raises if one of them is not in it."""
+    status = tf.train.Checkpoint(**networks).restore(path)
+    status.assert_existing_objects_matched()
+    status.expect_partial()
+
+
+# --- run folder ---------------------------------------------------------------------------
+
+def steps_of(cfg: NoiseGANConfig, step: str) -> list[str]:
+    """The steps ``--step`` asks for: ["1"], ["2"] or ["1", "2"] (one-step variants: ["1"])."""
+    if step not in STEPS:
+        raise ValueError(f"--step must be one of {', '.join(STEPS)}, got {step!r}")
+    if not cfg.two_step:
+        if step == "2":
+            raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "
+                             f"both, not 2")
+        return ["1"]
+    return ["1", "2"] if step == "both" else [step]
+
+
+def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
+    """Check the run folder against the request; returns ``(config, steps)``.
+
+    An existing ``config.json`` fixes the architecture (only ``RUN_FIELDS`` come from
+    ``cfg``; other differing non-default values are reported as ignored). A step with a
+    checkpoint needs ``resume``; ``resume`` needs a run.
+    """
+    run_dir = Path(run_dir)
+    cfg.validate()
+    if (run_dir / training.CONFIG_FILE).is_file():
+        saved = training.load_config(NoiseGANConfig, run_dir)
+        defaults = NoiseGANConfig()
+        for f in dataclasses.fields(cfg):
+            mine, theirs = getattr(cfg, f.name), getattr(saved, f.name)
+            if (f.name not in RUN_FIELDS and mine != theirs
+                    and mine != getattr(defaults, f.name)):
+                print(f"note: {f.name}={mine!r} ignored: {run_dir / training.CONFIG_FILE} "
+                      f"says {theirs!r}")
+        cfg = dataclasses.replace(saved, iterations=cfg.iterations,
+                                  data=cfg.data or saved.data).validate()
+    elif resume:
+        raise FileNotFoundError(f"--resume: {run_dir} holds no run (no config.json)")
+    steps = steps_of(cfg, step)
+    started = [s for s in steps if checkpoint_iteration(run_dir, s) > 0]
+    if started and not resume:
+        raise FileExistsError(f"{run_dir} already holds step {started[0]} of a run: pass "
+                              f"--resume to continue it, or choose another --run-dir")
+    return cfg, steps
+
+
+def resolve_data(cfg: NoiseGANConfig) -> Path:
+    """The FITS root; the default simulated Lin et al. set is generated on first use."""
+    if cfg.data:
+        return Path(cfg.data)
+    from data.simulate import ensure_lin_simulated
+    return Path(ensure_lin_simulated())
+
+
+def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int):
+    from data.lin_pipeline import lin_dataset
+    return lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
+                       batch_paired=cfg.batch_paired, seed=seed)
+
+
+def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
+    """``(sdss [n, s, s, b], cfht [n, c, c, b])`` paired galaxies for the sample grids: the
+    first test pairs of ``root``, or the pairs of the first element of ``dataset``."""
+    if dataset is not None:
+        first = next(iter(dataset))
+        return first["pair_sdss"][:cfg.n_samples], first["pair_cfht"][:cfg.n_samples]
+    from data.lin_pipeline import paired_test_dataset
+    first = next(iter(paired_test_dataset(root, cfg.n_samples)))
+    return first["sdss"][:cfg.n_samples], first["cfht"][:cfg.n_samples]
+
+
+# --- sample grids -------------------------------------------------------------------------
+
+def display_rgb(panels, size: int) -> list[np.ndarray]:
+    """Stretched-domain panels (``[n, h, w, b]`` each, any h) of one figure -> lists of
+    ``[size, size, 3]`` uint8 images, one per galaxy and panel, rows kept together.
+
+    RGB = (i, r, g) for five bands (grey r band for fewer than four bands); every row (one
+    galaxy across all panels) shares one linear scale per colour from its 1st to 99.5th
+    percentile, so translated and target images are comparable. Panels are resized to
+    ``size`` (nearest neighbour) so SDSS and CFHT sit side by side.
+    """
+    bands = panels[0].shape[-1]
+    chans = list(RGB_BANDS) if bands >= 4 else [min(2, bands - 1)] * 3
+    resized = [tf.image.resize(tf.gather(tf.cast(p, tf.float32), chans, axis=-1),
+                               [size, size], method="nearest").numpy() for p in panels]
+    rows = []
+    for i in range(resized[0].shape[0]):
+        row = np.stack([r[i] for r in resized])              # [panels, size, size, 3]
+        lo = np.percentile(row, 1.0, axis=(0, 1, 2))
+        hi = np.percentile(row, 99.5, axis=(0, 1, 2))
+        scaled = (row - lo) / np.maximum(hi - lo, 1e-6)
+        rows.append(list((np.clip(scaled, 0, 1) * 255).astype(np.uint8)))
+    return rows
+
+
+class SampleGrids(keras.callbacks.Callback):
+    """At the checkpoints where ``iteration % every == 0`` (and at the step's end), write
+    ``samples/step<N>_<iteration>.png`` from ``columns_fn() -> list of [n, h, w, b]``."""
+
+    def __init__(self, columns_fn, out_dir: Path, step: str, steps_per_epoch: int,
+                 every: int, last: int, size: int):
+        super().__init__()
+        self.columns_fn, self.out_dir, self.step = columns_fn, Path(out_dir), step
+        self.spe, self.every, self.last, self.size = steps_per_epoch, every, last, size
+
+    def on_epoch_end(self, epoch, logs=None):
+        it = (epoch + 1) * self.spe
+        if it % self.every and it != self.last:
+            return
+        rows = display_rgb(self.columns_fn(), self.size)
+        training.write_grid(rows, self.out_dir / f"step{self.step}_{it:07d}.png")
+
+
+def sample_columns(model, cfg: NoiseGANConfig, sdss, cfht):
+    """Sample-grid columns of ``model``: step one ``x | A^X(x) | F^X(x) | y | A^Y(y) |
+    F^Y(y)``; translators ``x | F^{X->Y}(x) | y | y | F^{Y->X}(y) | x`` (input |
+    translated | target, both directions; noise added where the variant has it)."""
+    def fn():
+        if isinstance(model, NoiseStep1):
+            fx, fy = model.self_map(sdss, cfht)
+            return [sdss, model.a_x(sdss), fx, cfht, model.a_y(cfht), fy]
+        tr = Translator(cfg, model.g_x2y, model.g_y2x, getattr(model, "ne_x", None),
+                        getattr(model, "ne_y", None))
+        return [sdss, tr.sdss_to_cfht(sdss, seed=0), cfht,
+                cfht, tr.cfht_to_sdss(cfht, seed=0), sdss]
+    return fn
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Put the rate of the first optimizer (all follow one schedule) into the epoch logs."""
+
+    def __init__(self, optimizer):
+        super().__init__()
+        self.optimizer = optimizer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = current_lr(self.optimizer)
+
+
+class CheckpointIterations(keras.callbacks.Callback):
+    """Save the run state at each epoch end, numbered by iterations done."""
+
+    def __init__(self, state: training.RunState, steps_per_epoch: int):
+        super().__init__()
+        self.state, self.spe = state, steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.save((epoch + 1) * self.spe)
+
+
+# --- training -------------------------------------------------------------------------------
+
+def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool = False,
+          dataset=None, progress: bool = True) -> Path:
+    """Train (or resume) the steps ``step`` asks for ("1", "2", "both"); returns ``run_dir``.
+
+    ``dataset``: an infinite ``tf.data.Dataset`` of dicts ``{"sdss", "cfht", "pair_sdss",
+    "pair_cfht"}`` (stretched float32) to use instead of ``data.lin_pipeline.lin_dataset``
+    on ``cfg.data`` (tests); its first element's pairs then feed the sample grids.
+    """
+    run_dir = Path(run_dir)
+    cfg, steps = prepare_run(cfg, run_dir, step, resume)
+    print(training.describe_config(cfg))
+    root = None if dataset is not None else resolve_data(cfg)
+    print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
+    print(f"data: {root if root is not None else 'injected dataset'}; steps "
+          f"{', '.join(steps)}; {cfg.iterations} iterations per step")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    training.save_config(cfg, run_dir)
+    samples = fixed_samples(cfg, root, dataset)
+    for s in steps:
+        train_step_of(cfg, run_dir, s, dataset, root, samples, progress)
+    return run_dir
+
+
+def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progress):
+    """Run (or resume, or skip if finished) one step; returns its model."""
+    if step == "2":
+        done1 = step_finished(run_dir, "1")
+        if done1 is None:
+            raise FileNotFoundError(f"step 2 needs a finished step 1 in "
+                                    f"{step_dir(run_dir, '1')}: run --step 1 first")
+    model = build_step(cfg, step)
+    state = run_state(model, run_dir, step)
+    done = state.restore() if state.latest else 0
+    if step == "2" and done == 0:
+        # Step two starts from the noise emulators of step one, frozen (released code:
+        # a Saver over the 'noise' variables restores them from method 1's checkpoint).
+        restore_networks(tf.train.latest_checkpoint(
+            str(step_dir(run_dir, "1") / training.CHECKPOINTS)),
+            ne_x=model.ne_x, ne_y=model.ne_y)
+    spe = cfg.steps_per_epoch
+    if done >= cfg.iterations:
+        print(f"step {step}: already finished ({done} iterations); skipping")
+        return model
+    if done % spe:
+        raise ValueError(f"{step_dir(run_dir, step)}: checkpoint at iteration {done} is not "
+                         f"a multiple of checkpoint_every {spe}")
+    print(f"step {step}: starting at iteration {done + 1} of {cfg.iterations}; "
+          f"lr {current_lr(optimizers_of(model)[0]):.3g}")
+    seed = cfg.seed + 1_000_003 * (int(step) - 1) + done  # no replay after a resume
+    ds = dataset if dataset is not None else make_dataset(cfg, root, seed)
+    sdir = step_dir(run_dir, step)
+    sdir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        LogLearningRate(optimizers_of(model)[0]),
+        SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
+                    cfg.sample_every, cfg.iterations, cfg.cfht_size),
+        keras.callbacks.CSVLogger(str(sdir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs" / f"step{step}")),
+        CheckpointIterations(state, spe),  # last: runs after the others have logged
+    ]
+    from data.pipeline import data_errors
+    with data_errors():
+        model.fit(ds, epochs=cfg.iterations // spe, initial_epoch=done // spe,
+                  steps_per_epoch=spe, callbacks=callbacks,
+                  verbose="auto" if progress else 0, shuffle=False)
+    atomic_write_text(sdir / FINISHED, json.dumps({"iterations": cfg.iterations}) + "\n")
+    return model
+
+
+# --- inference ------------------------------------------------------------------------------
+
+class Translator:
+    """Trained generators (+ noise emulators) of a run, for prediction and figures.
+
+    Images are stretched-domain float32 tensors, batched: SDSS ``[n, 64, 64, 5]``, CFHT
+    ``[n, 136, 136, 5]``. With ``noise=True`` and a variant that has noise emulators
+    ("ours", "f"), freshly drawn emulator noise is added to the generator output
+    (``F = G + NE``); ``seed`` (an int) makes that draw reproducible.
+    """
+
+    def __init__(self, cfg: NoiseGANConfig, g_x2y, g_y2x, ne_x=None, ne_y=None,
+                 iteration: int = 0):
+        self.cfg, self.iteration = cfg, iteration
+        self.g_x2y, self.g_y2x, self.ne_x, self.ne_y = g_x2y, g_y2x, ne_x, ne_y
+
+    @property
+    def has_noise(self) -> bool:
+        return self.ne_x is not None and self.ne_y is not None
+
+    def _seeds(self, n, size, seed):
+        s = None if seed is None else tf.constant([int(seed), size], tf.int64)
+        return nets.sample_noise_inputs(int(n), size, self.cfg.bands, seed=s)
+
+    def _noise(self, emulator, n, size, seed):
+        if not self.has_noise:
+            raise ValueError(f"variant {self.cfg.variant} has no noise emulators")
+        return tf.cast(emulator(list(self._seeds(n, size, seed)), training=False),
+                       tf.float32)
+
+    def noise_sdss(self, n: int, seed=None) -> tf.Tensor:
+        """``[n, 64, 64, bands]`` samples of ``NE^X`` (SDSS noise, stretched units)."""
+        return self._noise(self.ne_x, n, self.cfg.sdss_size, seed)
+
+    def noise_cfht(self, n: int, seed=None) -> tf.Tensor:
+        """``[n, 136, 136, bands]`` samples of ``NE^Y`` (CFHT noise, stretched units)."""
+        return self._noise(self.ne_y, n, self.cfg.cfht_size, seed)
+
+    def sdss_to_cfht(self, x, noise: bool = True, seed=None) -> tf.Tensor:
+        """``F^{X->Y}(x) = G^{X->Y}(x) [+ NE^Y(z)]``: ``[n, 64, 64, b] -> [n, 136, 136, b]``."""
+        out = tf.cast(self.g_x2y(x, training=False), tf.float32)
+        if noise and self.has_noise:
+            out = out + self.noise_cfht(tf.shape(out)[0], seed)
+        return out
+
+    def cfht_to_sdss(self, y, noise: bool = True, seed=None) -> tf.Tensor:
+        """``F^{Y->X}(y) = G^{Y->X}(y) [+ NE^X(z)]``: ``[n, 136, 136, b] -> [n, 64, 64, b]``."""
+        out = tf.cast(self.g_y2x(y, training=False), tf.float32)
+        if noise and self.has_noise:
+            out = out + self.noise_sdss(tf.shape(out)[0], seed)
+        return out
+
+
+def load_translator(run_dir: Path | str) -> Translator:
+    """The translator of a run: for "ours" from step two's newest checkpoint (its noise
+    emulators are step one's, frozen), for (a)-(f) from the single step's. Networks are
+    built in float32 whatever the run's precision (the checkpointed variables are
+    float32 either way); the global dtype policy is left as it was."""
+    run_dir = Path(run_dir)
+    cfg = training.load_config(NoiseGANConfig, run_dir).validate()
+    step = "2" if cfg.two_step else "1"
+    latest = tf.train.latest_checkpoint(str(step_dir(run_dir, step) / training.CHECKPOINTS))
+    if latest is None:
+        raise FileNotFoundError(f"{step_dir(run_dir, step)} has no checkpoint: train step "
+                                f"{step} of {run_dir} first")
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        names = ("g_x2y", "g_y2x") + (("ne_x", "ne_y") if cfg.has_noise else ())
+        n = build_networks(cfg, names)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    restore_networks(latest, **n)
+    return Translator(cfg, n["g_x2y"], n["g_y2x"], n.get("ne_x"), n.get("ne_y"),
+                      iteration=checkpoint_iteration(run_dir, step))
