@@ -295,7 +295,8 @@ def lin_dataset(root: str | Path, *, batch_unpaired: int = BATCH_UNPAIRED,
         validate: read every file once up front (slow for real survey sizes).
     Raises:
         DataError (up front): a missing or empty folder, a pair member without partner,
-        an unknown id, a batch larger than its set; with ``validate``, any bad file.
+        an unknown id; with ``validate``, any bad file. (A set smaller than its batch
+        is allowed: the stream repeats, so a batch may hold an image twice.)
         While iterating, bad files surface as TF errors: use :func:`iterate_checked` or
         :func:`lin_data_errors`.
     """
@@ -306,11 +307,6 @@ def lin_dataset(root: str | Path, *, batch_unpaired: int = BATCH_UNPAIRED,
     un_sdss = list_cubes(root, unpaired_subset, "sdss")
     un_cfht = list_cubes(root, unpaired_subset, "cfht")
     _, (p_sdss, p_cfht) = pair_files(root, paired_subset, ids)
-    for what, files, b in ((f"{root / unpaired_subset / 'sdss'}", un_sdss, batch_unpaired),
-                           (f"{root / unpaired_subset / 'cfht'}", un_cfht, batch_unpaired),
-                           (f"{root / paired_subset}", p_sdss, batch_paired)):
-        if len(files) < b:
-            raise DataError(f"{what}: {len(files)} cube(s), fewer than a batch of {b}")
     if validate:
         validate_files(un_sdss + p_sdss, sdss_size)
         validate_files(un_cfht + p_cfht, cfht_size)
