@@ -116,23 +116,24 @@ def read_cube_hwc(path: str | Path, size: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(data.transpose(1, 2, 0))
 
 
-def _reader(size: int, stretched: bool):
+def _reader(size: int):
     """numpy function ``path bytes -> [size, size, 5] float32`` for ``tf.numpy_function``;
     a ``DataError`` is re-raised tagged, so :func:`lin_data_errors` can recover it."""
     def read(path) -> np.ndarray:
         p = path.decode() if isinstance(path, bytes) else str(path)
         try:
-            x = read_cube_hwc(p, size)
+            return read_cube_hwc(p, size)
         except DataError as err:
             raise ValueError(f"{_TAG}{err}{_END}") from None
-        return (stretch(x) if stretched else x).astype(np.float32)
     return read
 
 
 def _load(path: tf.Tensor, size: int, stretched: bool = True) -> tf.Tensor:
-    x = tf.numpy_function(_reader(size, stretched), [path], tf.float32, stateful=False)
+    """Read one cube in the graph (only the file read holds the GIL; the stretch is a
+    TF op, so parallel calls overlap)."""
+    x = tf.numpy_function(_reader(size), [path], tf.float32, stateful=False)
     x.set_shape([size, size, N_BANDS])
-    return x
+    return stretch(x) if stretched else x
 
 
 @contextlib.contextmanager
