@@ -3,7 +3,6 @@
 Tiny sets: a handful of galaxies at the paper's stamp sizes (64 / 136 px) for the
 simulator's physics, and hand-made 8 / 16 px cubes for the pipeline's bookkeeping.
 """
-import math
 import shutil
 
 import numpy as np
