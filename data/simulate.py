@@ -1085,8 +1085,10 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
     ap.add_argument("--out", type=Path, default=default_lin_dir(), help="dataset folder")
     for g in LIN_GROUPS:
         ap.add_argument(f"--n-{g.replace('_', '-')}", dest=f"n_{g}", type=_count,
-                        default=d[f"n_{g}"].default, metavar="N")
-    ap.add_argument("--seed", type=_count, default=d["seed"].default)
+                        default=d[f"n_{g}"].default, metavar="N",
+                        help=f"galaxies in {g.replace('_', ' ')}")
+    ap.add_argument("--seed", type=_count, default=d["seed"].default,
+                    help="every random number derives from it")
     ap.add_argument("--workers", type=_positive, default=None,
                     help="processes (default: all CPUs)")
     ap.add_argument("--sdss-size", type=_positive, default=d["sdss_size"].default,
@@ -1095,9 +1097,10 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
                     help="CFHT stamp side in 0.187\" pixels")
     ap.add_argument("--no-truth", action="store_true",
                     help="no noise-free paired_test/truth_{sdss,cfht}/ cubes")
-    for name in ("companion", "star"):
+    for name, what in (("companion", "a second galaxy 4-9\" away"),
+                       ("star", ">= 1 foreground star")):
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
-                        metavar="P")
+                        metavar="P", help=f"probability of {what}")
     ap.add_argument("--depth-dex", type=_factor, default=d["depth_dex"].default,
                     metavar="X", help="scatter (dex) of the per-image sky-noise factor")
     ap.add_argument("--seeing-frac", type=_factor, default=d["seeing_frac"].default,
