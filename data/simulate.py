@@ -58,8 +58,7 @@ import pandas as pd
 from common.io import atomic_write
 from data import fits_download, layout, render
 from data.surveys import (DECALS_PSF_DEPTH, FWHM_PER_SIGMA, LIN_CFHT_SIZE, LIN_SDSS_SIZE,
-                          LUO_PIXSCALE, LUO_SIZE,
-                          LUO_SURVEYS, get_survey, mag_to_nmgy)
+                          LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey, mag_to_nmgy)
 
 #: Bands whose fluxes every galaxy carries, so that any survey can be observed later.
 ALL_BANDS = ("u", "g", "r", "i", "z", "y")
