@@ -62,6 +62,7 @@ class NoiseGANConfig:
     seed: int = 0
     precision: str = "float32"  # float32 | fp16 (mixed_float16 + loss scaling) | bf16
     jit_compile: bool = False
+    eager: bool = False         # run train_step eagerly (no tf.function trace: tests, debug)
     # bookkeeping (ours, not the paper's)
     checkpoint_every: int = 1000  # iterations per Keras "epoch": checkpoint + CSV row
     sample_every: int = 5000    # a PNG sample grid at the first checkpoint past each

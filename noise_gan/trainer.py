@@ -99,7 +99,7 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
     """
     training.set_precision(cfg.precision)
     keras.utils.set_random_seed(cfg.seed + (0 if step == "1" else 1))
-    kw = dict(jit_compile=cfg.jit_compile)
+    kw = dict(jit_compile=cfg.jit_compile, run_eagerly=cfg.eager)
     if cfg.two_step and step == "1":
         n = build_networks(cfg, ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y"))
         model = NoiseStep1(**n, **_common(cfg), name="noise_step1")
@@ -226,7 +226,8 @@ def resolve_data(cfg: NoiseGANConfig) -> Path:
 def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int):
     from data.lin_pipeline import lin_dataset
     return lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
-                       batch_paired=cfg.batch_paired, seed=seed)
+                       batch_paired=cfg.batch_paired, seed=seed, sdss_size=cfg.sdss_size,
+                       cfht_size=cfg.cfht_size)
 
 
 def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
@@ -236,7 +237,9 @@ def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
         first = next(iter(dataset))
         return first["pair_sdss"][:cfg.n_samples], first["pair_cfht"][:cfg.n_samples]
     from data.lin_pipeline import paired_test_dataset
-    first = next(iter(paired_test_dataset(root, cfg.n_samples)))
+    from data.lin_pipeline import iterate_checked
+    first = next(iterate_checked(paired_test_dataset(
+        root, cfg.n_samples, sdss_size=cfg.sdss_size, cfht_size=cfg.cfht_size)))
     return first["sdss"][:cfg.n_samples], first["cfht"][:cfg.n_samples]
 
 
@@ -312,6 +315,28 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["lr"] = current_lr(self.optimizer)
 
 
+class HistoryCSV(keras.callbacks.Callback):
+    """Append one row per checkpoint to ``history.csv``: ``iteration`` then the logged
+    values (header written once; a resumed run appends under it)."""
+
+    def __init__(self, path: Path, steps_per_epoch: int):
+        super().__init__()
+        self.path, self.spe = Path(path), steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        keys = sorted(logs)
+        new = not self.path.is_file()
+        if not new:
+            keys = self.path.read_text().splitlines()[0].split(",")[1:]
+        with open(self.path, "a") as fh:
+            if new:
+                fh.write(",".join(["iteration"] + keys) + "\n")
+            fh.write(",".join([str((epoch + 1) * self.spe)]
+                              + [f"{float(logs[k]):.6g}" if k in logs else "" for k in keys])
+                     + "\n")
+
+
 class CheckpointIterations(keras.callbacks.Callback):
     """Save the run state at each epoch end, numbered by iterations done."""
 
@@ -381,12 +406,12 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         LogLearningRate(optimizers_of(model)[0]),
         SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
                     cfg.sample_every, cfg.iterations, cfg.cfht_size),
-        keras.callbacks.CSVLogger(str(sdir / "history.csv"), append=True),
+        HistoryCSV(sdir / "history.csv", spe),
         keras.callbacks.TensorBoard(str(run_dir / "logs" / f"step{step}")),
         CheckpointIterations(state, spe),  # last: runs after the others have logged
     ]
-    from data.pipeline import data_errors
-    with data_errors():
+    from data.lin_pipeline import lin_data_errors
+    with lin_data_errors():
         model.fit(ds, epochs=cfg.iterations // spe, initial_epoch=done // spe,
                   steps_per_epoch=spe, callbacks=callbacks,
                   verbose="auto" if progress else 0, shuffle=False)

@@ -1,0 +1,113 @@
+"""Train the noise-reconstructed GAN of Lin et al. (2021) or one of its ablations:
+``python -m noise_gan.train --step both --run-dir runs/noise_gan``.
+
+``--variant ours`` (default) trains in two steps (§III-A): ``--step 1`` (autoencoders,
+noise emulators, discriminators), ``--step 2`` (generators, with step one's noise
+emulators frozen; refuses to start without a finished step 1) or ``--step both``.
+Variants a-f train in one step: ``--step 1`` or ``both`` (the same thing); ``--step 2``
+is an error.
+
+Writes to ``--run-dir RUN_DIR``::
+
+    config.json                 the run's configuration (a resumed run, or step 2 of an
+                                existing run, takes its architecture from here)
+    step1/checkpoints/          networks + optimizers + seed state + iteration
+    step1/history.csv           losses and lr per checkpoint
+    step1/finished.json         step 1 ran all its iterations
+    step2/...                   (variant ours)
+    logs/step1, logs/step2      TensorBoard (``tensorboard --logdir RUN_DIR/logs``)
+    samples/stepN_<iter>.png    input | output | target grids of fixed test pairs
+
+``--resume`` continues a killed run from its last checkpoint (networks, optimizers, the
+learning-rate schedule's place, the seed state); a finished step is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from noise_gan.config import ADV_REDUCTIONS, STEPS, VARIANTS, NoiseGANConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = NoiseGANConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m noise_gan.train",
+        description="Train the semi-supervised noise-reconstructed GAN of Lin, Fouchez & "
+                    "Pasquet (2021) (SDSS <-> CFHT, ugriz FITS), or ablation a-f.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="variants:\n" + "\n".join(f"  {k:5s} {v}" for k, v in VARIANTS.items()))
+    p.add_argument("--step", choices=STEPS, default="both",
+                   help="which step of variant ours to train (default both); one-step "
+                        "variants accept 1 or both")
+    p.add_argument("--variant", choices=list(VARIANTS), default=d.variant)
+    p.add_argument("--run-dir", default="runs/noise_gan", help="run folder "
+                   "(default runs/noise_gan)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--data", default=d.data,
+                   help="FITS root (default: the simulated set of `python -m data.simulate "
+                        "--setup lin`, generated on first use)")
+    p.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"iterations per step (default {d.iterations})")
+    p.add_argument("--batch-unpaired", type=int, default=d.batch_unpaired)
+    p.add_argument("--batch-paired", type=int, default=d.batch_paired)
+    p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
+    p.add_argument("--noise-hidden", type=int, default=d.noise_hidden)
+    p.add_argument("--bands", type=int, default=d.bands, help=argparse.SUPPRESS)
+    p.add_argument("--sdss-size", type=int, default=d.sdss_size)
+    p.add_argument("--cfht-size", type=int, default=d.cfht_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-drop", type=float, default=d.lr_drop)
+    p.add_argument("--lr-drop-every", type=int, default=d.lr_drop_every)
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm)
+    p.add_argument("--content-weight", type=float, default=d.content_weight,
+                   help="baselines a-e: weight of the content losses")
+    p.add_argument("--adv-reduction", choices=ADV_REDUCTIONS, default=d.adv_reduction,
+                   help="per-band cross-entropies: sum (paper eqs. 2-3) or mean "
+                        "(released code)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="iterations per checkpoint / progress-bar epoch")
+    p.add_argument("--sample-every", type=int, default=d.sample_every)
+    p.add_argument("--n-samples", type=int, default=d.n_samples)
+    from common.training import PRECISIONS
+    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision)
+    p.add_argument("--mixed-precision", action="store_const", const="fp16",
+                   dest="precision", help="same as --precision fp16")
+    p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    p.add_argument("--eager", action="store_true",
+                   help="run eagerly (no graph trace; for debugging and tiny tests)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(argv=None):
+    """CLI arguments -> ``(validated NoiseGANConfig, namespace)``; a bad value exits with
+    a one-line argparse error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(NoiseGANConfig)}
+    cfg = NoiseGANConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        cfg.validate()
+        if not cfg.two_step and args.step == "2":
+            raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "
+                             f"both, not 2")
+    except ValueError as err:
+        parser.error(str(err))
+    return cfg, args
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    from common.errors import run_cli
+    from noise_gan.trainer import train
+    return run_cli(lambda: train(cfg, Path(args.run_dir), step=args.step,
+                                 resume=args.resume, progress=not args.no_progress))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
