@@ -208,6 +208,9 @@ def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
     elif resume:
         raise FileNotFoundError(f"--resume: {run_dir} holds no run (no config.json)")
     steps = steps_of(cfg, step)
+    if steps[0] == "2" and step_finished(run_dir, "1") is None:
+        raise FileNotFoundError(f"step 2 needs a finished step 1 in {step_dir(run_dir, '1')}"
+                                f": run --step 1 (or --step both) first")
     started = [s for s in steps if checkpoint_iteration(run_dir, s) > 0]
     if started and not resume:
         raise FileExistsError(f"{run_dir} already holds step {started[0]} of a run: pass "
