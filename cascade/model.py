@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from common import losses
-from pix2wgan.model import Pix2WGAN
+from pix2wgan.model import Pix2WGAN, global_mean
 
 
 def _stage_names(stage: int, names) -> dict:
@@ -93,7 +93,8 @@ class CascadePix2WGAN(keras.Model):
             mid = self.bridge(sdss, training=False)
             fake = g2(mid, training=True)
             total, adv, l1 = self.stage2.generator_objective(mid, fake, hsc)  # eq. 3
-            s2, s1 = o2.scale_loss(total), o1.scale_loss(total)
+            share = global_mean(total)  # distributed: this replica's share of the mean
+            s2, s1 = o2.scale_loss(share), o1.scale_loss(share)
         grads2 = tape.gradient(s2, g2.trainable_variables)
         grads1 = tape.gradient(s1, g1.trainable_variables)
         del tape

@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     from cascade.trainer import train
     from common.errors import run_cli
-    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume))
+    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume,
+                                 strategy=args.strategy, gpus=args.gpus))
 
 
 if __name__ == "__main__":

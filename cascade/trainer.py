@@ -9,24 +9,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from cascade.config import CascadeConfig
 from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
 from data import pipeline
-from pix2wgan.trainer import (N_VAL, load_generator, prepare_run, resolve_data,
-                              save_generator, split_ids, start_run)
+from data.layout import DataError
+from pix2wgan.trainer import (N_VAL, describe_strategy, load_generator, prepare_run,
+                              resolve_data, save_generator, split_ids, start_run, val_batch)
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
 
 
-def build(cfg: CascadeConfig) -> CascadePix2WGAN:
-    """Networks + four Adam optimizers (§4.2 settings) for ``cfg``."""
+def build(cfg: CascadeConfig,
+          strategy: tf.distribute.Strategy | None = None) -> CascadePix2WGAN:
+    """Networks + four Adam optimizers (§4.2 settings) for ``cfg``, created under
+    ``strategy``'s scope (default: the current strategy)."""
     training.set_precision(cfg.precision)
-    model = CascadePix2WGAN.from_config_dataclass(cfg)
-    model.compile([training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision)
-                   for _ in range(4)], jit_compile=cfg.jit_compile)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = CascadePix2WGAN.from_config_dataclass(cfg)
+        model.compile([training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision)
+                       for _ in range(4)], jit_compile=cfg.jit_compile)
     return model
 
 
@@ -40,29 +45,39 @@ def run_state(model: CascadePix2WGAN, run_dir: Path) -> training.RunState:
 
 
 def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
-          verbose: int | str = "auto") -> CascadePix2WGAN:
-    """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``."""
+          verbose: int | str = "auto", strategy: str = "default",
+          gpus: int = 0) -> CascadePix2WGAN:
+    """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``.
+    ``strategy``, ``gpus`` and the per-replica batch: as in :func:`pix2wgan.trainer.train`."""
     cfg = prepare_run(cfg.validate(), run_dir, resume, cls=CascadeConfig)
     root = resolve_data(cfg)
     print(training.describe_config(cfg))
 
     train_ids, test_ids = split_ids(cfg, root)
-    model = build(cfg)
+    dist = training.make_strategy(strategy, gpus)
+    n_rep = training.replicas(dist)
+    if len(train_ids) < cfg.iteration_batch * n_rep:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"distributed step needs ({cfg.iteration_batch * n_rep})")
+    model = build(cfg, dist)
     state = run_state(model, run_dir)
     first_epoch = start_run(state, cfg, run_dir, resume)
+    print(describe_strategy(dist, cfg))
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
           f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
           f"of {cfg.epochs}")
 
-    def triplets(split, batch, ids, train_mode, seed=cfg.seed):
+    def triplets(split, batch, ids, train_mode, seed=cfg.seed, drop=None):
         return make_triplets(root, split, cfg.source, cfg.bridge, cfg.target, batch,
                              training=train_mode, seed=seed, ids=ids,
-                             image_size=cfg.image_size)
+                             image_size=cfg.image_size, drop_remainder=drop)
     # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
-    train_ds, checked = triplets("train", cfg.iteration_batch, train_ids, True,
+    # Global batch = per-replica iteration batch x replicas (see pix2wgan.trainer).
+    train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True,
                                  cfg.seed + first_epoch)
-    val_ds, _ = triplets("test", cfg.batch_size, test_ids[:N_VAL], False)
+    vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
+    val_ds, _ = triplets("test", vb, test_ids[:N_VAL], False, drop=vdrop)
     sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],
                                       False)[0]))
 

@@ -61,7 +61,40 @@ def interpolate(real, fake, alpha):
     return alpha * real + (1.0 - alpha) * fake
 
 
-def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS):
+def interpolate_gradient_norms(critic_fn, x, scale=None, eps=GP_EPS):
+    """Per-sample ``||grad_x D(x)||_2``, ``[B]`` float32, safe under reduced precision.
+
+    Under ``mixed_float16`` the critic back-propagates in float16 (max 65504, smallest
+    subnormal 6e-8), so two things are done in float32 / with scaling:
+
+    * the norm: gradients are cast to float32 *before* squaring and summing (squares of
+      fp16 gradients underflow below ~2e-4 and their sum over 49k pixels of a 128 px
+      RGB image overflows for per-pixel gradients above ~1.2);
+    * the backward pass itself: the scores are multiplied by ``scale`` before
+      differentiating and the float32 gradient divided by it after, as loss scaling does
+      for the weight gradients. Pass the optimizer's dynamic loss scale (underflow
+      protection; an overflow makes the loss non-finite, the optimizer skips the step and
+      halves the scale), or ``None`` (float32 / bfloat16: no scaling needed).
+
+    Args:
+        critic_fn: ``[B, H, W, C]`` images -> ``[B, ...]`` scores (averaged per sample).
+        x: ``[B, H, W, C]`` points at which to differentiate (cast to float32).
+        scale: scalar loss scale, or ``None``.
+        eps: added inside the square root (the norm is not differentiable at 0).
+    """
+    x = tf.cast(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        scores = critic_score(critic_fn(x))
+        if scale is not None:
+            scores = scores * tf.cast(scale, tf.float32)
+    grads = tf.cast(tape.gradient(scores, x), tf.float32)
+    if scale is not None:
+        grads = grads / tf.cast(scale, tf.float32)
+    return tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + eps)
+
+
+def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS, scale=None):
     """Eq. 6: ``E[(||grad_x D(x_interp)||_2 - 1)^2]``, the norm taken per sample.
 
     Args:
@@ -71,16 +104,15 @@ def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS):
         real, fake: ``[B, H, W, C]`` target and generated images.
         alpha: ``[B, 1, 1, 1]`` interpolation weights in (0, 1).
         eps: added inside the square root (the norm is not differentiable at 0).
+        scale: loss scale for the inner gradient under fp16 (see
+            :func:`interpolate_gradient_norms`); ``None`` in float32 / bfloat16.
 
     Returns:
-        scalar float32 penalty.
+        scalar float32 penalty: the mean over this call's ``B`` samples (a distributed
+        step divides it by the replica count, see ``pix2wgan.model.global_mean``).
     """
-    x = interpolate(real, fake, alpha)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        scores = critic_score(critic_fn(x))
-    grads = tf.cast(tape.gradient(scores, x), tf.float32)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + eps)
+    norms = interpolate_gradient_norms(critic_fn, interpolate(real, fake, alpha),
+                                       scale=scale, eps=eps)
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 

@@ -1,5 +1,5 @@
-"""Training utilities shared by every model family: configs, precision, checkpoints,
-learning-rate schedule and sample grids.
+"""Training utilities shared by every model family: configs, precision, distribution
+strategies, checkpoints, learning-rate schedule and sample grids.
 
 Every trainer follows the same shape: a config dataclass carrying the paper's defaults is
 printed (non-defaults marked) and saved as ``RUN_DIR/config.json``; ``tf.train.Checkpoint``
@@ -23,6 +23,8 @@ from data.pipeline import denormalize
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 PRECISIONS = {"float32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+#: ``--strategy`` choices, see :func:`make_strategy`.
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 # --- configs ------------------------------------------------------------------------------
@@ -78,6 +80,73 @@ def make_adam(lr: float, beta_1: float, beta_2: float, precision: str):
     if precision == "fp16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+# --- distribution -------------------------------------------------------------------------
+
+#: One strategy object per (kind, gpus) and process: two MirroredStrategy instances in one
+#: process can collide in their collective-op keys (seen on CPU: "Shape mismatch in the
+#: collective instance"), and a notebook or experiment script trains several models.
+_STRATEGY_CACHE: dict = {}
+
+
+def make_strategy(kind: str = "default", gpus: int = 0) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy for ``--strategy KIND --gpus N``.
+
+    * ``default``: one device. With a GPU visible, ``OneDeviceStrategy("/gpu:0")``, so
+      Keras distributes the dataset to it (batches are prefetched onto the GPU while the
+      previous step runs, instead of being copied at the start of each step); on a
+      CPU-only machine, TensorFlow's default strategy.
+    * ``mirrored``: ``MirroredStrategy`` over the first ``gpus`` GPUs (0 = all visible);
+      with no GPU, over the logical CPU devices (tests split the CPU in two with
+      ``tf.config.set_logical_device_configuration``).
+    * ``multiworker``: ``MultiWorkerMirroredStrategy``; the cluster comes from the
+      ``TF_CONFIG`` environment variable (see the README's multi-node section), every
+      worker runs the same command. ``gpus`` limits the GPUs each worker uses; it must
+      be applied before TensorFlow initialises its devices.
+
+    Replicas each take ``batch_size`` x ``n_critic`` images per step (global batch =
+    per-replica batch x replicas); the model averages losses over the global batch.
+
+    Raises:
+        ValueError: unknown ``kind``, negative ``gpus``, more GPUs asked than visible, or
+        ``gpus > 1`` with the one-device ``default`` strategy.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"unknown --strategy {kind!r}; choose one of "
+                         f"{', '.join(STRATEGIES)}")
+    if gpus < 0:
+        raise ValueError(f"--gpus must be >= 0, got {gpus}")
+    if (kind, gpus) not in _STRATEGY_CACHE:
+        _STRATEGY_CACHE[kind, gpus] = _new_strategy(kind, gpus)
+    return _STRATEGY_CACHE[kind, gpus]
+
+
+def _new_strategy(kind: str, gpus: int) -> tf.distribute.Strategy:
+    if kind == "multiworker":
+        if gpus:
+            visible = tf.config.list_physical_devices("GPU")
+            if gpus > len(visible):
+                raise ValueError(f"--gpus {gpus}: only {len(visible)} GPU(s) visible")
+            tf.config.set_visible_devices(visible[:gpus], "GPU")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    visible = tf.config.list_logical_devices("GPU")
+    if gpus > len(visible):
+        raise ValueError(f"--gpus {gpus}: only {len(visible)} GPU(s) visible")
+    if kind == "default":
+        if gpus > 1:
+            raise ValueError(f"--gpus {gpus} needs --strategy mirrored (or multiworker)")
+        return (tf.distribute.OneDeviceStrategy(visible[0].name) if visible
+                else tf.distribute.get_strategy())
+    devices = [d.name for d in (visible[:gpus] if gpus else visible)]
+    if not devices:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def replicas(strategy: tf.distribute.Strategy | None = None) -> int:
+    """Number of replicas that each take one per-replica batch per step."""
+    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
 
 
 # --- checkpoints --------------------------------------------------------------------------

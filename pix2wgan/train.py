@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pix2wgan.config import LOSSES, Pix2WGANConfig
 from common.layers import NORMS
-from common.training import PRECISIONS
+from common.training import PRECISIONS, STRATEGIES
 
 
 
@@ -54,6 +54,14 @@ def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train
                    help="same as --precision fp16: mixed_float16 with loss scaling")
     p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision)
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="default: one device (the first GPU if any); mirrored: "
+                        "MirroredStrategy over --gpus GPUs of this machine; multiworker: "
+                        "MultiWorkerMirroredStrategy over the TF_CONFIG cluster")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs to use with --strategy mirrored/multiworker (0 = all "
+                        "visible); --batch-size is per GPU, the global batch is "
+                        "batch size x GPUs")
     return p
 
 
@@ -68,6 +76,10 @@ def parse_args(argv=None, parser=None, cls=Pix2WGANConfig):
         cfg.validate()
     except ValueError as err:
         parser.error(str(err))
+    if getattr(args, "gpus", 0) < 0:
+        parser.error(f"--gpus must be >= 0, got {args.gpus}")
+    if getattr(args, "gpus", 0) > 1 and getattr(args, "strategy", "default") == "default":
+        parser.error(f"--gpus {args.gpus} needs --strategy mirrored (or multiworker)")
     return cfg, args
 
 
@@ -75,7 +87,8 @@ def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     from common.errors import run_cli
     from pix2wgan.trainer import train
-    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume))
+    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume,
+                                 strategy=args.strategy, gpus=args.gpus))
 
 
 if __name__ == "__main__":

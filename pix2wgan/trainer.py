@@ -46,14 +46,16 @@ def prepare_run(cfg: Pix2WGANConfig, run_dir: Path, resume: bool,
     return cfg
 
 
-def build(cfg: Pix2WGANConfig) -> Pix2WGAN:
-    """Networks + optimizers for ``cfg`` (sets the global precision policy first)."""
+def build(cfg: Pix2WGANConfig, strategy: tf.distribute.Strategy | None = None) -> Pix2WGAN:
+    """Networks + optimizers for ``cfg`` (sets the global precision policy first), their
+    variables created under ``strategy``'s scope (default: the current strategy)."""
     training.set_precision(cfg.precision)
-    model = Pix2WGAN.from_config_dataclass(cfg)
-    model.compile(
-        g_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
-        d_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
-        jit_compile=cfg.jit_compile)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = Pix2WGAN.from_config_dataclass(cfg)
+        model.compile(
+            g_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
+            d_optimizer=training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision),
+            jit_compile=cfg.jit_compile)
     return model
 
 
@@ -87,29 +89,60 @@ def start_run(state: training.RunState, cfg, run_dir: Path, resume: bool) -> int
     return 0
 
 
+def describe_strategy(strategy: tf.distribute.Strategy, cfg) -> str:
+    """One line: strategy, replicas and the per-replica / global batch sizes."""
+    r = training.replicas(strategy)
+    return (f"strategy {type(strategy).__name__}: {r} replica(s); batch {cfg.batch_size} "
+            f"per replica x {r} = {cfg.batch_size * r} global per critic/generator "
+            f"update; {cfg.iteration_batch * r} images per training step")
+
+
+def val_batch(cfg, n_val: int, n_replicas: int) -> tuple[int, bool]:
+    """``(batch, drop_remainder)`` of the validation stream: one per-replica batch per
+    replica; on several replicas a last partial batch is dropped when at least one full
+    batch remains (a replica must not receive an empty batch)."""
+    batch = cfg.batch_size * n_replicas
+    return batch, n_replicas > 1 and n_val >= batch
+
+
 def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
-          verbose: int | str = "auto") -> Pix2WGAN:
-    """Train (or resume) a run; returns the model. Everything lands in ``run_dir``."""
+          verbose: int | str = "auto", strategy: str = "default",
+          gpus: int = 0) -> Pix2WGAN:
+    """Train (or resume) a run; returns the model. Everything lands in ``run_dir``.
+
+    ``strategy``/``gpus``: see :func:`common.training.make_strategy` (a hardware choice,
+    so not part of the saved config: a run may be resumed on another machine).
+    ``cfg.batch_size`` is per replica; the global batch is that times the replicas.
+    """
     cfg = prepare_run(cfg.validate(), run_dir, resume)
     root = resolve_data(cfg)
     print(training.describe_config(cfg))
 
     train_ids, test_ids = split_ids(cfg, root)
-    model = build(cfg)
+    dist = training.make_strategy(strategy, gpus)
+    n_rep = training.replicas(dist)
+    if len(train_ids) < cfg.iteration_batch * n_rep:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"distributed step needs ({cfg.iteration_batch * n_rep})")
+    model = build(cfg, dist)
     state = run_state(model, run_dir)
     first_epoch = start_run(state, cfg, run_dir, resume)
+    print(describe_strategy(dist, cfg))
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
           f"{cfg.epochs}")
 
     # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
+    # Keras splits each global batch along axis 0 into one slice per replica, and each
+    # replica splits its slice into n_critic critic batches (model.train_step).
     train_ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target,
-                                     cfg.iteration_batch, training=True,
+                                     cfg.iteration_batch * n_rep, training=True,
                                      seed=cfg.seed + first_epoch, drop_remainder=True,
                                      ids=train_ids, image_size=cfg.image_size)
-    val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, cfg.batch_size,
+    vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
+    val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, vb,
                                    training=False, ids=test_ids[:N_VAL],
-                                   image_size=cfg.image_size)
+                                   image_size=cfg.image_size, drop_remainder=vdrop)
     x_low, x_high = next(iter(pipeline.make_dataset(
         root, "test", cfg.source, cfg.target, cfg.n_samples, training=False,
         ids=test_ids[:cfg.n_samples], image_size=cfg.image_size)))
