@@ -1,0 +1,393 @@
+"""Shared by the Lin et al. (2021) figure scripts (lin_fig3..6): presets, train-once cache
+of every case, and the cached translation of the paired test set.
+
+One source of truth for the presets: :data:`PRESETS`. A case ("ours" or an ablation
+"a".."f", ``noise_gan.config.VARIANTS``) is trained once per preset into
+``runs/lin/<preset>/<case>/`` (resumed if a run was killed, reused when finished); its
+translation of the paired test set is cached in ``results/lin/<preset>/<case>_test.npz``
+under a key made of the checkpoint files, the data and the noise seed, so a second
+figure script (or a rerun) costs no training and no inference.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.io import atomic_write, file_sha256  # noqa: E402
+from data.layout import REPO_ROOT, DataError, data_root  # noqa: E402
+
+#: Cases in the paper's order (Figs. 4-6). (g) CycleGAN and (h) Augmented CycleGAN use
+#: other codebases' architectures on regridded 64 px CFHT images; not reproduced.
+CASES = ("ours", "a", "b", "c", "d", "e", "f")
+CASE_LABELS = {"ours": "Ours", "a": "(a) Ad.pix2pix", "b": "(b) Ad.CycleGAN",
+               "c": "(c) Ad.CycleGAN+PID", "d": "(d) Ad.CycleGAN+ID",
+               "e": "(e) Ad.CycleGAN+ID+PS", "f": "(f) Ours-Auto"}
+NOT_REPRODUCED = "(g) CycleGAN and (h) AugCGAN are not reproduced (other architectures)"
+
+#: Presets. ``sim``: ``data.simulate.LinSimConfig`` fields of the preset's simulated set,
+#: ``folder``: its name under the data root (None = the default set ``sim-lin``), or
+#: ``real``: the preset's default data is the downloaded FITS set
+#: (``python -m data.download pairs``); ``train``: ``NoiseGANConfig`` changes from the
+#: paper's settings (§IV-B); ``n_noise``: Noise-Emulator draws behind σ of Fig. 5.
+#:
+#: ``cpu``: each figure script, simulation and training of every case it needs
+#: included, in <= 20 min on an idle 2-core CPU. Width 8 instead of 64 (all networks),
+#: batches of 4 + 4 + 4 instead of 24 + 24 + 24, and 200 instead of 60,000 iterations per
+#: step, so the learning rate starts 10x higher (1e-3) and is divided by 5 once, after
+#: 2/3 of the iterations, like the paper's first drop at 1/3 but leaving more updates at
+#: the high rate. ``paper``: §IV-B unchanged (width 64, 60,000 iterations per step,
+#: 24 + 24 + 24, lr 1e-4 / 5 every 20,000) on the real paired sets (a GPU job).
+#: ``tiny``: for tests, seconds per case.
+PRESETS = {
+    "tiny": dict(folder="sim-lin-tiny", real=False,
+                 sim=dict(n_paired_train=4, n_paired_test=6, n_unpaired_sdss=4,
+                          n_unpaired_cfht=4),
+                 train=dict(width=2, noise_hidden=2, iterations=2, batch_unpaired=2,
+                            batch_paired=2, checkpoint_every=2, sample_every=2,
+                            n_samples=1, lr=1e-3, lr_drop_every=1),
+                 n_noise=8),
+    "cpu": dict(folder=None, real=False, sim=dict(),
+                train=dict(width=8, noise_hidden=16, iterations=200, batch_unpaired=4,
+                           batch_paired=4, lr=1e-3, lr_drop_every=134,
+                           checkpoint_every=100, sample_every=200, n_samples=4),
+                n_noise=500),
+    "paper": dict(folder=None, real=True, sim=dict(), train=dict(), n_noise=2500),
+}
+
+#: Lin et al. (2021) §IV-D facts, printed next to our numbers.
+PAPER = {
+    "test": "evaluation on the 2,500 paired test galaxies and their 5,000 reconstructions",
+    "fig5": ("methods with the identity loss (ours, a, d, e, f, h) lie lower than the "
+             "others and stay nearly flat with flux; the others grow with flux; case (f) "
+             "is lower than ours for low-flux images (smaller noise-like fluctuations); "
+             "the flux difference cannot reach zero because of noise (lines: sigma = "
+             "median summed noise of the Noise Emulators, sqrt(2) sigma = perfect "
+             "reconstruction with noise)"),
+    "fig6": ("ours resembles the original map, the other methods are distinctive; high "
+             "central (highest-frequency) peaks for (e), (g), (h) (PixelShuffle or "
+             "deconvolutions); (f) comparable to ours on SDSS but fails on CFHT"),
+}
+
+DIRECTIONS = {"sdss": "CFHT -> SDSS (reconstructed SDSS)",
+              "cfht": "SDSS -> CFHT (reconstructed CFHT)"}
+
+
+def describe_preset(name: str) -> str:
+    """One line: the preset's data and its departures from §IV-B's settings."""
+    pre = PRESETS[name]
+    changes = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                        for k, v in pre["train"].items()) or "none"
+    data = ("the downloaded paired FITS sets (datasets/lin2021)" if pre["real"] else
+            f"simulated set {pre['folder'] or 'sim-lin'} "
+            f"({', '.join(f'{k} {v}' for k, v in pre['sim'].items()) or 'default counts'})")
+    return (f"preset {name}: data {data}; changes from the paper's training settings "
+            f"(§IV-B): {changes}; sigma from {pre['n_noise']} Noise-Emulator draws")
+
+
+def ensure_data(preset: str, data: str | Path | None = None, progress: bool = True) -> Path:
+    """The dataset root: ``data`` if given, else the preset's default (simulated and
+    made if missing, or the downloaded FITS set for ``paper``)."""
+    if data:
+        root = Path(data)
+        if not root.is_dir():
+            raise DataError(f"data folder {root} does not exist")
+        return root
+    pre = PRESETS[preset]
+    if pre["real"]:
+        from data.fits_download import default_out
+        root = default_out()
+        if not (root / "lin_manifest.csv").is_file():
+            raise DataError(
+                f"preset {preset} uses the downloaded Lin et al. sets, but {root} has no "
+                f"lin_manifest.csv: download them (python -m data.download sdss-fits / "
+                f"cfht-fits / pairs) or pass --data ROOT")
+        return root
+    from data.simulate import LinSimConfig, default_lin_dir, ensure_lin_simulated
+    out = default_lin_dir() if pre["folder"] is None else data_root() / pre["folder"]
+    return ensure_lin_simulated(LinSimConfig(out=out, progress=progress, **pre["sim"]))
+
+
+def case_config(case: str, preset: str, root: Path | str):
+    """``NoiseGANConfig`` of ``case`` under ``preset`` on the data at ``root``."""
+    from noise_gan.config import NoiseGANConfig
+    if case not in CASES:
+        raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
+    return NoiseGANConfig(variant=case, data=str(root), **PRESETS[preset]["train"]).validate()
+
+
+def runs_dir(preset: str, runs_root: Path | str | None = None) -> Path:
+    return Path(runs_root or REPO_ROOT / "runs") / "lin" / preset
+
+
+def run_dir_of(case: str, preset: str, runs_root: Path | str | None = None) -> Path:
+    """``runs/lin/<preset>/<case>``."""
+    return runs_dir(preset, runs_root) / case
+
+
+# --- training: once per (preset, case) ---------------------------------------------------
+
+def final_step(case: str) -> str:
+    """The step whose checkpoint holds the translator: "2" for ours, "1" for (a)-(f)."""
+    from noise_gan.config import TWO_STEP
+    return "2" if case in TWO_STEP else "1"
+
+
+def is_finished(run_dir: Path | str, case: str, iterations: int) -> bool:
+    """Has the run at ``run_dir`` finished every step of ``case`` (``iterations`` each)?"""
+    from noise_gan.trainer import step_finished
+    done = step_finished(Path(run_dir), final_step(case))
+    return done is not None and done >= iterations
+
+
+def ensure_case(case: str, preset: str, data_root: Path | str,
+                runs_root: Path | str | None = None, progress: bool = True) -> Path:
+    """Train ``case`` under ``preset`` into ``runs/lin/<preset>/<case>`` unless finished.
+
+    "ours" trains both steps, the ablations their single step. A killed run resumes
+    from its newest checkpoint (``noise_gan.trainer.train(resume=True)``); a finished
+    one is reused at no cost. Returns the run folder.
+    """
+    from noise_gan.trainer import train
+    cfg = case_config(case, preset, data_root)
+    run_dir = run_dir_of(case, preset, runs_root)
+    if is_finished(run_dir, case, cfg.iterations):
+        print(f"case {case}: finished run {run_dir} reused")
+        return run_dir
+    resume = (run_dir / "config.json").is_file()
+    print(f"\n=== case {case} ({CASE_LABELS[case]}): {'resuming' if resume else 'training'} "
+          f"{run_dir} under {describe_preset(preset)} ===", flush=True)
+    t0 = time.time()
+    train(cfg, run_dir, step="both", resume=resume, progress=progress)
+    print(f"case {case}: trained in {time.time() - t0:.0f} s", flush=True)
+    return run_dir
+
+
+def ensure_cases(cases, preset: str, data_root: Path | str,
+                 runs_root: Path | str | None = None, progress: bool = True) -> dict:
+    """``{case: run_dir}`` for every case, training the missing ones in order."""
+    return {c: ensure_case(c, preset, data_root, runs_root, progress) for c in cases}
+
+
+# --- the paired test set and its translations, cached ------------------------------------
+
+def results_dir(preset: str, results_root: Path | str | None = None) -> Path:
+    """``results/lin/<preset>``: the translation caches."""
+    return Path(results_root or REPO_ROOT / "results") / "lin" / preset
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def checkpoint_key(run_dir: Path | str) -> str:
+    """A digest of the translator's newest checkpoint files (content), so a cache built
+    on an older or different model is never used."""
+    import tensorflow as tf
+    from noise_gan.trainer import step_dir
+    from common.training import CHECKPOINTS, load_config
+    from noise_gan.config import NoiseGANConfig
+    run_dir = Path(run_dir)
+    cfg = load_config(NoiseGANConfig, run_dir)
+    latest = tf.train.latest_checkpoint(
+        str(step_dir(run_dir, final_step(cfg.variant)) / CHECKPOINTS))
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint of the translator yet")
+    files = sorted(Path(latest).parent.glob(Path(latest).name + ".*"))
+    return _digest(*(f"{f.name}:{file_sha256(f)}" for f in files))
+
+
+def data_key(root: Path | str) -> str:
+    """A digest of the dataset's manifest (ids, subsets, files)."""
+    path = Path(root) / "lin_manifest.csv"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: {root} is not a Lin et al. FITS set")
+    return _digest(file_sha256(path))
+
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_npz(path: Path | str, arrays: dict) -> None:
+    """Write ``arrays`` to ``path`` (.npz, uncompressed) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    atomic_write(path, write)
+
+
+def paired_test_originals(root: Path | str, cache_dir: Path | str, batch: int = 32) -> dict:
+    """The paired test set, stretched, sorted by id, cached per dataset:
+    ``{"id": [N] str, "sdss": [N, 64, 64, 5], "cfht": [N, 136, 136, 5]}`` float32, plus
+    ``truth_sdss`` / ``truth_cfht`` (the simulator's noise-free cubes, stretched) when
+    the set has them."""
+    key = data_key(root)
+    path = Path(cache_dir) / "test_originals.npz"
+    got = _load_cache(path, key)
+    if got is not None:
+        return got
+    from data.lin_pipeline import paired_test_dataset
+    ids, arrays = [], {}
+    for b in paired_test_dataset(Path(root), batch):
+        ids += [i.decode() if isinstance(i, bytes) else str(i) for i in b["id"].numpy()]
+        for k, v in b.items():
+            if k != "id":
+                arrays.setdefault(k, []).append(v.numpy().astype(np.float32))
+    if not ids:
+        raise DataError(f"{root}: the paired test set is empty")
+    out = {"key": np.array(key), "id": np.array(ids),
+           **{k: np.concatenate(v) for k, v in arrays.items()}}
+    save_npz(path, out)
+    return out
+
+
+def translate_test_set(run_dir: Path | str, root: Path | str, seed: int = 0,
+                       cache_dir: Path | str | None = None, n_noise: int = 0,
+                       batch: int = 32) -> dict:
+    """Translations of the paired test set by one trained case, cached.
+
+    Returns float32 stretched-domain arrays, galaxies sorted by id:
+    ``id [N]``, ``sdss [N, 64, 64, 5]`` and ``cfht [N, 136, 136, 5]`` (originals),
+    ``cfht_rec = F^{X->Y}(sdss)`` ``[N, 136, 136, 5]`` and
+    ``sdss_rec = F^{Y->X}(cfht)`` ``[N, 64, 64, 5]``, with emulator noise for the
+    cases that have it (ours, f; noise draw per batch seeded from ``seed``), and, when
+    ``n_noise`` > 0 and the case has noise emulators, ``noise_sum_sdss`` /
+    ``noise_sum_cfht`` ``[n_noise, 5]``: summed |noise| per draw and band (σ of Fig. 5).
+    ``has_noise`` says whether the case adds noise.
+
+    The cache (``cache_dir/<case>_test.npz``, default ``results/lin/<preset>/``) is keyed
+    by the checkpoint files, the dataset manifest, ``seed`` and ``n_noise``.
+    """
+    from noise_gan import evaluate as ev
+    from noise_gan.trainer import load_translator
+    run_dir = Path(run_dir)
+    cache_dir = Path(cache_dir) if cache_dir else results_dir(run_dir.parent.name)
+    orig = paired_test_originals(root, cache_dir, batch)
+    key = _digest(checkpoint_key(run_dir), orig["key"], seed, n_noise)
+    path = cache_dir / f"{run_dir.name}_test.npz"
+    got = _load_cache(path, key)
+    if got is None:
+        tr = load_translator(run_dir)
+        cfht_rec, sdss_rec = [], []
+        for k, lo in enumerate(range(0, len(orig["id"]), batch)):
+            s = seed * 1_000_003 + 2 * k
+            cfht_rec.append(np.asarray(tr.sdss_to_cfht(orig["sdss"][lo:lo + batch], seed=s)))
+            sdss_rec.append(np.asarray(tr.cfht_to_sdss(orig["cfht"][lo:lo + batch],
+                                                       seed=s + 1)))
+        got = {"key": np.array(key), "has_noise": np.array(bool(tr.has_noise)),
+               "cfht_rec": np.concatenate(cfht_rec).astype(np.float32),
+               "sdss_rec": np.concatenate(sdss_rec).astype(np.float32)}
+        if n_noise > 0 and tr.has_noise:
+            for survey, draw in (("sdss", tr.noise_sdss), ("cfht", tr.noise_cfht)):
+                sums = []
+                for k, lo in enumerate(range(0, n_noise, batch)):
+                    n = min(batch, n_noise - lo)
+                    z = np.asarray(draw(n, seed=seed * 1_000_003 + 7_919 + k))
+                    sums.append(np.stack([ev.total_flux(z, b) for b in ev.BANDS], -1))
+                got[f"noise_sum_{survey}"] = np.concatenate(sums)
+        save_npz(path, got)
+    return {**{k: v for k, v in orig.items() if k != "key"}, **got}
+
+
+def sigma_of(translated: dict, survey: str, band: str = "r") -> float:
+    """σ of Fig. 5 from a :func:`translate_test_set` result: the median over emulator
+    draws of the summed |noise| in ``band`` (``noise_gan.evaluate.noise_sigma``)."""
+    from noise_gan import evaluate as ev
+    sums = translated.get(f"noise_sum_{survey}")
+    if sums is None:
+        raise ValueError("this translation has no noise draws (a case without noise "
+                         "emulators, or n_noise = 0)")
+    return float(np.median(np.asarray(sums)[:, ev.band_index(band)]))
+
+
+# --- command line and output ---------------------------------------------------------------
+
+def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--preset", choices=PRESETS, default="cpu",
+                   help="training/data settings (default cpu; paper = §IV-B, a GPU job)")
+    p.add_argument("--data", help="Lin et al. FITS root (default: the preset's set; "
+                                  "simulated ones are generated on first use)")
+    p.add_argument("--runs", help="runs root (default runs/); cases train into "
+                                  "RUNS/lin/PRESET/CASE")
+    p.add_argument("--cache", help="translation cache folder (default results/lin/PRESET)")
+    p.add_argument("--galaxy", action="append", default=None, metavar="ID",
+                   help="paired-test galaxy id to show (repeatable; default: a stated rule)")
+    p.add_argument("--seed", type=int, default=0, help="noise-draw seed of the translations")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def start(args, name: str) -> tuple[Path, Path]:
+    """Print the preset and make the data; returns ``(data_root, cache_dir)``."""
+    print(f"{name}: {describe_preset(args.preset)}", flush=True)
+    print(f"paper (§IV-D): {PAPER['test']}; here: the paired test set of the data below; "
+          f"{NOT_REPRODUCED}", flush=True)
+    root = ensure_data(args.preset, args.data, progress=not args.quiet)
+    cache = Path(args.cache) if args.cache else results_dir(args.preset)
+    print(f"data: {root}", flush=True)
+    return root, cache
+
+
+def pick_galaxies(ids, sdss, n: int, chosen=None, band: str = "r") -> list[int]:
+    """Indices of the galaxies to show: those of ``chosen`` ids (in the given order), or
+    else the rule "the ``n`` brightest in ``band`` of the SDSS originals" (largest summed
+    stretched flux), brightest first."""
+    ids = [str(i) for i in ids]
+    if chosen:
+        missing = [c for c in chosen if c not in ids]
+        if missing:
+            raise ValueError(f"--galaxy {missing[0]} is not in the paired test set "
+                             f"(ids like {ids[0]})")
+        return [ids.index(c) for c in chosen]
+    from noise_gan import evaluate as ev
+    flux = ev.total_flux(sdss, band)
+    return [int(i) for i in np.argsort(-flux, kind="stable")[:n]]
+
+
+def save_figure(fig, out_dir: Path | str, stem: str) -> list[Path]:
+    """Write ``stem.png`` (150 dpi) and ``stem.pdf`` atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, kw in (("png", dict(dpi=150)), ("pdf", {})):
+        path = out_dir / f"{stem}.{ext}"
+        atomic_write(path, lambda t, ext=ext, kw=kw: fig.savefig(t, format=ext,
+                                                                 bbox_inches="tight", **kw))
+        paths.append(path)
+    return paths
+
+
+def save_csv(df, out_dir: Path | str, name: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    atomic_write(path, lambda t: df.to_csv(t, index=False, float_format="%.6g"))
+    return path
+
+
+def write_json(path: Path | str, obj) -> Path:
+    return atomic_write(Path(path), lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
