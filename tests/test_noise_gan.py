@@ -285,3 +285,20 @@ def test_cli_train_then_predict_fits(lin_set, tmp_path, capsys):
                              "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "nan.fits" in err and "NaN" in err and "band r" in err
+
+
+def test_losses_on_hand_computed_cases():
+    from noise_gan import model as M
+    zeros = tf.zeros((3, 5))  # D = 1/2 everywhere: -log(1/2) per band
+    assert float(M.band_cross_entropy(zeros, 1.0, "sum")) == pytest.approx(5 * np.log(2))
+    assert float(M.band_cross_entropy(zeros, 0.0, "mean")) == pytest.approx(np.log(2))
+    assert float(M.discriminator_loss(zeros, zeros)) == pytest.approx(10 * np.log(2))
+    big = tf.fill((2, 5), 30.0)  # confidently "real": non-saturating loss ~ 0
+    assert float(M.generator_adversarial_loss(big)) == pytest.approx(0.0, abs=1e-9)
+    assert float(M.mse(tf.ones((2, 4, 4, 1)), tf.zeros((2, 4, 4, 1)))) == 1.0
+    # eq. 6 regridding: a constant CFHT-grid image becomes ratio x constant on 8 px.
+    y = tf.fill((1, 24, 24, 1), 2.0)
+    np.testing.assert_allclose(M.to_sdss_grid(y, 8), np.full((1, 8, 8, 1), 2.0 * 0.396 / 0.187),
+                               rtol=1e-6)
+    x = tf.fill((1, 8, 8, 1), 2.0 * 0.396 / 0.187)
+    assert float(M.pseudo_identity_loss(x, y, y, x, 8)) == pytest.approx(0.0, abs=1e-10)
