@@ -140,3 +140,163 @@ def test_lupton_rgb_shapes_colours_and_pixel_scale():
                                rgb.astype(int), atol=1)
     with pytest.raises(ValueError):
         ev.lupton_rgb(cube[None])
+
+
+# --- the figure scripts end to end (tiny preset) -------------------------------------
+#
+# Real training costs ~50 s of graph tracing per case on 2 CPU cores whatever the
+# iteration count (the per-band discriminators make large graphs), so seven cases
+# cannot train inside this file's time budget. ``trained_runs`` therefore writes each
+# case's run folder exactly as noise_gan.trainer does (config.json, a checkpoint of the
+# translator's networks at the final iteration via common.training.RunState, and
+# finished.json), with freshly initialised networks, and the figure scripts then find
+# every case finished. The trainer's own training is tested in tests/test_noise_gan.py;
+# set LIN_FIGS_TRAIN=1 to let these tests train the cases for real instead.
+
+import json
+import os
+from pathlib import Path
+
+from experiments import lin_common as lc
+
+FIG_CASES = ("ours", "a", "e", "f")   # two-step, one-step, PixelShuffle, one-step + NE
+
+
+def _fake_train(cfg, run_dir, step="both", resume=False, dataset=None, progress=True):
+    """Stand-in for noise_gan.trainer.train with the trainer's on-disk layout."""
+    from common import training
+    from noise_gan import trainer as tr
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    training.save_config(cfg, run_dir)
+    names = ("g_x2y", "g_y2x") + (("ne_x", "ne_y") if cfg.has_noise else ())
+    nets = tr.build_networks(cfg, names)
+    for s in tr.steps_of(cfg, step):
+        training.RunState(tr.step_dir(run_dir, s), **nets).save(cfg.iterations)
+        (tr.step_dir(run_dir, s) / tr.FINISHED).write_text(
+            json.dumps({"iterations": cfg.iterations}))
+    _fake_train.calls.append(cfg.variant)
+    return run_dir
+
+
+_fake_train.calls = []
+
+
+@pytest.fixture(scope="module")
+def lin_env(tmp_path_factory):
+    """A tiny simulated Lin et al. set and a runs root with FIG_CASES trained."""
+    from data.simulate import LinSimConfig, ensure_lin_simulated
+    base = tmp_path_factory.mktemp("lin")
+    root = ensure_lin_simulated(LinSimConfig(out=base / "data", workers=1, progress=False,
+                                             **lc.PRESETS["tiny"]["sim"]))
+    mp = pytest.MonkeyPatch()
+    if not os.environ.get("LIN_FIGS_TRAIN"):
+        import noise_gan.trainer
+        mp.setattr(noise_gan.trainer, "train", _fake_train)
+    runs = lc.ensure_cases(FIG_CASES, "tiny", root, base / "runs", progress=False)
+    yield {"root": root, "runs": base / "runs", "cache": base / "cache", "base": base,
+           "run_dirs": runs}
+    mp.undo()
+
+
+def _argv(env, out, *extra):
+    return ["--preset", "tiny", "--data", str(env["root"]), "--runs", str(env["runs"]),
+            "--cache", str(env["cache"]), "--out", str(out), "--quiet", *extra]
+
+
+def _check_outputs(out: Path, stem: str, csvs):
+    for ext in ("png", "pdf"):
+        assert (out / f"{stem}.{ext}").stat().st_size > 1000
+    import pandas as pd
+    for name in csvs:
+        df = pd.read_csv(out / name)
+        assert len(df) > 0, name
+
+
+def test_ensure_case_reuses_finished_runs(lin_env):
+    calls = len(_fake_train.calls)
+    again = lc.ensure_case("a", "tiny", lin_env["root"], lin_env["runs"], progress=False)
+    assert again == lin_env["run_dirs"]["a"] == lin_env["runs"] / "lin" / "tiny" / "a"
+    assert len(_fake_train.calls) == calls          # finished: nothing trained again
+    assert lc.is_finished(again, "a", lc.PRESETS["tiny"]["train"]["iterations"])
+    assert not lc.is_finished(lin_env["base"] / "nothing", "a", 2)
+
+
+def test_translate_test_set_shapes_and_cache(lin_env):
+    t = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=3,
+                              cache_dir=lin_env["cache"], n_noise=5)
+    n = lc.PRESETS["tiny"]["sim"]["n_paired_test"]
+    assert t["sdss"].shape == t["sdss_rec"].shape == (n, 64, 64, 5)
+    assert t["cfht"].shape == t["cfht_rec"].shape == (n, 136, 136, 5)
+    assert list(t["id"]) == sorted(t["id"]) and bool(t["has_noise"])
+    assert t["noise_sum_sdss"].shape == t["noise_sum_cfht"].shape == (5, 5)
+    assert lc.sigma_of(t, "sdss") == pytest.approx(np.median(t["noise_sum_sdss"][:, 2]))
+    path = lin_env["cache"] / "ours_test.npz"
+    stamp = path.stat().st_mtime_ns
+    again = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=3,
+                                  cache_dir=lin_env["cache"], n_noise=5)
+    assert path.stat().st_mtime_ns == stamp           # served from the cache
+    np.testing.assert_array_equal(again["cfht_rec"], t["cfht_rec"])
+    other = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=4,
+                                  cache_dir=lin_env["cache"], n_noise=5)
+    assert not np.array_equal(other["cfht_rec"], t["cfht_rec"])   # new seed: new noise
+    a = lc.translate_test_set(lin_env["run_dirs"]["a"], lin_env["root"], seed=3,
+                              cache_dir=lin_env["cache"])
+    assert not bool(a["has_noise"]) and "noise_sum_sdss" not in a
+
+
+def test_pick_galaxies_rule_and_ids():
+    sdss = np.zeros((4, 8, 8, 5), np.float32)
+    sdss[:, ..., 2] = np.array([1.0, 3.0, 2.0, 0.5])[:, None, None]
+    ids = ["g0", "g1", "g2", "g3"]
+    assert lc.pick_galaxies(ids, sdss, 2) == [1, 2]           # brightest in r first
+    assert lc.pick_galaxies(ids, sdss, 2, ["g3", "g0"]) == [3, 0]
+    with pytest.raises(ValueError, match="not in the paired test set"):
+        lc.pick_galaxies(ids, sdss, 1, ["nope"])
+
+
+def test_fig3_end_to_end(lin_env):
+    from experiments import lin_fig3
+    out = lin_env["base"] / "fig3"
+    assert lin_fig3.main(_argv(lin_env, out)) == 0
+    _check_outputs(out, "fig3", ["fig3.csv"])
+    assert (out / "fig3_pixels.npz").stat().st_size > 0
+
+
+def test_fig4_end_to_end(lin_env):
+    from experiments import lin_fig4
+    out = lin_env["base"] / "fig4"
+    assert lin_fig4.main(_argv(lin_env, out, "--cases", *FIG_CASES)) == 0
+    _check_outputs(out, "fig4", ["fig4.csv"])
+
+
+def test_fig5_end_to_end(lin_env, capsys):
+    import pandas as pd
+    from experiments import lin_fig5
+    out = lin_env["base"] / "fig5"
+    assert lin_fig5.main(_argv(lin_env, out, "--cases", *FIG_CASES)) == 0
+    _check_outputs(out, "fig5", ["fig5_points.csv", "fig5_summary.csv"])
+    s = pd.read_csv(out / "fig5_summary.csv")
+    assert set(s.case) == set(FIG_CASES) and set(s.survey) == {"sdss", "cfht"}
+    assert s.frac_below_sqrt2_sigma.between(0, 1).all()
+    printed = capsys.readouterr().out
+    assert "done-criterion" in printed and "paper (Fig. 5" in printed
+
+
+def test_fig6_end_to_end(lin_env, capsys):
+    import pandas as pd
+    from experiments import lin_fig6
+    out = lin_env["base"] / "fig6"
+    assert lin_fig6.main(_argv(lin_env, out, "--cases", *FIG_CASES)) == 0
+    _check_outputs(out, "fig6", ["fig6_summary.csv", "fig6_maps.csv"])
+    m = pd.read_csv(out / "fig6_maps.csv")
+    assert set(m.case) == {"original", *FIG_CASES}
+    assert m[m.survey == "sdss"].groupby("case").size().eq(60 * 60).all()
+    assert "ours resembles the original more than case (a)" in capsys.readouterr().out
+
+
+def test_unknown_galaxy_is_a_one_line_error(lin_env, capsys):
+    from experiments import lin_fig3
+    out = lin_env["base"] / "bad"
+    assert lin_fig3.main(_argv(lin_env, out, "--galaxy", "nope")) == 2
+    assert "error:" in capsys.readouterr().err
