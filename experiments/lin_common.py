@@ -284,16 +284,18 @@ def translate_test_set(run_dir: Path | str, root: Path | str, seed: int = 0,
     ``has_noise`` says whether the case adds noise.
 
     The cache (``cache_dir/<case>_test.npz``, default ``results/lin/<preset>/``) is keyed
-    by the checkpoint files, the dataset manifest, ``seed`` and ``n_noise``.
+    by the checkpoint files, the dataset manifest and ``seed``; the noise draws by that
+    key and ``n_noise`` (with ``n_noise`` = 0, draws already cached are returned too).
     """
     from noise_gan import evaluate as ev
     from noise_gan.trainer import load_translator
     run_dir = Path(run_dir)
     cache_dir = Path(cache_dir) if cache_dir else results_dir(run_dir.parent.name)
     orig = paired_test_originals(root, cache_dir, batch)
-    key = _digest(checkpoint_key(run_dir), orig["key"], seed, n_noise)
+    key = _digest(checkpoint_key(run_dir), orig["key"], seed)
     path = cache_dir / f"{run_dir.name}_test.npz"
     got = _load_cache(path, key)
+    tr = None
     if got is None:
         tr = load_translator(run_dir)
         cfht_rec, sdss_rec = [], []
@@ -305,14 +307,22 @@ def translate_test_set(run_dir: Path | str, root: Path | str, seed: int = 0,
         got = {"key": np.array(key), "has_noise": np.array(bool(tr.has_noise)),
                "cfht_rec": np.concatenate(cfht_rec).astype(np.float32),
                "sdss_rec": np.concatenate(sdss_rec).astype(np.float32)}
-        if n_noise > 0 and tr.has_noise:
-            for survey, draw in (("sdss", tr.noise_sdss), ("cfht", tr.noise_cfht)):
-                sums = []
-                for k, lo in enumerate(range(0, n_noise, batch)):
-                    n = min(batch, n_noise - lo)
-                    z = np.asarray(draw(n, seed=seed * 1_000_003 + 7_919 + k))
-                    sums.append(np.stack([ev.total_flux(z, b) for b in ev.BANDS], -1))
-                got[f"noise_sum_{survey}"] = np.concatenate(sums)
+    # Noise draws for sigma: stored beside the translations, under their own key, so
+    # figures asking for none (Figs. 3, 4) and for some (Fig. 5) share one cache.
+    noise_key = _digest(key, n_noise)
+    want_noise = n_noise > 0 and bool(got["has_noise"])
+    if want_noise and str(got.get("noise_key", "")) != noise_key:
+        tr = tr or load_translator(run_dir)
+        for survey, draw in (("sdss", tr.noise_sdss), ("cfht", tr.noise_cfht)):
+            sums = []
+            for k, lo in enumerate(range(0, n_noise, batch)):
+                n = min(batch, n_noise - lo)
+                z = np.asarray(draw(n, seed=seed * 1_000_003 + 7_919 + k))
+                sums.append(np.stack([ev.total_flux(z, b) for b in ev.BANDS], -1))
+            got[f"noise_sum_{survey}"] = np.concatenate(sums)
+        got["noise_key"] = np.array(noise_key)
+        save_npz(path, got)
+    elif tr is not None:
         save_npz(path, got)
     return {**{k: v for k, v in orig.items() if k != "key"}, **got}
 

@@ -236,6 +236,9 @@ def test_translate_test_set_shapes_and_cache(lin_env):
     again = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=3,
                                   cache_dir=lin_env["cache"], n_noise=5)
     assert path.stat().st_mtime_ns == stamp           # served from the cache
+    plain = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=3,
+                                  cache_dir=lin_env["cache"])
+    assert path.stat().st_mtime_ns == stamp and "noise_sum_cfht" in plain
     np.testing.assert_array_equal(again["cfht_rec"], t["cfht_rec"])
     other = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=4,
                                   cache_dir=lin_env["cache"], n_noise=5)
