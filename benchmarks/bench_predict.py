@@ -1,0 +1,136 @@
+"""Sharded-inference throughput and memory of ``pix2wgan.predict --manifest``.
+
+    python benchmarks/bench_predict.py [--model pix2wgan|cascade] [--n 256]
+        [--width 64] [--rows 1000,20000] [--quick]
+
+1. Throughput: ``predict_manifest`` over ``--n`` catalogue rows of 128 px JPEGs with an
+   untrained paper-size generator (``--width`` 64; speed does not depend on the
+   weights), model built and traced beforehand; images/s end to end (decode, model,
+   PNG encode, atomic writes, shard record).
+2. Memory: for each catalogue length in ``--rows``, a fresh Python process runs one
+   shard over the whole catalogue with a tiny generator (width 2, depth 2, 32 px
+   cutouts; rows cycle over 64 distinct JPEGs) and reports its peak resident memory
+   (VmHWM) minus the memory before the run. Flat memory: the growth ratio stays near 1
+   while the catalogue grows 20x.
+The GPU target (>= 200 img/s) is only judged on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import NO_GPU, emit, print_machine, status_mb  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_catalogue(root: Path, rows: int, size: int, pool: int = 64) -> Path:
+    """``root/cat.csv`` of ``rows`` rows (ids ``r0000000``...) over ``pool`` JPEGs."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for k in range(pool):
+        arr = np.clip(rng.normal(60, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "img" / f"p{k:03d}.jpg", quality=90)
+    with open(root / "cat.csv", "w") as f:
+        f.write("id,path\n")
+        for r in range(rows):
+            f.write(f"r{r:07d},img/p{r % pool:03d}.jpg\n")
+    return root / "cat.csv"
+
+
+def _build(model, width, depth):
+    import tensorflow as tf
+
+    from common.layers import build_unet
+    g1 = build_unet(width, depth, name="generator")
+    if model == "pix2wgan":
+        fn = lambda x: g1(x, training=False)  # noqa: E731
+    else:
+        g2 = build_unet(width, depth, name="generator2")
+        fn = lambda x: g2(g1(x, training=False), training=False)  # noqa: E731
+    return tf.function(fn, reduce_retracing=True), 2 ** depth
+
+
+def memory_worker(rows: int, tmp: str, model: str) -> None:
+    from pix2wgan.predict import predict_manifest
+    cat = write_catalogue(Path(tmp) / "cat", rows, 32)
+    fn, mult = _build(model, 2, 2)
+    before = status_mb("VmRSS")
+    t = time.perf_counter()
+    predict_manifest(lambda: (fn, mult), cat, Path(tmp) / "out", batch_size=32,
+                     progress=False)
+    wall = time.perf_counter() - t
+    print("MEM " + json.dumps({"rows": rows, "before_mb": before,
+                               "peak_mb": status_mb("VmHWM"), "seconds": wall}))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan")
+    ap.add_argument("--n", type=int, default=256, help="rows for the throughput run")
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rows", default="1000,20000", help="catalogue lengths, memory run")
+    ap.add_argument("--quick", action="store_true", help="--n 64 --rows 1000,5000")
+    ap.add_argument("--_memory-worker", nargs=2, metavar=("ROWS", "TMP"),
+                    help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a._memory_worker:
+        return memory_worker(int(a._memory_worker[0]), a._memory_worker[1], a.model)
+    if a.quick:
+        a.n, a.rows = 64, "1000,5000"
+    info = print_machine()
+    from pix2wgan.predict import predict_manifest
+    res = {"bench": f"predict_{a.model}", "machine": info, "args": vars(a)}
+    with tempfile.TemporaryDirectory() as tmp:
+        cat = write_catalogue(Path(tmp) / "cat", a.n, 128)
+        fn, mult = _build(a.model, a.width, 6)
+        import numpy as np
+        fn(np.zeros((a.batch, 128, 128, 3), np.float32))  # trace outside the timing
+        t = time.perf_counter()
+        predict_manifest(lambda: (fn, mult), cat, Path(tmp) / "out", batch_size=a.batch,
+                         progress=False)
+        rate = a.n / (time.perf_counter() - t)
+    dev = "GPU" if info["gpus"] else "CPU"
+    res["img_s"], res["device"] = rate, dev
+    res["gpu_img_s"] = rate if info["gpus"] else NO_GPU
+    print(f"{a.model} predict, 128 px, width {a.width}, batch {a.batch}, {a.n} rows on "
+          f"{dev}: {rate:.1f} img/s (decode + model + PNG + record)")
+    mem = []
+    for rows in (int(r) for r in a.rows.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "CUDA_VISIBLE_DEVICES": ""}
+            out = subprocess.run([sys.executable, __file__, "--model", a.model,
+                                  "--_memory-worker", str(rows), tmp], env=env,
+                                 capture_output=True, text=True)
+            line = next((ln for ln in out.stdout.splitlines() if ln.startswith("MEM ")),
+                        None)
+            if line is None:
+                print(out.stderr[-2000:])
+                raise SystemExit("memory worker failed")
+            m = json.loads(line[4:])
+            m["growth_mb"] = m["peak_mb"] - m["before_mb"]
+            mem.append(m)
+            print(f"{rows:>7} rows: RSS before {m['before_mb']:.0f} MB, peak "
+                  f"{m['peak_mb']:.0f} MB, growth {m['growth_mb']:.1f} MB, "
+                  f"{rows / m['seconds']:.0f} rows/s")
+    res["memory"] = mem
+    ratio = mem[-1]["growth_mb"] / max(mem[0]["growth_mb"], 1e-6)
+    res["memory_ratio"] = ratio
+    res["rows_ratio"] = mem[-1]["rows"] / mem[0]["rows"]
+    print(f"growth ratio {ratio:.2f} for {res['rows_ratio']:.0f}x the rows")
+    emit(res)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Training-step throughput of Pix2WGAN (or the cascade) against a plain keras-io-style
+reference (benchmarks/reference_wgan.py), achieved FLOP/s against the machine's
+dense-matmul peak, and the data pipeline against what training consumes.
+
+    python benchmarks/bench_train.py [--model pix2wgan|cascade] [--batch 32]
+        [--width 64] [--size 128] [--steps 3] [--quick] [--no-xla] [--data DIR]
+
+All figures come from one process, so ratios (ours / reference, achieved / peak, data /
+training) are measured under the same conditions even on a busy machine; absolute
+numbers on a shared machine are noisy. Each network pair (ours, reference) has the same
+architecture and the same initial weights; timings are interleaved (ours, reference,
+ours, ...) and the median is reported. Images/s counts the images one step consumes
+(``n_critic x batch``, x3 surveys for the cascade counted once per galaxy).
+
+FLOPs of our step: counted by the TF1 profiler over the traced graph (convolutions,
+their backprops, element-wise ops), and analytically from the conv shapes (printed):
+per critic batch of B, ``B (F_G + 12 F_D)`` for a critic update (G forward; D forward +
+backward on real and fake = 3 + 3; gradient penalty = forward, input gradient, and their
+differentiation = 6) and ``B (2 F_G + 2 F_D)`` for the generator update (G backward; D
+forward + input gradient), the last critic batch's G forward shared with it (ours) —
+i.e. ``B (5 F_G + 38 F_D)`` per Pix2WGAN step with n_critic = 3, where F_G, F_D are
+forward FLOPs per image.
+
+GPU figure: the paper preset (batch 32, fp16 mixed precision) epoch of 15,000 images on
+this machine's GPU; printed as "not measured" without a GPU (never estimated).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (NO_GPU, conv_forward_flops, emit, graph_flops, matmul_peak,  # noqa: E402
+                      print_machine)
+
+EPOCH_IMAGES = 15_000
+
+
+def _fmt_s(value) -> str:
+    return value if isinstance(value, str) else f"{value:.1f} s"
+
+
+def _clone(net):
+    import keras
+    twin = keras.models.clone_model(net)
+    twin.set_weights(net.get_weights())
+    return twin
+
+
+def setup(kind, cfg):
+    """``(ours_step, ref_step, inputs, images_per_step, F_G, F_D, model)``."""
+    import keras
+    import tensorflow as tf
+
+    from reference_wgan import reference_cascade_step, reference_step
+    n = cfg.n_critic * cfg.batch_size
+    shape = (n, cfg.image_size, cfg.image_size, 3)
+    rng = tf.random.Generator.from_seed(0)
+    if kind == "pix2wgan":
+        from pix2wgan.trainer import build
+        model = build(cfg)
+        data = (rng.uniform(shape, -1, 1), rng.uniform(shape, -1, 1))
+        nets = [model.generator, model.critic]
+        twins = [_clone(x) for x in nets]
+        ref = reference_step(*twins, *(keras.optimizers.Adam(2e-4, 0.5) for _ in range(2)),
+                             n_critic=cfg.n_critic)
+    else:
+        from cascade.trainer import build
+        model = build(cfg)
+        data = tuple(rng.uniform(shape, -1, 1) for _ in range(3))
+        nets = [model.stage1.generator, model.stage1.critic, model.stage2.generator,
+                model.stage2.critic]
+        twins = [_clone(x) for x in nets]
+        ref = reference_cascade_step(*twins, [keras.optimizers.Adam(2e-4, 0.5)
+                                              for _ in range(4)], n_critic=cfg.n_critic)
+    ours = tf.function(model.train_step, jit_compile=cfg.jit_compile)
+    s = (cfg.image_size, cfg.image_size, 3)
+    f_g = conv_forward_flops(nets[0], [s])
+    f_d = conv_forward_flops(nets[1], [s, s])
+    return ours, ref, data, n, f_g, f_d, model
+
+
+def time_pair(ours, ref, data, steps):
+    """Trace both, then ``steps`` interleaved timings each; medians in seconds."""
+    def run_ours():
+        out = ours(data)
+        float(out["g_loss"])  # waits for the step
+
+    def run_ref():
+        d, g = ref(*data)
+        float(g)
+    t = time.perf_counter()
+    run_ours()
+    trace_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    run_ref()
+    trace_ref = time.perf_counter() - t
+    a, b = [], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        run_ours()
+        a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        run_ref()
+        b.append(time.perf_counter() - t)
+    return statistics.median(a), statistics.median(b), trace_ours, trace_ref
+
+
+def pipeline_rate(kind, cfg, root, seconds):
+    """Training-pipeline images/s (pairs, or triplets for the cascade) over ~seconds,
+    after its first batch (start-up, validation stamp) is excluded."""
+    from data import pipeline
+    n = cfg.n_critic * cfg.batch_size
+    if kind == "pix2wgan":
+        ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target, n,
+                                   training=True, seed=0, image_size=cfg.image_size,
+                                   progress=False)
+    else:
+        from cascade.data import make_triplets
+        ds, _ = make_triplets(root, "train", cfg.source, cfg.bridge, cfg.target, n,
+                              training=True, seed=0, image_size=cfg.image_size,
+                              progress=False)
+    ds = ds.repeat()
+    it = iter(ds)
+    next(it)
+    count, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        next(it)
+        count += n
+    return count / (time.perf_counter() - t)
+
+
+def gpu_epoch(kind, cfg, steps):
+    """Seconds per 15,000-image epoch at the paper preset with fp16 on the GPU, or the
+    NO_GPU string."""
+    import dataclasses
+
+    import keras
+    import tensorflow as tf
+    if not tf.config.list_physical_devices("GPU"):
+        return NO_GPU
+    paper = dataclasses.replace(cfg, width=64, batch_size=32, image_size=128,
+                                precision="fp16", jit_compile=True)
+    try:
+        ours, _, data, n, *_ = setup(kind, paper)
+        ours(data)
+        t = time.perf_counter()
+        for _ in range(steps):
+            out = ours(data)
+        float(out["g_loss"])
+        return EPOCH_IMAGES / (n * steps / (time.perf_counter() - t))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--n-critic", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
+    ap.add_argument("--data", default=None, help="dataset for the pipeline figure "
+                                                 "(default: the simulated default set)")
+    ap.add_argument("--data-seconds", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true",
+                    help="pix2wgan: width 16, batch 8; cascade: width 8, batch 4, no XLA; "
+                         "2 timed steps: a short run on a CPU")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.width, a.batch, a.steps, a.data_seconds = 16, 8, 2, 5.0
+        if a.model == "cascade":
+            a.width, a.batch, a.no_xla = 8, 4, True
+    info = print_machine()
+    import dataclasses
+
+    import tensorflow as tf
+    if a.model == "pix2wgan":
+        from pix2wgan.config import Pix2WGANConfig as Cfg
+    else:
+        from cascade.config import CascadeConfig as Cfg
+    cfg = Cfg(width=a.width, batch_size=a.batch, image_size=a.size, n_critic=a.n_critic)
+    print(f"{a.model}: {a.size}x{a.size}, batch {a.batch}, width {a.width}, n_critic "
+          f"{a.n_critic} ({a.n_critic * a.batch} images per step), float32")
+
+    peak = matmul_peak()
+    print(f"dense matmul peak (2048^2 float32, tf.matmul loop): {peak / 1e9:.1f} GFLOP/s")
+    ours, ref, data, n, f_g, f_d, _ = setup(a.model, cfg)
+    t_ours, t_ref, tr_o, tr_r = time_pair(ours, ref, data, a.steps)
+    conc = ours.get_concrete_function(data)
+    counted = graph_flops(conc)
+    stages = 1 if a.model == "pix2wgan" else 2
+    # cascade: + the stage-2 bridge G1 forward on every critic batch
+    analytic = stages * a.batch * (5 * f_g + 38 * f_d) + (
+        a.n_critic * a.batch * f_g if stages == 2 else 0)
+    ours_ips, ref_ips = n / t_ours, n / t_ref
+    print(f"F_G = {f_g / 1e9:.3f} GFLOP, F_D = {f_d / 1e9:.3f} GFLOP forward per image "
+          f"(conv shapes)")
+    print(f"step FLOPs: {analytic / 1e9:.1f} G analytic, "
+          f"{(counted or float('nan')) / 1e9:.1f} G counted by the TF profiler")
+    print(f"ours     : {t_ours:.2f} s/step = {ours_ips:.2f} img/s (trace+first {tr_o:.1f} s)")
+    print(f"reference: {t_ref:.2f} s/step = {ref_ips:.2f} img/s (trace+first {tr_r:.1f} s)")
+    # The peak fraction uses the analytic conv FLOPs (the useful work; the profiler's
+    # count adds element-wise and optimizer ops), so it is the conservative figure.
+    achieved = analytic / t_ours
+    print(f"ours / reference = {ours_ips / ref_ips:.2f}x; achieved {achieved / 1e9:.1f} "
+          f"GFLOP/s (analytic) = {100 * achieved / peak:.1f} % of the matmul peak"
+          + (f" ({100 * counted / t_ours / peak:.1f} % with the profiler's count)"
+             if counted else ""))
+    res = {"bench": f"train_{a.model}", "machine": info, "args": vars(a),
+           "images_per_step": n, "ours_img_s": ours_ips, "ref_img_s": ref_ips,
+           "speedup": ours_ips / ref_ips, "flops_step_counted": counted,
+           "flops_step_analytic": analytic, "achieved_flops": achieved,
+           "matmul_peak": peak, "peak_fraction": achieved / peak,
+           "cpu_epoch_s": EPOCH_IMAGES / ours_ips}
+    if not a.no_xla:
+        xcfg = dataclasses.replace(cfg, jit_compile=True)
+        try:
+            ours_x, ref_x, data_x, *_ = setup(a.model, xcfg)
+            t_x, t_r2, tr_x, _ = time_pair(ours_x, ref_x, data_x, a.steps)
+            res["xla_img_s"], res["xla_speedup"] = n / t_x, t_r2 / t_x
+            print(f"ours+XLA : {t_x:.2f} s/step = {n / t_x:.2f} img/s, "
+                  f"{t_r2 / t_x:.2f}x the reference timed beside it (compile {tr_x:.1f} s)")
+        except Exception as err:  # XLA support varies by build
+            res["xla_img_s"] = None
+            print(f"ours+XLA : failed ({type(err).__name__}: {str(err)[:200]})")
+    best = max(ours_ips, res.get("xla_img_s") or 0)
+    root = a.data
+    if root is None:
+        from data.simulate import ensure_simulated
+        root = ensure_simulated()
+    rate = pipeline_rate(a.model, cfg, root, a.data_seconds)
+    res["data_img_s"], res["data_ratio"] = rate, rate / best
+    print(f"data pipeline ({root}): {rate:.0f} img/s = {rate / best:.1f}x what the "
+          f"fastest step consumes ({best:.2f} img/s)")
+    res["gpu_epoch_s"] = gpu_epoch(a.model, cfg, max(3, a.steps))
+    print(f"paper-preset epoch of {EPOCH_IMAGES} images on GPU (fp16, XLA): "
+          f"{_fmt_s(res['gpu_epoch_s'])}")
+    print(f"(CPU, this configuration: {res['cpu_epoch_s']:.0f} s per {EPOCH_IMAGES} images)")
+    emit(res)
+
+
+if __name__ == "__main__":
+    main()
