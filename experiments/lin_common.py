@@ -152,33 +152,100 @@ def is_finished(run_dir: Path | str, case: str, iterations: int) -> bool:
     return done is not None and done >= iterations
 
 
+class CaseLocked(Exception):
+    """Another live process is training this case (its lock file names the pid)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire(lock: Path) -> None:
+    """Create ``lock`` holding our pid; a lock of a dead process is taken over; one of a
+    live process raises :class:`CaseLocked`."""
+    import os
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise CaseLocked(f"{lock}: pid {pid} is training this case") from None
+            lock.unlink(missing_ok=True)        # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return
+    raise CaseLocked(f"{lock}: could not take the lock")
+
+
 def ensure_case(case: str, preset: str, data_root: Path | str,
-                runs_root: Path | str | None = None, progress: bool = True) -> Path:
+                runs_root: Path | str | None = None, progress: bool = True,
+                wait: bool = True) -> Path:
     """Train ``case`` under ``preset`` into ``runs/lin/<preset>/<case>`` unless finished.
 
     "ours" trains both steps, the ablations their single step. A killed run resumes
     from its newest checkpoint (``noise_gan.trainer.train(resume=True)``); a finished
-    one is reused at no cost. Returns the run folder.
+    one is reused at no cost. Two scripts started together do not train one case twice:
+    ``runs/lin/<preset>/<case>.lock`` holds the trainer's pid; the other script waits
+    for it (``wait``) or raises :class:`CaseLocked`. Returns the run folder.
     """
     from noise_gan.trainer import train
     cfg = case_config(case, preset, data_root)
     run_dir = run_dir_of(case, preset, runs_root)
-    if is_finished(run_dir, case, cfg.iterations):
-        print(f"case {case}: finished run {run_dir} reused")
-        return run_dir
-    resume = (run_dir / "config.json").is_file()
-    print(f"\n=== case {case} ({CASE_LABELS[case]}): {'resuming' if resume else 'training'} "
-          f"{run_dir} under {describe_preset(preset)} ===", flush=True)
-    t0 = time.time()
-    train(cfg, run_dir, step="both", resume=resume, progress=progress)
-    print(f"case {case}: trained in {time.time() - t0:.0f} s", flush=True)
+    lock = run_dir.with_name(f"{case}.lock")
+    while True:
+        if is_finished(run_dir, case, cfg.iterations):
+            print(f"case {case}: finished run {run_dir} reused")
+            return run_dir
+        try:
+            _acquire(lock)
+            break
+        except CaseLocked as err:
+            if not wait:
+                raise
+            print(f"case {case}: waiting: {err}", flush=True)
+            time.sleep(20)
+    try:
+        if is_finished(run_dir, case, cfg.iterations):   # finished while we waited
+            return run_dir
+        resume = (run_dir / "config.json").is_file()
+        print(f"\n=== case {case} ({CASE_LABELS[case]}): "
+              f"{'resuming' if resume else 'training'} {run_dir} under "
+              f"{describe_preset(preset)} ===", flush=True)
+        t0 = time.time()
+        train(cfg, run_dir, step="both", resume=resume, progress=progress)
+        print(f"case {case}: trained in {time.time() - t0:.0f} s", flush=True)
+    finally:
+        lock.unlink(missing_ok=True)
     return run_dir
 
 
 def ensure_cases(cases, preset: str, data_root: Path | str,
                  runs_root: Path | str | None = None, progress: bool = True) -> dict:
-    """``{case: run_dir}`` for every case, training the missing ones in order."""
-    return {c: ensure_case(c, preset, data_root, runs_root, progress) for c in cases}
+    """``{case: run_dir}`` for every case, training the missing ones in order; a case
+    another process is training is left for later (then waited for)."""
+    later = []
+    for c in cases:
+        try:
+            ensure_case(c, preset, data_root, runs_root, progress, wait=False)
+        except CaseLocked as err:
+            print(f"case {c}: {err}; coming back to it", flush=True)
+            later.append(c)
+    for c in later:
+        ensure_case(c, preset, data_root, runs_root, progress, wait=True)
+    return {c: run_dir_of(c, preset, runs_root) for c in cases}
 
 
 # --- the paired test set and its translations, cached ------------------------------------

@@ -303,3 +303,13 @@ def test_unknown_galaxy_is_a_one_line_error(lin_env, capsys):
     out = lin_env["base"] / "bad"
     assert lin_fig3.main(_argv(lin_env, out, "--galaxy", "nope")) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_case_lock_live_stale_and_release(tmp_path):
+    lock = tmp_path / "ours.lock"
+    lock.write_text(str(os.getppid()))                 # a live process holds it
+    with pytest.raises(lc.CaseLocked, match="is training"):
+        lc._acquire(lock)
+    lock.write_text("999999999")                        # its process is gone: stale
+    lc._acquire(lock)
+    assert lock.read_text() == str(os.getpid())
