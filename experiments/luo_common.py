@@ -38,7 +38,8 @@ from experiments import table1  # noqa: E402
 TINY = dict(folder="sim-tiny",
             sim=dict(n_train=8, n_test=6, rate_companion=0.3, rate_streak=0.4,
                      rate_saturated=0.3, rate_noisy=0.3, rate_blurred=0.3),
-            train=dict(width=4, epochs=1, batch_size=2), extra=dict(epochs=1))
+            train=dict(width=4, epochs=1, batch_size=2, lr=1e-3, lr_decay=1.05),
+            extra=dict(epochs=1))
 PRESETS = {**table1.PRESETS, "tiny": TINY}
 RESULTS = REPO_ROOT / "results"
 SURVEY_LABEL = {"sdss": "SDSS", "decals": "DECaLS", "hsc": "HSC"}
