@@ -95,7 +95,7 @@ def test_step2_updates_only_the_generators():
 
 
 def test_two_step_resume_and_frozen_emulators(tmp_path, monkeypatch, capsys):
-    cfg = _cfg(iterations=3, lr_drop_every=2)
+    cfg = _cfg(iterations=2, lr_drop_every=1)
     ds, run = _dataset(cfg), tmp_path / "run"
 
     save = trainer.CheckpointIterations.on_epoch_end
@@ -116,38 +116,38 @@ def test_two_step_resume_and_frozen_emulators(tmp_path, monkeypatch, capsys):
         trainer.train(cfg, run, step="2", resume=True, dataset=ds, progress=False)
 
     trainer.train(cfg, run, step="1", resume=True, dataset=ds, progress=False)
-    assert trainer.checkpoint_iteration(run, "1") == 3 == trainer.step_finished(run, "1")
+    assert trainer.checkpoint_iteration(run, "1") == 2 == trainer.step_finished(run, "1")
     hist = pd.read_csv(run / "step1" / "history.csv")
-    assert list(hist["iteration"]) == [1, 2, 3]
-    # lr logged after each iteration is the rate of the next one: 1e-4 until 2
-    # iterations are done, then 1e-4 / 5; the last two rows come from the resumed run.
-    np.testing.assert_allclose(hist["lr"], [1e-4, 2e-5, 2e-5], rtol=1e-5)
+    assert list(hist["iteration"]) == [1, 2]
+    # lr logged after each iteration is the rate of the next one, divided by 5 every
+    # iteration here; the second row comes from the resumed run, which kept the schedule.
+    np.testing.assert_allclose(hist["lr"], [2e-5, 4e-6], rtol=1e-5)
     assert np.isfinite(hist.drop(columns="iteration").to_numpy()).all()
 
     step1 = trainer.build_step(cfg, "1")
     trainer.run_state(step1, run, "1").restore()
-    assert [int(o.iterations) for o in trainer.optimizers_of(step1)] == [3, 3, 3]
+    assert [int(o.iterations) for o in trainer.optimizers_of(step1)] == [2, 2, 2]
     ne_step1 = _snap(step1.ne_x, step1.ne_y)
 
-    trainer.train(_cfg(iterations=2), run, step="2", dataset=ds, progress=False)
-    assert trainer.step_finished(run, "2") == 2
+    trainer.train(_cfg(iterations=1), run, step="2", dataset=ds, progress=False)
+    assert trainer.step_finished(run, "2") == 1
     tr = trainer.load_translator(run)
-    assert tr.has_noise and tr.iteration == 2
+    assert tr.has_noise and tr.iteration == 1
     assert _identical(ne_step1, tr.ne_x, tr.ne_y)  # loaded from step 1, then frozen
     assert tr.sdss_to_cfht(_batch(cfg)["sdss"]).shape == (2, 24, 24, 1)
     assert tr.noise_cfht(3, seed=1).shape == (3, 24, 24, 1)
     np.testing.assert_array_equal(tr.noise_sdss(2, seed=5), tr.noise_sdss(2, seed=5))
-    assert json.loads((run / "config.json").read_text())["iterations"] == 2
+    assert json.loads((run / "config.json").read_text())["iterations"] == 1
 
     capsys.readouterr()
-    trainer.train(_cfg(iterations=2), run, step="both", resume=True, dataset=ds,
+    trainer.train(_cfg(iterations=1), run, step="both", resume=True, dataset=ds,
                   progress=False)
     out = capsys.readouterr().out
-    assert "step 1: already finished (3 iterations)" in out
-    assert "step 2: already finished (2 iterations)" in out
-    assert trainer.checkpoint_iteration(run, "2") == 2
+    assert "step 1: already finished (2 iterations)" in out
+    assert "step 2: already finished (1 iterations)" in out
+    assert trainer.checkpoint_iteration(run, "2") == 1
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "step1_0000003.png", "step2_0000002.png"]
+        "step1_0000002.png", "step2_0000001.png"]
     assert (run / "logs" / "step1").is_dir() and (run / "logs" / "step2").is_dir()
 
 
