@@ -1,0 +1,140 @@
+"""experiments/physics.py measurements against known answers on simulated galaxies.
+
+Tolerances (stated, and failing if the code is wrong):
+* total r flux of compact disk galaxies (r50 < 2.5", bulge fraction < 0.35, no
+  companion or star) measured on the noise-free truth: within 5 % of the manifest's
+  bulge + disk + knots flux (2 r_P apertures hold > 97 % of such profiles);
+* the same through a viewer JPEG of DECaLS and SDSS (stretch inverted, native-pixel
+  units converted): within 5 % of the unrendered image's aperture flux, within 7 % of
+  the manifest total (their broader PSF and the clipped core cost 2-5 %); colour
+  g - r within 0.05 mag of the manifest's;
+* half-light radius within 10 % of GalSim's ``calculateHLR`` of the same PSF-convolved
+  profile; position angle within 5 deg where 1 - q > 0.3.
+"""
+import math
+
+import galsim
+import numpy as np
+import pytest
+
+from data import render
+from data.simulate import Scene, SimConfig, _psf, draw_params, observe, truth_image
+from data.surveys import get_survey
+from experiments import physics as ph
+
+HSC_SIGMA_R = 7.6e-4  # ~ data.simulate.pixel_noise(HSC, "r"), nMgy per pixel
+
+
+@pytest.fixture(scope="module")
+def compact():
+    """Four simulated galaxies (parameter rows) that fit well inside the stamp."""
+    cfg = SimConfig(out="/nonexistent", progress=False)
+    out = []
+    for i in range(400):
+        p = draw_params(0, i, cfg)
+        if (p["r50"] < 2.5 and p["bulge_frac"] < 0.35 and not p["companion"]
+                and not p["n_stars"]):
+            out.append(p)
+        if len(out) == 4:
+            break
+    assert len(out) == 4
+    return out
+
+
+def total(p, band):
+    return sum(p[f"flux_{c}_{band}"] for c in ("bulge", "disk", "knots"))
+
+
+def test_flux_radius_and_angle_on_the_noise_free_truth(compact):
+    for p in compact:
+        truth = truth_image(Scene(p)).astype(np.float64)
+        r = truth[..., ph.band_index("hsc", "r")]
+        ref = ph.make_reference(r, HSC_SIGMA_R)
+        m = ph.measure(truth, "hsc", ref, use_statmorph=False, noise_free=True)
+        assert m["flux_r"] == pytest.approx(total(p, "r"), rel=0.05), p["id"]
+        prof = galsim.Convolve(galsim.Add(Scene(p).parts("r")),
+                               _psf(get_survey("hsc").psf_fwhm["r"]))
+        hlr = prof.calculateHLR(scale=0.084, size=384)
+        assert m["hlr"] == pytest.approx(hlr, rel=0.10), p["id"]
+        if 1 - p["q"] > 0.3:
+            d = (m["pa"] - p["pa"] + 90) % 180 - 90
+            assert abs(d) < 5, (p["id"], m["pa"], p["pa"])
+        # the colour of the truth (g, r of HSC) is the manifest's
+        gr = -2.5 * math.log10(total(p, "g") / total(p, "r"))
+        assert m["g_r"] == pytest.approx(gr, abs=0.05)
+
+
+@pytest.mark.parametrize("survey", ["decals", "sdss"])
+def test_flux_through_the_viewer_jpeg(compact, survey):
+    """Render -> 8-bit -> inverse render -> per-0.168" px: the area factor matters
+    (without it DECaLS fluxes would be 2.4x, SDSS 5.6x too small)."""
+    for p in compact[:2]:
+        scene = Scene(p)
+        planes = observe(scene, p, survey, defects=False, noise_scale=0.0)
+        rgb = render.render_planes(planes, get_survey(survey))
+        flux = ph.to_flux(rgb, survey)
+        hsc_r = truth_image(scene).astype(np.float64)[..., 1]
+        ref = ph.make_reference(hsc_r, HSC_SIGMA_R)
+        m = ph.measure(flux, survey, ref, use_statmorph=False, noise_free=True)
+        # the inversion and the units: the JPEG's flux equals the unrendered image's
+        # (nMgy per native pixel x area factor) in the same aperture to 5 % (the loss
+        # is the stretch clipping the core at 255)
+        direct = planes[..., ph.band_index(survey, "r")] * (
+            0.168 / get_survey(survey).pixel_scale) ** 2
+        assert m["flux_r"] == pytest.approx(ph.aperture_flux(direct, ref), rel=0.05)
+        # and the manifest total to 7 %: + ~2 % of the broader PSF outside the aperture
+        assert m["flux_r"] == pytest.approx(total(p, "r"), rel=0.07), (survey, p["id"])
+        gr = -2.5 * math.log10(total(p, "g") / total(p, "r"))
+        assert m["g_r"] == pytest.approx(gr, abs=0.05)
+
+
+def test_concentration_and_asymmetry_of_known_profiles():
+    """A round exponential disk: C ~ 2.7 (Bershady et al. 2000: 2.7 for n = 1), A ~ 0;
+    a de Vaucouleurs profile is more concentrated; statmorph and our own agree."""
+    def image(n):
+        prof = galsim.Convolve(galsim.Sersic(n, half_light_radius=1.2, flux=100.0),
+                               _psf(0.6))
+        return prof.drawImage(nx=128, ny=128, scale=0.168).array.astype(np.float64)
+    got = {}
+    for n in (1.0, 4.0):
+        img = image(n)
+        ref = ph.make_reference(img, HSC_SIGMA_R)
+        own = ph.measure(img[..., None].repeat(3, -1), "hsc", ref, use_statmorph=False,
+                         noise_free=True)
+        sm = ph.measure(img[..., None].repeat(3, -1), "hsc", ref, use_statmorph=True,
+                        noise_free=True)
+        assert sm["morph"] == "statmorph" and sm["morph_ok"]
+        assert own["C"] == pytest.approx(sm["C"], abs=0.3)
+        assert abs(own["A"]) < 0.05 and abs(sm["A"]) < 0.05
+        assert own["e"] < 0.02
+        got[n] = sm["C"]
+    assert got[1.0] == pytest.approx(2.7, abs=0.35)
+    assert got[4.0] > got[1.0] + 0.7
+
+
+def test_hallucination_counts_added_and_missing_knots():
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices((96, 96))
+    truth = 0.05 * np.exp(-np.hypot(yy - 48, xx - 48) / 8.0)
+    sigma, psf = 1e-3, 1.9
+
+    def knot(y, x, amp):
+        return amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * psf**2))
+    noisy = truth + rng.normal(0, sigma, truth.shape)
+    base = ph.hallucination(noisy, truth, sigma, psf)
+    assert base["false_peaks_in"] + base["false_peaks_out"] == 0
+    assert base["missed_peaks"] == 0 and base["rms_out"] == pytest.approx(1, abs=0.1)
+    fake = noisy + knot(40, 56, 0.02) + knot(10, 10, 0.02)  # one in, one outside
+    got = ph.hallucination(fake, truth, sigma, psf)
+    assert got["false_peaks_in"] == 1 and got["false_peaks_out"] == 1
+    assert got["false_flux_out"] > 0
+    with_knot = truth + knot(56, 44, 0.02)
+    lost = ph.hallucination(noisy, with_knot, sigma, psf)
+    assert lost["missed_peaks"] == 1 and lost["true_peaks"] >= 1
+    smooth = ph.hallucination(ndimage_smooth(noisy), truth, sigma, psf)
+    assert smooth["rms_out"] < 0.5  # a denoised image: residual below the sky noise
+
+
+def ndimage_smooth(a):
+    from scipy import ndimage
+    return ndimage.gaussian_filter(a, 3.0)
