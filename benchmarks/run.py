@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from benchlib import NO_GPU, machine_info, print_machine  # noqa: E402
 
-BENCHES = ("train", "cascade", "predict", "predict_cascade", "simulate")
+BENCHES = ("train", "cascade", "predict", "predict_cascade", "simulate", "noise_gan")
 
 
 def run(script: str, args: list[str]) -> tuple[dict | None, str, float]:
@@ -61,7 +61,8 @@ def main(argv=None) -> int:
             "predict_cascade": ("bench_predict.py", q + ["--model", "cascade",
                                                          "--rows", "1000,2000"]
                                 if a.quick else ["--model", "cascade"]),
-            "simulate": ("bench_simulate.py", ["--n", "8" if a.quick else "40"])}
+            "simulate": ("bench_simulate.py", ["--n", "8" if a.quick else "40"]),
+            "noise_gan": ("bench_noise_gan.py", q)}
     for name in BENCHES:
         if name not in only:
             continue
@@ -118,6 +119,17 @@ def main(argv=None) -> int:
                      " / ".join(f"{float(x):.2f}" for x in rates) + " galaxies/s",
                      "(reported)", "n/a"))
 
+    if "noise_gan" in res and res["noise_gan"][0] is not None:
+        r = res["noise_gan"][0]
+        if "skipped" in r:
+            rows.append(("noise GAN step / data pipeline", "not measured: " + r["skipped"],
+                         ">= 10x", "n/a"))
+        for step in ("1", "2"):
+            if f"step{step}_img_s" in r:
+                ratio = r[f"step{step}_data_ratio"]
+                rows.append((f"noise GAN step {step}: data pipeline / training",
+                             f"{ratio:.1f}x ({r[f'step{step}_img_s']:.1f} img/s trained)",
+                             ">= 10x", verdict(ratio >= 10)))
     print("\n=== summary " + ("(--quick) " if a.quick else "") +
           f"on {info['cpu']}, {info['cpus']} CPUs, GPUs: "
           f"{', '.join(info['gpus']) or 'none'}; load avg at start {info['load_avg']}")

@@ -1,0 +1,79 @@
+"""Training-step throughput of the Lin et al. noise GAN (noise_gan/, steps 1 and 2)
+against its data pipeline, in one process.
+
+    python benchmarks/bench_noise_gan.py [--steps 3] [--quick] [--data DIR]
+
+Needs the simulated Lin set (``datasets/sim-lin``, made by the noise_gan trainer or
+``python -m data.simulate``); without it nothing is measured (it is not simulated here).
+Images/s counts every image of a step's batch (unpaired SDSS + CFHT, plus pairs).
+No reference implementation is timed for this model (next work).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import emit, print_machine  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--quick", action="store_true", help="batches of 4, 2 timed steps")
+    a = ap.parse_args(argv)
+    info = print_machine()
+    import tensorflow as tf
+
+    from data.layout import LIN_MANIFEST
+    from data.simulate import LinSimConfig
+    from noise_gan.config import NoiseGANConfig
+    from noise_gan.trainer import build_step, make_dataset
+    root = Path(a.data) if a.data else LinSimConfig().out
+    res = {"bench": "noise_gan", "machine": info, "args": vars(a)}
+    if not (root / LIN_MANIFEST).is_file():
+        print(f"not measured: no Lin dataset at {root}")
+        res["skipped"] = f"no Lin dataset at {root}"
+        return emit(res)
+    kw = dict(batch_unpaired=4, batch_paired=4) if a.quick else {}
+    steps = 2 if a.quick else a.steps
+    cfg = NoiseGANConfig(data=str(root), **kw)
+    ds = make_dataset(cfg, root, seed=0)
+    it = iter(ds.repeat())
+    batch = next(it)
+    n = sum(int(v.shape[0]) for v in tf.nest.flatten(batch) if hasattr(v, "shape")
+            and len(v.shape) == 4)
+    t, k = time.perf_counter(), 0
+    while time.perf_counter() - t < (3 if a.quick else 10):
+        next(it)
+        k += 1
+    data_rate = k * n / (time.perf_counter() - t)
+    print(f"data pipeline: {data_rate:.0f} img/s ({n} images per step)")
+    for step in ("1", "2"):
+        model = build_step(cfg, step)
+        fn = tf.function(model.train_step)
+        t = time.perf_counter()
+        out = fn(batch)
+        tf.nest.map_structure(lambda v: v.numpy(), out)
+        trace = time.perf_counter() - t
+        times = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            out = fn(batch)
+            tf.nest.map_structure(lambda v: v.numpy(), out)
+            times.append(time.perf_counter() - t)
+        rate = n / statistics.median(times)
+        res[f"step{step}_img_s"] = rate
+        res[f"step{step}_data_ratio"] = data_rate / rate
+        print(f"step {step}: {statistics.median(times):.2f} s/step = {rate:.1f} img/s "
+              f"(trace+first {trace:.1f} s); data pipeline = {data_rate / rate:.1f}x")
+    res["data_img_s"] = data_rate
+    emit(res)
+
+
+if __name__ == "__main__":
+    main()
