@@ -29,6 +29,24 @@ def eager():
     tf.config.run_functions_eagerly(False)
 
 
+@pytest.fixture(scope="module")
+def trained(tiny, eager):
+    """Train both tiny models once (Table 1's settings under the tiny preset), in the
+    run folders the scripts then load with --skip-train."""
+    import argparse
+    ns = argparse.Namespace(**vars(lc_parser().parse_args(model_argv(tiny))))
+    for key in ("pix2wgan", "cascade"):
+        lc.get_model(ns, tiny[0], key)
+    return tiny
+
+
+def lc_parser():
+    import argparse
+    p = argparse.ArgumentParser()
+    lc.add_common_args(p)
+    return p
+
+
 def argv(tiny, *extra):
     root, base = tiny
     return ["--preset", "tiny", "--data", str(root), "--results", str(base / "res"),
@@ -45,11 +63,12 @@ def assert_png_pdf(folder, stem):
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
 
 
-def test_every_figure_script_writes_png_and_pdf(tiny, eager, capsys):
+def test_every_figure_script_writes_png_and_pdf(trained, capsys):
+    tiny = trained
     res = tiny[1] / "res"
     assert figure1.main(argv(tiny)) == 0
-    assert figure3_4.main(model_argv(tiny)) == 0  # trains Pix2WGAN (1 epoch)
-    assert figure8_9.main(model_argv(tiny)) == 0  # trains the cascade
+    assert figure3_4.main(model_argv(tiny, "--skip-train")) == 0
+    assert figure8_9.main(model_argv(tiny, "--skip-train")) == 0
     assert figure5.main(model_argv(tiny, "--skip-train")) == 0
     assert figure6.main(model_argv(tiny, "--skip-train")) == 0
     assert figure7.main(model_argv(tiny)) == 0
@@ -76,10 +95,12 @@ def test_every_figure_script_writes_png_and_pdf(tiny, eager, capsys):
     assert layers[layers.net == "D1"].iloc[-1]["shape"] == "14x14x1"
 
 
-def test_galaxy_flag_shows_any_galaxy_and_rejects_unknown(tiny, eager, capsys):
+def test_galaxy_flag_shows_any_galaxy_and_rejects_unknown(trained, capsys):
+    tiny = trained
     ids = lc.test_manifest(tiny[0])["id"].tolist()[:2]
     res = tiny[1] / "res"
-    assert figure3_4.main(model_argv(tiny, "--galaxy", ids[1], "--galaxy", ids[0])) == 0
+    assert figure3_4.main(model_argv(tiny, "--skip-train", "--galaxy", ids[1],
+                                     "--galaxy", ids[0])) == 0
     assert_png_pdf(res, "figure3_4_custom")
     assert pd.read_csv(res / "figure3_4_custom_galaxies.csv")["id"].tolist() == \
         [ids[1], ids[0]]
@@ -108,10 +129,9 @@ def test_selection_rules_are_reproducible(tiny):
     assert by_stat == lc.select_artifacts(bare, "hsc", ("noisy",), root=tiny[0])
 
 
-def test_physics_cli_writes_tables_and_plots(tiny, eager, capsys):
+def test_physics_cli_writes_tables_and_plots(trained, capsys):
+    tiny = trained
     res = tiny[1] / "res"
-    assert figure3_4.main(model_argv(tiny)) == 0  # makes sure both runs exist
-    assert figure8_9.main(model_argv(tiny)) == 0
     assert physics.main(model_argv(tiny, "--skip-train", "--max-galaxies", "3",
                                    "--no-statmorph")) == 0  # statmorph: test_physics
     summ = pd.read_csv(res / "physics.csv")
