@@ -8,6 +8,7 @@ split) and is timed end to end, process start-up and manifest included.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -49,6 +50,9 @@ def main(argv=None) -> None:
     print(f"1 worker : {one:.2f} galaxies/s")
     many = rate(a.n, a.workers, a.size)
     print(f"{a.workers} workers: {many:.2f} galaxies/s  (speed-up x{many / one:.2f})")
+    # The line benchmarks/run.py collects.
+    print("BENCH_JSON " + json.dumps({"bench": "simulate", "args": vars(a),
+                                      "one_worker": one, "workers": many}))
 
 
 if __name__ == "__main__":

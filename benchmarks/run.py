@@ -61,9 +61,7 @@ def main(argv=None) -> int:
     plan = {"train": ("bench_train.py", q + ["--model", "pix2wgan"]),
             "cascade": ("bench_train.py", q + ["--model", "cascade"]),
             "predict": ("bench_predict.py", q + ["--model", "pix2wgan"]),
-            "predict_cascade": ("bench_predict.py", q + ["--model", "cascade",
-                                                         "--rows", "1000,2000"]
-                                if a.quick else ["--model", "cascade"]),
+            "predict_cascade": ("bench_predict.py", q + ["--model", "cascade"]),
             "simulate": ("bench_simulate.py", ["--n", "8" if a.quick else "40"]),
             "noise_gan": ("bench_noise_gan.py", q)}
     for name in BENCHES:
