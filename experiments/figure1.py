@@ -5,7 +5,7 @@
     python experiments/figure1.py --galaxy ID --galaxy ID2
 
 Three test galaxies chosen by :data:`experiments.luo_common.TRIPLETS` (a spiral, a
-smooth disk, a bulge-dominated galaxy; the largest clean one of each), or the
+disk without arms, a bulge-dominated galaxy; the largest clean one of each), or the
 ``--galaxy`` ids. No model is involved. Writes ``results/figure1.png`` / ``.pdf`` and
 ``results/figure1_galaxies.csv`` (``figure1_custom*`` with ``--galaxy``).
 """

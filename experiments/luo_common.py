@@ -207,10 +207,10 @@ SHOWCASE = (
      True),
     ("point-like knots", lambda d: d["n_knots"] > 0, "n_knots", False),
 )
-#: Fig 1: three clean galaxies of different kinds, the largest (Petrosian radius) each.
+#: Fig 1: three clean galaxies of different kinds (spiral, disk without arms, bulge-dominated), the largest (Petrosian radius) each.
 TRIPLETS = (
     ("spiral arms", lambda d: d["has_arms"] == 1, "petro_theta", False),
-    ("smooth disk", lambda d: (d["has_arms"] == 0) & (d["bulge_frac"] < 0.65),
+    ("disk without arms", lambda d: (d["has_arms"] == 0) & (d["bulge_frac"] < 0.65),
      "petro_theta", False),
     ("bulge-dominated", lambda d: d["bulge_frac"] >= 0.65, "petro_theta", False),
 )
