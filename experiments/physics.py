@@ -594,7 +594,8 @@ def run(args) -> pd.DataFrame:
     t0 = time.time()
     root = lc.ensure_data(args)
     man = lc.test_manifest(root)
-    ids = args.galaxy or man["id"].tolist()
+    ids = [g for g, _ in lc.chosen_or_given(
+        args, man, lambda d: [(g, "test split") for g in d["id"]])]
     if args.max_galaxies:
         ids = ids[:args.max_galaxies]
     models = {}
