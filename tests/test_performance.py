@@ -119,3 +119,24 @@ def test_train_step_traces_once_has_no_host_callbacks_and_is_channels_last():
     convs = [layer for net in (model.generator, model.critic) for layer in net.layers
              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
     assert convs and all(layer.data_format == "channels_last" for layer in convs)
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_reduced_precision_step_runs_eagerly_with_finite_losses(precision, dtype):
+    from common import training
+    from common.layers import build_patch_critic, build_unet
+    from pix2wgan.model import Pix2WGAN
+    try:
+        training.set_precision(precision)
+        model = Pix2WGAN(build_unet(2, 3, name="generator"), build_patch_critic(2))
+        model.compile(g_optimizer=training.make_adam(1e-3, 0.5, 0.999, precision),
+                      d_optimizer=training.make_adam(1e-3, 0.5, 0.999, precision))
+        assert model.generator.get_layer("enc1_conv").compute_dtype == dtype
+        assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer) == (
+            precision == "fp16")  # bf16 has float32's exponent range: no loss scaling
+        x = tf.random.uniform((3, 32, 32, 3), -1, 1, seed=3)
+        out = model.train_step((x, -x))  # eager: no trace to pay for
+        assert model.generator(x).dtype == tf.float32  # float32 images out
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(np.isfinite(float(v)) for v in out.values())
