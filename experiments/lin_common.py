@@ -40,14 +40,16 @@ NOT_REPRODUCED = "(g) CycleGAN and (h) AugCGAN are not reproduced (other archite
 #: paper's settings (§IV-B); ``n_noise``: Noise-Emulator draws behind σ of Fig. 5.
 #:
 #: ``cpu``: meant to keep each figure script, simulation of the default set and training
-#: of every case it needs included, within ~20 min on an idle 2-core CPU. Measured on the
-#: shared (2.5-4x loaded) machine and scaled to idle: ~40-50 s of graph tracing per
-#: training step whatever its length, and ~2 s per iteration at width 8 with batches of
-#: 4 + 4 + 4 (step two ~half), so 8 steps of 50 iterations is what fits. Width 8 instead of 64 (all networks), 4 + 4 + 4 instead of
-#: 24 + 24 + 24, 50 instead of 60,000 iterations per step: the learning rate starts 50x
-#: higher (5e-3, so the noise emulators can move from their initial ~0.3 rms towards the
-#: data's ~0.01 within 50 updates) and is divided by 5 once, after 2/3 of the iterations
-#: (the paper: every third). This is a smoke-scale run, not a converged model.
+#: of every case it needs included, within ~20 min on an idle 2-core CPU. Measured: ~50 s
+#: of CPU for graph tracing per training step whatever its length, and ~3.7 s of CPU per
+#: iteration at width 8 with batches of 4 + 4 + 4 (step two ~half); TF uses ~1.1 cores.
+#: Ours (both steps) trained in 284 s on a near-idle machine, so the seven cases of
+#: Figs. 4-6 take ~28 min from scratch: OVER the target (25 iterations per step would
+#: fit). Width 8 instead of 64 (all networks), 4 + 4 + 4 instead of 24 + 24 + 24, 50
+#: instead of 60,000 iterations per step: the learning rate starts 50x higher (5e-3, so
+#: the noise emulators can move from their initial ~0.3 rms towards the data's ~0.01
+#: within 50 updates) and is divided by 5 once, after 2/3 of the iterations (the paper:
+#: every third). A smoke-scale run of the pipeline, not a trained model.
 #: ``paper``: §IV-B unchanged (width 64, 60,000 iterations per step, 24 + 24 + 24,
 #: lr 1e-4 / 5 every 20,000) on the downloaded paired sets (a GPU job).
 #: ``tiny``: for tests, seconds per case (plus tracing).
