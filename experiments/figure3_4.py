@@ -39,28 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> list[Path]:
-    root = lc.ensure_data(args)
-    df = lc.test_manifest(root)
-    chosen = lc.chosen_or_given(args, df, lc.select_showcase)
-    fn, note = lc.get_model(args, root, "pix2wgan")
-    if args.galaxy:
-        groups = [("figure3_4_custom", chosen)]
-    else:
-        groups = [("figure3", chosen[:3]), ("figure4", chosen[3:6])]
-    paths, rows = [], []
-    for name, group in groups:
-        if not group:
-            continue
-        p, r = lc.comparison_figure(
-            root, group, "decals", fn, "pseudo-HSC (Pix2WGAN)",
-            f"{name.replace('figure', 'Fig. ')} (Luo et al.): DECaLS / pseudo-HSC / HSC",
-            args.results, name)
-        paths += p
-        rows += r
-    paths.append(lc.write_selection(args.results, "figure3_4_custom" if args.galaxy
-                                    else "figure3_4", rows))
-    lc.report(PAPER, rows, paths, [note])
-    return paths
+    return lc.showcase_figures(args, PAPER, "pix2wgan", "decals",
+                               "pseudo-HSC (Pix2WGAN)", "figure3_4", first=3)
 
 
 def main(argv=None) -> int:

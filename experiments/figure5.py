@@ -37,21 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> list[Path]:
-    root = lc.ensure_data(args)
-    df = lc.test_manifest(root)
-    chosen = lc.chosen_or_given(
-        args, df, lambda d: lc.select_artifacts(d, "hsc", KINDS, root))
-    if not chosen:
-        raise ValueError(f"{root}: no test galaxy has an HSC artifact flag "
-                         f"({', '.join(KINDS)}); pass --galaxy")
-    fn, note = lc.get_model(args, root, "pix2wgan")
-    name = "figure5_custom" if args.galaxy else "figure5"
-    paths, rows = lc.comparison_figure(
-        root, chosen, "decals", fn, "pseudo-HSC (Pix2WGAN)",
-        "Fig. 5 (Luo et al.): HSC artifacts vs pseudo-HSC from DECaLS", args.results,
-        name)
-    paths.append(lc.write_selection(args.results, name, rows))
-    lc.report(PAPER, rows, paths, [note])
+    paths = lc.artifact_figure(args, PAPER, "hsc", KINDS, 5)
     print("note: RMSE/SSIM here are against the flawed HSC image itself, so a "
           "pseudo-HSC that removes the artifact is *penalised*; physics.py compares "
           "with the noise-free truth")

@@ -36,21 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> list[Path]:
-    root = lc.ensure_data(args)
-    df = lc.test_manifest(root)
-    chosen = lc.chosen_or_given(
-        args, df, lambda d: lc.select_artifacts(d, "decals", KINDS, root))
-    if not chosen:
-        raise ValueError(f"{root}: no test galaxy has a DECaLS artifact flag "
-                         f"({', '.join(KINDS)}); pass --galaxy")
-    fn, note = lc.get_model(args, root, "pix2wgan")
-    name = "figure6_custom" if args.galaxy else "figure6"
-    paths, rows = lc.comparison_figure(
-        root, chosen, "decals", fn, "pseudo-HSC (Pix2WGAN)",
-        "Fig. 6 (Luo et al.): DECaLS artifacts vs pseudo-HSC", args.results, name)
-    paths.append(lc.write_selection(args.results, name, rows))
-    lc.report(PAPER, rows, paths, [note])
-    return paths
+    return lc.artifact_figure(args, PAPER, "decals", KINDS, 6)
 
 
 def main(argv=None) -> int:

@@ -35,28 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> list[Path]:
-    root = lc.ensure_data(args)
-    df = lc.test_manifest(root)
-    chosen = lc.chosen_or_given(args, df, lc.select_showcase)
-    fn, note = lc.get_model(args, root, "cascade")
-    if args.galaxy:
-        groups = [("figure8_9_custom", chosen)]
-    else:
-        groups = [("figure8", chosen[:3]), ("figure9", chosen[3:6])]
-    paths, rows = [], []
-    for name, group in groups:
-        if not group:
-            continue
-        p, r = lc.comparison_figure(
-            root, group, "sdss", fn, "pseudo-HSC (cascade)",
-            f"{name.replace('figure', 'Fig. ')} (Luo et al.): SDSS / cascade pseudo-HSC "
-            f"/ HSC", args.results, name)
-        paths += p
-        rows += r
-    paths.append(lc.write_selection(args.results, "figure8_9_custom" if args.galaxy
-                                    else "figure8_9", rows))
-    lc.report(PAPER, rows, paths, [note])
-    return paths
+    return lc.showcase_figures(args, PAPER, "cascade", "sdss", "pseudo-HSC (cascade)",
+                               "figure8_9", first=8)
 
 
 def main(argv=None) -> int:

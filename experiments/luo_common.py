@@ -419,6 +419,54 @@ def comparison_figure(root: Path, chosen, source: str, fn, pseudo_label: str,
     return paths, rows
 
 
+def showcase_figures(args, paper: str, key: str, source: str, label: str,
+                     stem: str, first: int) -> list[Path]:
+    """Figs 3-4 (Pix2WGAN from DECaLS) and 8-9 (cascade from SDSS): the six
+    :func:`select_showcase` galaxies (or ``--galaxy``) as figures ``first`` and
+    ``first + 1``, three columns each, in :func:`comparison_figure`'s layout."""
+    root = ensure_data(args)
+    chosen = chosen_or_given(args, test_manifest(root), select_showcase)
+    fn, note = get_model(args, root, key)
+    if args.galaxy:
+        groups = [(f"{stem}_custom", f"Figs {first}-{first + 1}", chosen)]
+    else:
+        groups = [(f"figure{first + k}", f"Fig. {first + k}", chosen[3 * k:3 * k + 3])
+                  for k in (0, 1)]
+    paths, rows = [], []
+    for name, fig_label, group in groups:
+        if group:
+            p, r = comparison_figure(
+                root, group, source, fn, label,
+                f"{fig_label} (Luo et al.): {SURVEY_LABEL[source]} / {label} / HSC",
+                args.results, name)
+            paths += p
+            rows += r
+    paths.append(write_selection(args.results, f"{stem}_custom" if args.galaxy
+                                 else stem, rows))
+    report(paper, rows, paths, [note])
+    return paths
+
+
+def artifact_figure(args, paper: str, survey: str, kinds, number: int) -> list[Path]:
+    """Figs 5-6: one column per artifact kind of ``survey`` (:func:`select_artifacts`,
+    or ``--galaxy``); rows DECaLS, Pix2WGAN pseudo-HSC, HSC."""
+    root = ensure_data(args)
+    chosen = chosen_or_given(
+        args, test_manifest(root), lambda d: select_artifacts(d, survey, kinds, root))
+    if not chosen:
+        raise ValueError(f"{root}: no test galaxy has a {SURVEY_LABEL[survey]} artifact "
+                         f"flag ({', '.join(kinds)}); pass --galaxy")
+    fn, note = get_model(args, root, "pix2wgan")
+    name = f"figure{number}_custom" if args.galaxy else f"figure{number}"
+    paths, rows = comparison_figure(
+        root, chosen, "decals", fn, "pseudo-HSC (Pix2WGAN)",
+        f"Fig. {number} (Luo et al.): {SURVEY_LABEL[survey]} artifacts vs pseudo-HSC "
+        f"from DECaLS", args.results, name)
+    paths.append(write_selection(args.results, name, rows))
+    report(paper, rows, paths, [note])
+    return paths
+
+
 def report(paper: str, rows: list[dict], paths, notes=()) -> None:
     """Print the paper's description next to what we drew (per-panel metrics)."""
     print(f"paper: {paper}")
