@@ -16,9 +16,7 @@ from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
 from data import pipeline
-from data.layout import DataError
-from pix2wgan.trainer import (N_VAL, describe_strategy, load_generator, prepare_run,
-                              resolve_data, save_generator, split_ids, start_run, val_batch)
+from pix2wgan.trainer import N_VAL, load_generator, save_generator, setup_run, val_batch
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
 
@@ -49,20 +47,10 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
           gpus: int = 0) -> CascadePix2WGAN:
     """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``.
     ``strategy``, ``gpus`` and the per-replica batch: as in :func:`pix2wgan.trainer.train`."""
-    cfg = prepare_run(cfg.validate(), run_dir, resume, cls=CascadeConfig)
-    root = resolve_data(cfg)
-    print(training.describe_config(cfg))
-
-    train_ids, test_ids = split_ids(cfg, root)
-    dist = training.make_strategy(strategy, gpus)
+    run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
+    cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
+    dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
     n_rep = training.replicas(dist)
-    if len(train_ids) < cfg.iteration_batch * n_rep:
-        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
-                        f"distributed step needs ({cfg.iteration_batch * n_rep})")
-    model = build(cfg, dist)
-    state = run_state(model, run_dir)
-    first_epoch = start_run(state, cfg, run_dir, resume)
-    print(describe_strategy(dist, cfg))
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
           f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "

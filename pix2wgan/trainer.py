@@ -1,6 +1,7 @@
 """``train(config, run_dir)``: the importable Pix2WGAN training job behind the CLI."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -105,6 +106,42 @@ def val_batch(cfg, n_val: int, n_replicas: int) -> tuple[int, bool]:
     return batch, n_replicas > 1 and n_val >= batch
 
 
+@dataclass
+class RunSetup:
+    """What :func:`setup_run` prepared: the effective config, data, split, strategy,
+    model (under the strategy's scope), checkpoint state and epochs already done."""
+    cfg: object
+    root: Path
+    train_ids: list[str]
+    test_ids: list[str]
+    strategy: tf.distribute.Strategy
+    model: keras.Model
+    state: training.RunState
+    first_epoch: int
+
+
+def setup_run(cfg, run_dir: Path, resume: bool, strategy: str, gpus: int, build_fn,
+              state_fn) -> RunSetup:
+    """The start shared by the Pix2WGAN and cascade trainers: check the run folder (on
+    resume, take the saved architecture), print the config, split the ids, make the
+    strategy, refuse a set smaller than one distributed step, build the model and
+    restore (or start) its checkpoint state."""
+    cfg = prepare_run(cfg.validate(), run_dir, resume, cls=type(cfg))
+    root = resolve_data(cfg)
+    print(training.describe_config(cfg))
+    train_ids, test_ids = split_ids(cfg, root)
+    dist = training.make_strategy(strategy, gpus)
+    step = cfg.iteration_batch * training.replicas(dist)
+    if len(train_ids) < step:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"distributed step needs ({step})")
+    model = build_fn(cfg, dist)
+    state = state_fn(model, run_dir)
+    first_epoch = start_run(state, cfg, run_dir, resume)
+    print(describe_strategy(dist, cfg))
+    return RunSetup(cfg, root, train_ids, test_ids, dist, model, state, first_epoch)
+
+
 def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
           verbose: int | str = "auto", strategy: str = "default",
           gpus: int = 0) -> Pix2WGAN:
@@ -114,20 +151,10 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
     so not part of the saved config: a run may be resumed on another machine).
     ``cfg.batch_size`` is per replica; the global batch is that times the replicas.
     """
-    cfg = prepare_run(cfg.validate(), run_dir, resume)
-    root = resolve_data(cfg)
-    print(training.describe_config(cfg))
-
-    train_ids, test_ids = split_ids(cfg, root)
-    dist = training.make_strategy(strategy, gpus)
+    run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
+    cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
+    dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
     n_rep = training.replicas(dist)
-    if len(train_ids) < cfg.iteration_batch * n_rep:
-        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
-                        f"distributed step needs ({cfg.iteration_batch * n_rep})")
-    model = build(cfg, dist)
-    state = run_state(model, run_dir)
-    first_epoch = start_run(state, cfg, run_dir, resume)
-    print(describe_strategy(dist, cfg))
     print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
           f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
           f"{cfg.epochs}")
