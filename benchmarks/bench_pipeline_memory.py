@@ -39,20 +39,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import status_mb  # noqa: E402
+
 SURVEYS = ("sdss", "hsc")
-
-
-def _status_mb(key: str) -> float:
-    """``VmRSS`` / ``VmHWM`` of this process in MB (10^6 bytes); ``ru_maxrss`` if no
-    /proc (then both read the peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def _pool(n: int, size: int, seed: int = 0) -> list[bytes]:
@@ -102,7 +92,7 @@ def run_case(layout: str, root: str, batch: int, size: int, epochs: int) -> dict
     import tensorflow as tf
 
     from data import pipeline
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     ds = pipeline.make_dataset(root, "train", *SURVEYS, batch, training=True, seed=0,
                                validate=False, image_size=size, layout=layout,
                                progress=False)
@@ -112,8 +102,8 @@ def run_case(layout: str, root: str, batch: int, size: int, epochs: int) -> dict
         for x, _ in ds:
             n += int(x.shape[0])
         secs.append(time.perf_counter() - t)
-        peak1 = peak1 or _status_mb("VmHWM")
-    peak = _status_mb("VmHWM")
+        peak1 = peak1 or status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     return {"layout": layout, "pairs": n, "epochs": epochs, "rss_before": before,
             "growth1": peak1 - before, "peak": peak, "growth": peak - before,
             "rate1": n / secs[0], "rate2": n * (epochs - 1) / sum(secs[1:]),

@@ -432,6 +432,16 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def translate_cases(args, root: Path, cache: Path) -> dict:
+    """``{case: translate_test_set(...)}`` for ``args.cases``, training missing cases
+    first; only "ours" carries Noise-Emulator draws (Fig. 5's sigma)."""
+    runs = ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet)
+    n_noise = PRESETS[args.preset]["n_noise"]
+    return {c: translate_test_set(r, root, args.seed, cache,
+                                  n_noise=n_noise if c == "ours" else 0)
+            for c, r in runs.items()}
+
+
 def start(args, name: str) -> tuple[Path, Path]:
     """Print the preset and make the data; returns ``(data_root, cache_dir)``."""
     print(f"{name}: {describe_preset(args.preset)}", flush=True)

@@ -105,11 +105,7 @@ def plot(translated: dict, i: int, band: str, title: str):
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 4")
-    runs = lc.ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet)
-    n_noise = lc.PRESETS[args.preset]["n_noise"]
-    translated = {c: lc.translate_test_set(r, root, args.seed, cache,
-                                           n_noise=n_noise if c == "ours" else 0)
-                  for c, r in runs.items()}
+    translated = lc.translate_cases(args, root, cache)
     first = next(iter(translated.values()))
     i = lc.pick_galaxies(first["id"], first["sdss"], 1, args.galaxy[:1] if args.galaxy
                          else None)[0]

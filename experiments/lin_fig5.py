@@ -140,12 +140,8 @@ def plot(points: pd.DataFrame, summary: pd.DataFrame, sigma: dict, band: str, ti
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 5")
-    runs = lc.ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet)
+    translated = lc.translate_cases(args, root, cache)
     t_train = time.time() - t0
-    n_noise = lc.PRESETS[args.preset]["n_noise"]
-    translated = {c: lc.translate_test_set(r, root, args.seed, cache,
-                                           n_noise=n_noise if c == "ours" else 0)
-                  for c, r in runs.items()}
     sigma = {s: lc.sigma_of(translated["ours"], s, args.band) for s in PANELS}
     true_sigma = true_noise_sigma(translated["ours"], args.band)
     points, summary = measure(translated, sigma, args.band, true_sigma)

@@ -143,12 +143,8 @@ def report(summary: pd.DataFrame) -> None:
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 6")
-    runs = lc.ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet)
+    translated = lc.translate_cases(args, root, cache)
     t_train = time.time() - t0
-    n_noise = lc.PRESETS[args.preset]["n_noise"]
-    translated = {c: lc.translate_test_set(r, root, args.seed, cache,
-                                           n_noise=n_noise if c == "ours" else 0)
-                  for c, r in runs.items()}
     maps = stacked_maps(translated, args.band)
     summary = summarise(maps)
     out = Path(args.out)
