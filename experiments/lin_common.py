@@ -235,19 +235,74 @@ def ensure_case(case: str, preset: str, data_root: Path | str,
 
 
 def ensure_cases(cases, preset: str, data_root: Path | str,
-                 runs_root: Path | str | None = None, progress: bool = True) -> dict:
+                 runs_root: Path | str | None = None, progress: bool = True,
+                 jobs: int = 1) -> dict:
     """``{case: run_dir}`` for every case, training the missing ones in order; a case
-    another process is training is left for later (then waited for)."""
-    later = []
-    for c in cases:
-        try:
-            ensure_case(c, preset, data_root, runs_root, progress, wait=False)
-        except CaseLocked as err:
-            print(f"case {c}: {err}; coming back to it", flush=True)
-            later.append(c)
-    for c in later:
-        ensure_case(c, preset, data_root, runs_root, progress, wait=True)
+    another process is training is left for later (then waited for).
+
+    ``jobs`` > 1 starts ``jobs - 1`` helper processes (:func:`train_cases_main`) that
+    walk the same list from other starting points; the case locks keep any case from
+    training twice. Worth it on CPU: a step's graph trace (~45 s at width 8) is
+    single-threaded Python, so one process traces while the other computes. A helper's
+    output goes to ``runs/lin/<preset>/helper<k>.log``; a helper that dies leaves a
+    stale lock, and its case is then trained here.
+    """
+    todo = [c for c in cases
+            if not is_finished(run_dir_of(c, preset, runs_root), c,
+                               case_config(c, preset, data_root).iterations)]
+    helpers = [_start_helper(k, todo[k:] + todo[:k], preset, data_root, runs_root)
+               for k in range(1, min(jobs, len(todo)))]
+    try:
+        later = []
+        for c in cases:
+            try:
+                ensure_case(c, preset, data_root, runs_root, progress, wait=False)
+            except CaseLocked as err:
+                print(f"case {c}: {err}; coming back to it", flush=True)
+                later.append(c)
+        for c in later:
+            ensure_case(c, preset, data_root, runs_root, progress, wait=True)
+    except BaseException:
+        for proc, _ in helpers:
+            proc.terminate()                # we are failing: do not leave them running
+        raise
+    finally:
+        for proc, log in helpers:
+            if proc.wait() != 0:
+                print(f"helper process failed (exit {proc.returncode}); its log: {log}",
+                      flush=True)
     return {c: run_dir_of(c, preset, runs_root) for c in cases}
+
+
+def _start_helper(k: int, cases, preset: str, data_root, runs_root):
+    """Start helper ``k`` training ``cases`` in a subprocess; ``(Popen, log path)``."""
+    import subprocess
+    log = runs_dir(preset, runs_root) / f"helper{k}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--preset", preset,
+           "--data", str(data_root), "--cases", *cases]
+    if runs_root:
+        cmd += ["--runs", str(runs_root)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    print(f"helper {k} (pid {proc.pid}) trains alongside, starting with case {cases[0]}; "
+          f"log {log}", flush=True)
+    return proc, log
+
+
+def train_cases_main(argv=None) -> int:
+    """``python experiments/lin_common.py --preset P --data ROOT --cases C...``: train
+    the cases one after another (skipping finished or locked ones, then waiting for
+    those); the helper behind ``ensure_cases(jobs > 1)``."""
+    p = argparse.ArgumentParser(prog="python experiments/lin_common.py",
+                                description=train_cases_main.__doc__.split(";")[0])
+    p.add_argument("--preset", choices=PRESETS, required=True)
+    p.add_argument("--data", required=True, help="Lin et al. FITS root")
+    p.add_argument("--runs", help="runs root (default runs/)")
+    p.add_argument("--cases", nargs="+", choices=CASES, required=True)
+    args = p.parse_args(argv)
+    ensure_cases(args.cases, args.preset, args.data, args.runs, progress=False)
+    return 0
 
 
 # --- the paired test set and its translations, cached ------------------------------------
@@ -429,13 +484,26 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="paired-test galaxy id to show (repeatable; default: a stated rule)")
     p.add_argument("--seed", type=int, default=0, help="noise-draw seed of the translations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=_positive_int, default=2,
+                   help="processes training missing cases side by side (default 2: on "
+                        "a 2-core CPU one traces its graph while the other computes)")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def translate_cases(args, root: Path, cache: Path) -> dict:
     """``{case: translate_test_set(...)}`` for ``args.cases``, training missing cases
     first; only "ours" carries Noise-Emulator draws (Fig. 5's sigma)."""
-    runs = ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet)
+    runs = ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet, args.jobs)
     n_noise = PRESETS[args.preset]["n_noise"]
     return {c: translate_test_set(r, root, args.seed, cache,
                                   n_noise=n_noise if c == "ours" else 0)
@@ -492,3 +560,7 @@ def save_csv(df, out_dir: Path | str, name: str) -> Path:
 
 def write_json(path: Path | str, obj) -> Path:
     return atomic_write(Path(path), lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
+
+
+if __name__ == "__main__":
+    sys.exit(train_cases_main())

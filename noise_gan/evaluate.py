@@ -110,6 +110,28 @@ def fraction_below(values, line: float) -> float:
     return float(np.mean(v < line)) if v.size else float("nan")
 
 
+#: Quantile of a perfect model's flux differences that bounds "the noise band".
+NOISE_BAND_QUANTILE = 0.9
+
+
+def noise_band(perfect_diff, quantile: float = NOISE_BAND_QUANTILE) -> float:
+    """Upper edge of the noise band: a quantile of a perfect model's flux differences.
+
+    ``perfect_diff``: ``[N]`` :func:`flux_difference` of *noise-free truth + emulator
+    noise* against the originals, i.e. what a model that recovers every galaxy exactly
+    and adds its emulators' noise scores (only computable on simulated data). Its dots
+    scatter around ``√2·σ`` by a factor of ~2 either way, because each image's noise
+    depth differs and σ is a median; so "below √2·σ" is passed by a perfect model for
+    roughly half of the galaxies only, and cannot be the test of "within the noise
+    line". A model's galaxy is *within the noise band* when its flux difference is at
+    most this edge, which a perfect model meets for ``quantile`` of its galaxies.
+    """
+    p = np.asarray(perfect_diff, np.float64)
+    if p.size == 0:
+        raise ValueError("noise_band needs the perfect model's flux differences")
+    return float(np.quantile(p, quantile))
+
+
 # --- Fig. 6: local fluctuation patterns ----------------------------------------------
 
 def highpass_band(images, band: str | int = "r") -> np.ndarray:

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
     p.add_argument("--eager", action="store_true",
                    help="run eagerly (no graph trace; for debugging and tiny tests)")
+    p.add_argument("--no-graph-optimizer", action="store_false", dest="graph_optimizer",
+                   help="skip TF's Grappler pass on the traced step (faster start on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

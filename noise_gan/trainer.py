@@ -98,6 +98,9 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
     other variant -> :class:`OneStepGAN` (step "1" only).
     """
     training.set_precision(cfg.precision)
+    # Process-wide TF option, so set on every build: each model gets its config's choice.
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": not cfg.graph_optimizer})
     keras.utils.set_random_seed(cfg.seed + (0 if step == "1" else 1))
     kw = dict(jit_compile=cfg.jit_compile, run_eagerly=cfg.eager)
     if cfg.two_step and step == "1":

@@ -67,6 +67,29 @@ def test_noise_sigma_of_gaussian_noise_matches_expectation():
     assert diff == pytest.approx(np.sqrt(2) * expected, rel=0.01)
 
 
+
+def test_noise_band_calibrates_on_a_perfect_model():
+    # Images of varying depth: a perfect model (truth + independent noise of each image's
+    # depth) scatters around sqrt(2) sigma, so only ~half of it is below that line, while
+    # the noise band (its 90th percentile) holds 90% of a second perfect draw and none of
+    # a model whose residual is three times the noise (2.2x the perfect difference).
+    rng = np.random.default_rng(2)
+    n, size = 400, 16
+    depth = rng.uniform(0.7, 1.4, size=(n, 1, 1, 1))
+    truth = np.zeros((n, size, size, 5))
+    orig = truth + depth * rng.normal(size=truth.shape)
+    draws = [truth + depth * rng.normal(size=truth.shape) for _ in range(2)]
+    sigma = ev.noise_sigma(orig - truth, "r")
+    perfect, again = (ev.flux_difference(d, orig, "r") for d in draws)
+    assert 0.3 < ev.fraction_below(perfect, np.sqrt(2) * sigma) < 0.7
+    edge = ev.noise_band(perfect)
+    assert edge == pytest.approx(np.quantile(perfect, 0.9))
+    assert np.mean(again <= edge) == pytest.approx(0.9, abs=0.05)
+    bad = ev.flux_difference(truth + 3 * depth * rng.normal(size=truth.shape), orig, "r")
+    assert np.mean(bad <= edge) < 0.1
+    with pytest.raises(ValueError, match="perfect"):
+        ev.noise_band([])
+
 # --- Fourier maps (Fig. 6) -----------------------------------------------------------
 
 def test_highpass_of_constant_is_zero_and_valid_shape():
@@ -201,7 +224,7 @@ def lin_env(tmp_path_factory):
 
 def _argv(env, out, *extra):
     return ["--preset", "tiny", "--data", str(env["root"]), "--runs", str(env["runs"]),
-            "--cache", str(env["cache"]), "--out", str(out), "--quiet", *extra]
+            "--cache", str(env["cache"]), "--out", str(out), "--quiet", "--jobs", "1", *extra]
 
 
 def _check_outputs(out: Path, stem: str, csvs):
@@ -282,6 +305,10 @@ def test_fig5_end_to_end(lin_env, capsys):
     s = pd.read_csv(out / "fig5_summary.csv")
     assert set(s.case) == set(FIG_CASES) and set(s.survey) == {"sdss", "cfht"}
     assert s.frac_below_sqrt2_sigma.between(0, 1).all()
+    # The simulated set has truth: the perfect-model calibration is there for every case.
+    assert s.frac_within_noise_band.between(0, 1).all() and (s.noise_band > 0).all()
+    pts = pd.read_csv(out / "fig5_points.csv")
+    assert (pts.case == "perfect").sum() == 2 * (pts.case == "ours").sum() // 2 > 0
     printed = capsys.readouterr().out
     assert "done-criterion" in printed and "paper (Fig. 5" in printed
 
@@ -313,3 +340,26 @@ def test_case_lock_live_stale_and_release(tmp_path):
     lock.write_text("999999999")                        # its process is gone: stale
     lc._acquire(lock)
     assert lock.read_text() == str(os.getpid())
+
+
+def test_jobs_train_each_case_once_side_by_side(lin_env, capsys):
+    # Two real tiny cases with jobs=2: the helper process and this one share the list
+    # through the case locks, so each case is trained exactly once, by one of them.
+    runs = lin_env["base"] / "runs-jobs"
+    got = lc.ensure_cases(["b", "c"], "tiny", lin_env["root"], runs, progress=False,
+                          jobs=2)
+    here = capsys.readouterr().out
+    helper = (runs / "lin" / "tiny" / "helper1.log").read_text()
+    for case in ("b", "c"):
+        assert lc.is_finished(got[case], case, lc.PRESETS["tiny"]["train"]["iterations"])
+        trained_by = [f"=== case {case} " in text for text in (here, helper)]
+        assert sum(trained_by) == 1, (case, trained_by)
+    assert not list((runs / "lin" / "tiny").glob("*.lock"))
+
+
+def test_jobs_flag_rejects_bad_values(capsys):
+    import argparse
+    p = lc.add_common_args(argparse.ArgumentParser())
+    with pytest.raises(SystemExit):
+        p.parse_args(["--jobs", "0"])
+    assert "--jobs: must be a positive integer, got '0'" in capsys.readouterr().err
