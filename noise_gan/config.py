@@ -53,6 +53,8 @@ class NoiseGANConfig:
     adv_reduction: str = "sum"  # eqs. 2-3 sum over bands (released code: mean)
     # optimisation (§IV-B)
     iterations: int = 60000     # §IV-B: 60,000 iterations per step (and per ablation)
+    step2_iterations: int = 0   # step two's count when it differs (0: ``iterations``,
+                                # the paper's 60,000 for both)
     batch_unpaired: int = 24    # §IV-B: 24 unpaired SDSS + 24 unpaired CFHT per iteration
     batch_paired: int = 24      # §IV-B: + 24 pairs (96 images in total)
     lr: float = 1e-4            # §IV-B: starts at 1e-4 ...
@@ -63,9 +65,6 @@ class NoiseGANConfig:
     precision: str = "float32"  # float32 | fp16 (mixed_float16 + loss scaling) | bf16
     jit_compile: bool = False
     eager: bool = False         # run train_step eagerly (no tf.function trace: tests, debug)
-    graph_optimizer: bool = True  # Grappler on the traced step; off roughly halves the
-                                # first call on CPU (one-off ~20 s per step at width
-                                # 8) at no measured per-iteration cost there
     # bookkeeping (ours, not the paper's)
     checkpoint_every: int = 1000  # iterations per Keras "epoch": checkpoint + CSV row
     sample_every: int = 5000    # a PNG sample grid at the first checkpoint past each
@@ -86,10 +85,18 @@ class NoiseGANConfig:
         """Generator upsampling: nearest-neighbour (§III-B), PixelShuffle for case (e)."""
         return "pixelshuffle" if self.variant == "e" else "nearest"
 
+    def iterations_of(self, step: str) -> int:
+        """Iterations of training step "1" or "2"."""
+        return self.step2_iterations if step == "2" and self.step2_iterations else self.iterations
+
+    def steps_per_epoch_of(self, step: str) -> int:
+        """Iterations per Keras epoch (one checkpoint each) of ``step``."""
+        return min(self.checkpoint_every, self.iterations_of(step))
+
     @property
     def steps_per_epoch(self) -> int:
-        """Iterations per Keras epoch (one checkpoint each)."""
-        return min(self.checkpoint_every, self.iterations)
+        """Iterations per Keras epoch of step one (and of every one-step variant)."""
+        return self.steps_per_epoch_of("1")
 
     def validate(self) -> "NoiseGANConfig":
         """Raise ``ValueError`` naming the first bad value."""
@@ -126,6 +133,11 @@ class NoiseGANConfig:
             (self.iterations % self.steps_per_epoch == 0,
              f"--iterations {self.iterations} must be a multiple of --checkpoint-every "
              f"{self.checkpoint_every}"),
+            (self.step2_iterations >= 0,
+             f"--step2-iterations must be >= 0, got {self.step2_iterations}"),
+            (self.iterations_of("2") % self.steps_per_epoch_of("2") == 0,
+             f"--step2-iterations {self.step2_iterations} must be a multiple of "
+             f"--checkpoint-every {self.checkpoint_every}"),
             (self.sample_every >= 1, f"--sample-every must be >= 1, got {self.sample_every}"),
             (self.n_samples >= 1, f"--n-samples must be >= 1, got {self.n_samples}"),
         ]

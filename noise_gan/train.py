@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--setup lin`, generated on first use)")
     p.add_argument("--iterations", type=int, default=d.iterations,
                    help=f"iterations per step (default {d.iterations})")
+    p.add_argument("--step2-iterations", type=int, default=d.step2_iterations,
+                   help="iterations of step two when it differs (default: --iterations)")
     p.add_argument("--batch-unpaired", type=int, default=d.batch_unpaired)
     p.add_argument("--batch-paired", type=int, default=d.batch_paired)
     p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
@@ -80,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
     p.add_argument("--eager", action="store_true",
                    help="run eagerly (no graph trace; for debugging and tiny tests)")
-    p.add_argument("--no-graph-optimizer", action="store_false", dest="graph_optimizer",
-                   help="skip TF's Grappler pass on the traced step (faster start on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

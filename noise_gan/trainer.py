@@ -34,7 +34,7 @@ from noise_gan.model import NoiseStep1, NoiseStep2, OneStepGAN
 FINISHED = "finished.json"
 #: Fields a resumed run (or step 2 of an existing run) may change; everything else is
 #: taken from RUN_DIR/config.json.
-RUN_FIELDS = ("iterations", "data")
+RUN_FIELDS = ("iterations", "step2_iterations", "data")
 #: Display order of the sample grids' RGB: (R, G, B) = (i, r, g) for ugriz.
 RGB_BANDS = (3, 2, 1)
 
@@ -98,9 +98,6 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
     other variant -> :class:`OneStepGAN` (step "1" only).
     """
     training.set_precision(cfg.precision)
-    # Process-wide TF option, so set on every build: each model gets its config's choice.
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": not cfg.graph_optimizer})
     keras.utils.set_random_seed(cfg.seed + (0 if step == "1" else 1))
     kw = dict(jit_compile=cfg.jit_compile, run_eagerly=cfg.eager)
     if cfg.two_step and step == "1":
@@ -207,6 +204,7 @@ def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
                 print(f"note: {f.name}={mine!r} ignored: {run_dir / training.CONFIG_FILE} "
                       f"says {theirs!r}")
         cfg = dataclasses.replace(saved, iterations=cfg.iterations,
+                                  step2_iterations=cfg.step2_iterations,
                                   data=cfg.data or saved.data).validate()
     elif resume:
         raise FileNotFoundError(f"--resume: {run_dir} holds no run (no config.json)")
@@ -370,7 +368,8 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
     root = None if dataset is not None else resolve_data(cfg)
     print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
     print(f"data: {root if root is not None else 'injected dataset'}; steps "
-          f"{', '.join(steps)}; {cfg.iterations} iterations per step")
+          f"{', '.join(steps)}; "
+          + ", ".join(f"step {s}: {cfg.iterations_of(s)} iterations" for s in steps))
     run_dir.mkdir(parents=True, exist_ok=True)
     training.save_config(cfg, run_dir)
     samples = fixed_samples(cfg, root, dataset)
@@ -395,14 +394,14 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         restore_networks(tf.train.latest_checkpoint(
             str(step_dir(run_dir, "1") / training.CHECKPOINTS)),
             ne_x=model.ne_x, ne_y=model.ne_y)
-    spe = cfg.steps_per_epoch
-    if done >= cfg.iterations:
+    total, spe = cfg.iterations_of(step), cfg.steps_per_epoch_of(step)
+    if done >= total:
         print(f"step {step}: already finished ({done} iterations); skipping")
         return model
     if done % spe:
         raise ValueError(f"{step_dir(run_dir, step)}: checkpoint at iteration {done} is not "
                          f"a multiple of checkpoint_every {spe}")
-    print(f"step {step}: starting at iteration {done + 1} of {cfg.iterations}; "
+    print(f"step {step}: starting at iteration {done + 1} of {total}; "
           f"lr {current_lr(optimizers_of(model)[0]):.3g}")
     seed = cfg.seed + 1_000_003 * (int(step) - 1) + done  # no replay after a resume
     ds = dataset if dataset is not None else make_dataset(cfg, root, seed)
@@ -411,17 +410,17 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
     callbacks = [
         LogLearningRate(optimizers_of(model)[0]),
         SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
-                    cfg.sample_every, cfg.iterations, cfg.cfht_size),
+                    cfg.sample_every, total, cfg.cfht_size),
         HistoryCSV(sdir / "history.csv", spe),
         keras.callbacks.TensorBoard(str(run_dir / "logs" / f"step{step}")),
         CheckpointIterations(state, spe),  # last: runs after the others have logged
     ]
     from data.lin_pipeline import lin_data_errors
     with lin_data_errors():
-        model.fit(ds, epochs=cfg.iterations // spe, initial_epoch=done // spe,
+        model.fit(ds, epochs=total // spe, initial_epoch=done // spe,
                   steps_per_epoch=spe, callbacks=callbacks,
                   verbose="auto" if progress else 0, shuffle=False)
-    atomic_write_text(sdir / FINISHED, json.dumps({"iterations": cfg.iterations}) + "\n")
+    atomic_write_text(sdir / FINISHED, json.dumps({"iterations": total}) + "\n")
     return model
 
 

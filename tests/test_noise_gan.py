@@ -150,6 +150,12 @@ def test_two_step_resume_and_frozen_emulators(tmp_path, monkeypatch, capsys):
         "step1_0000002.png", "step2_0000001.png"]
     assert (run / "logs" / "step1").is_dir() and (run / "logs" / "step2").is_dir()
 
+    # Step two may run longer than step one (--step2-iterations): it resumes to 2.
+    trainer.train(_cfg(iterations=1, step2_iterations=2), run, step="both", resume=True,
+                  dataset=ds, progress=False)
+    assert trainer.step_finished(run, "1") == 2 and trainer.step_finished(run, "2") == 2
+    assert trainer.checkpoint_iteration(run, "2") == 2
+
 
 @pytest.mark.parametrize("variant", ["a", "b", "c", "d", "e", "f"])
 def test_each_ablation_trains_one_iteration(variant):
@@ -209,6 +215,10 @@ def test_config_validation_names_the_bad_value():
         NoiseGANConfig(cfht_size=128).validate()
     with pytest.raises(ValueError, match="--iterations 7 must be a multiple"):
         NoiseGANConfig(iterations=7, checkpoint_every=3).validate()
+    with pytest.raises(ValueError, match="--step2-iterations 5 must be a multiple"):
+        NoiseGANConfig(iterations=6, step2_iterations=5, checkpoint_every=3).validate()
+    assert NoiseGANConfig(iterations=6, step2_iterations=9).iterations_of("2") == 9
+    assert NoiseGANConfig(iterations=6).iterations_of("2") == 6
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--variant", "b", "--step", "2"])
 
