@@ -90,6 +90,17 @@ def test_noise_band_calibrates_on_a_perfect_model():
     with pytest.raises(ValueError, match="perfect"):
         ev.noise_band([])
 
+
+def test_fig5_criterion_needs_the_band_and_the_right_noise_amplitude():
+    from experiments.lin_fig5 import SIGMA_TOLERANCE, criterion_holds
+    assert criterion_holds(0.8, 0.1, 0.8)
+    assert not criterion_holds(0.4, 0.9, 1.0)                 # most outside the band
+    # Emulators 3x too strong widen the band until an empty reconstruction passes it.
+    assert not criterion_holds(0.95, 0.95, 3.0)
+    assert not criterion_holds(0.95, 0.95, 0.9 / SIGMA_TOLERANCE)
+    assert criterion_holds(0.6, 0.0, np.nan)                  # amplitude unknown
+    assert criterion_holds(np.nan, 0.6, np.nan) and not criterion_holds(np.nan, 0.4, np.nan)
+
 # --- Fourier maps (Fig. 6) -----------------------------------------------------------
 
 def test_highpass_of_constant_is_zero_and_valid_shape():
@@ -307,6 +318,7 @@ def test_fig5_end_to_end(lin_env, capsys):
     assert s.frac_below_sqrt2_sigma.between(0, 1).all()
     # The simulated set has truth: the perfect-model calibration is there for every case.
     assert s.frac_within_noise_band.between(0, 1).all() and (s.noise_band > 0).all()
+    assert s.sigma_over_true.gt(0).all() and s.criterion_holds.isin([True, False]).all()
     pts = pd.read_csv(out / "fig5_points.csv")
     assert (pts.case == "perfect").sum() == 2 * (pts.case == "ours").sum() // 2 > 0
     printed = capsys.readouterr().out
