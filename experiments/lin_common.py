@@ -487,7 +487,8 @@ def sigma_of(translated: dict, survey: str, band: str = "r") -> float:
 
 def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, default="cpu",
-                   help="training/data settings (default cpu; paper = §IV-B, a GPU job)")
+                   help="training/data settings (default cpu; cpu-long: longer, for the "
+                        "Fig. 5 criterion on a CPU; paper = §IV-B, a GPU job)")
     p.add_argument("--data", help="Lin et al. FITS root (default: the preset's set; "
                                   "simulated ones are generated on first use)")
     p.add_argument("--runs", help="runs root (default runs/); cases train into "
