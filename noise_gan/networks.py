@@ -98,8 +98,10 @@ def _fft2d_channels(x) -> tf.Tensor:
     """Complex 2D FFT over H, W of every channel: ``[B, H, W, C]`` -> ``[B, H, W, C]``
     complex64. No shift (the zero frequency stays at [0, 0]) and no normalisation,
     as in the released code."""
-    x = tf.cast(x, tf.float32)
-    spectrum = tf.signal.fft2d(tf.cast(tf.transpose(x, [0, 3, 1, 2]), tf.complex64))
+    planes = tf.transpose(tf.cast(x, tf.float32), [0, 3, 1, 2])
+    # tf.complex, not a cast: the cast's gradient warns on every traced step that it
+    # drops the imaginary part (which is exactly right for a real input).
+    spectrum = tf.signal.fft2d(tf.complex(planes, tf.zeros_like(planes)))
     return tf.transpose(spectrum, [0, 2, 3, 1])
 
 
