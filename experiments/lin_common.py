@@ -524,6 +524,14 @@ def translate_cases(args, root: Path, cache: Path) -> dict:
             for c, r in runs.items()}
 
 
+def out_dir(args, name: str) -> Path:
+    """``args.out``, else ``results/<name>`` (cpu preset) or ``results/<name>-<preset>``, so
+    presets do not overwrite each other's figures."""
+    if args.out:
+        return Path(args.out)
+    return REPO_ROOT / "results" / (name if args.preset == "cpu" else f"{name}-{args.preset}")
+
+
 def start(args, name: str) -> tuple[Path, Path]:
     """Print the preset and make the data; returns ``(data_root, cache_dir)``."""
     print(f"{name}: {describe_preset(args.preset)}", flush=True)

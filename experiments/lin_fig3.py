@@ -35,7 +35,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from experiments import lin_common as lc  # noqa: E402
 
-OUT = lc.REPO_ROOT / "results" / "lin_fig3"
 #: panel -> (array key, original key, title, pixel scale ")
 COLUMNS = {"sdss": ("sdss", "sdss", "SDSS original", 0.396),
            "sdss_rec": ("sdss_rec", "sdss", "SDSS from CFHT", 0.396),
@@ -51,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     lc.add_common_args(p)
     p.add_argument("--n-rgb", type=int, default=len(RGB_QUANTILES),
                    help="galaxies in the RGB panel (at evenly spaced flux quantiles)")
-    p.add_argument("--out", default=str(OUT), help="output folder")
+    p.add_argument("--out", help="output folder (default results/lin_fig3, or "
+                                 "results/lin_fig3-PRESET for a preset other than cpu)")
     return p.parse_args(argv)
 
 
@@ -145,7 +145,7 @@ def run(args) -> pd.DataFrame:
     t = lc.translate_test_set(run_dir, root, args.seed, cache)
     upper, lower = choose(t, args.galaxy, args.n_rgb)
     df = table(t, upper, lower)
-    out = Path(args.out)
+    out = lc.out_dir(args, "lin_fig3")
     lc.save_csv(df, out, "fig3.csv")
     shown = sorted(set(upper) | set(lower))
     pix = {f"{k}": t[k][shown] for k in ("sdss", "sdss_rec", "cfht", "cfht_rec")}

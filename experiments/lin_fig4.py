@@ -29,7 +29,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from experiments import lin_common as lc  # noqa: E402
 
-OUT = lc.REPO_ROOT / "results" / "lin_fig4"
 #: direction -> (input key, target key, reconstruction key, title)
 ROWS = {"sdss_to_cfht": ("sdss", "cfht", "cfht_rec", "SDSS -> CFHT"),
         "cfht_to_sdss": ("cfht", "sdss", "sdss_rec", "CFHT -> SDSS")}
@@ -42,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES)
     p.add_argument("--band", default="z", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows z)")
-    p.add_argument("--out", default=str(OUT), help="output folder")
+    p.add_argument("--out", help="output folder (default results/lin_fig4, or "
+                                 "results/lin_fig4-PRESET for a preset other than cpu)")
     return p.parse_args(argv)
 
 
@@ -110,7 +110,7 @@ def run(args) -> pd.DataFrame:
     i = lc.pick_galaxies(first["id"], first["sdss"], 1, args.galaxy[:1] if args.galaxy
                          else None)[0]
     df = table(translated, i, args.band)
-    out = Path(args.out)
+    out = lc.out_dir(args, "lin_fig4")
     lc.save_csv(df, out, "fig4.csv")
     gid = first["id"][i]
     fig = plot(translated, i, args.band,

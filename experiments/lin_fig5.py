@@ -37,7 +37,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from experiments import lin_common as lc  # noqa: E402
 
-OUT = lc.REPO_ROOT / "results" / "lin_fig5"
 #: survey reconstructed -> (key of the reconstruction, key of the original, title)
 PANELS = {"sdss": ("sdss_rec", "sdss", "SDSS (reconstructed from CFHT)"),
           "cfht": ("cfht_rec", "cfht", "CFHT (reconstructed from SDSS)")}
@@ -59,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "give sigma)")
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
-    p.add_argument("--out", default=str(OUT), help="output folder")
+    p.add_argument("--out", help="output folder (default results/lin_fig5, or "
+                                 "results/lin_fig5-PRESET for a preset other than cpu)")
     args = p.parse_args(argv)
     if "ours" not in args.cases:
         args.cases = ["ours"] + args.cases
@@ -230,7 +230,7 @@ def run(args) -> pd.DataFrame:
                             args.seed)
     points, summary = measure(translated, sigma, args.band, true_sigma, perfect)
 
-    out = Path(args.out)
+    out = lc.out_dir(args, "lin_fig5")
     lc.save_csv(points, out, "fig5_points.csv")
     lc.save_csv(summary, out, "fig5_summary.csv")
     fig = plot(points, summary, sigma, args.band,

@@ -30,7 +30,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from experiments import lin_common as lc  # noqa: E402
 
-OUT = lc.REPO_ROOT / "results" / "lin_fig6"
 PANELS = {"sdss": ("sdss_rec", "SDSS (from CFHT)"), "cfht": ("cfht_rec", "CFHT (from SDSS)")}
 
 
@@ -41,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES)
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
-    p.add_argument("--out", default=str(OUT), help="output folder")
+    p.add_argument("--out", help="output folder (default results/lin_fig6, or "
+                                 "results/lin_fig6-PRESET for a preset other than cpu)")
     return p.parse_args(argv)
 
 
@@ -147,7 +147,7 @@ def run(args) -> pd.DataFrame:
     t_train = time.time() - t0
     maps = stacked_maps(translated, args.band)
     summary = summarise(maps)
-    out = Path(args.out)
+    out = lc.out_dir(args, "lin_fig6")
     lc.save_csv(summary, out, "fig6_summary.csv")
     lc.save_csv(long_maps(maps), out, "fig6_maps.csv")
     n = len(next(iter(translated.values()))["id"])
