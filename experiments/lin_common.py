@@ -40,21 +40,20 @@ NOT_REPRODUCED = "(g) CycleGAN and (h) AugCGAN are not reproduced (other archite
 #: paper's settings (§IV-B); ``n_noise``: Noise-Emulator draws behind σ of Fig. 5.
 #:
 #: ``cpu``: meant to keep each figure script, simulation of the default set and training
-#: of every case it needs included, within ~20 min on an idle 2-core CPU. Measured: ~50 s
-#: of CPU for graph tracing per training step whatever its length, and ~3.7 s of CPU per
-#: iteration at width 8 with batches of 4 + 4 + 4 (step two ~half); TF uses ~1.1 cores.
-#: Ours (both steps) trained in 284 s on a near-idle machine, so the seven cases of
-#: Figs. 4-6 take ~28 min from scratch: OVER the target (25 iterations per step would
-#: fit). Width 8 instead of 64 (all networks), 4 + 4 + 4 instead of 24 + 24 + 24, 50
-#: instead of 60,000 iterations per step: the learning rate starts 50x higher (5e-3, so
-#: the noise emulators can move from their initial ~0.3 rms towards the data's ~0.01
+#: of every case it needs included, within ~20 min on an idle 2-core CPU. Measured: ~25 s
+#: of graph tracing plus ~20 s for the first call per training step whatever its length,
+#: then ~2 s per iteration at width 8 with batches of 4 + 4 + 4 (step two ~a quarter).
+#: From a fresh clone, lin_fig5.py (simulation, all seven cases in two processes, plot)
+#: took 1,062 s. Width 8 instead of 64 (all networks), 4 + 4 + 4 instead of 24 + 24 + 24,
+#: 50 instead of 60,000 iterations per step: the learning rate starts 50x higher (5e-3,
+#: so the noise emulators can move from their initial ~0.3 rms towards the data's ~0.01
 #: within 50 updates) and is divided by 5 once, after 2/3 of the iterations (the paper:
 #: every third). A smoke-scale run of the pipeline, not a trained model.
 #: ``cpu-long``: the cpu preset with 4x the iterations (200) and step two 30x longer
-#: (1,500): the criterion check of Fig. 5 on a CPU (ours alone ~25 min). The rate starts
-#: at 3e-3 (5e-3 made step two's losses jump) and is divided by 5 every 600 iterations.
-#: Ours' step two then runs 7.5x the ablations' iterations, so its cases are not on an
-#: equal budget (the paper gives each 60,000).
+#: (1,500), for the criteria of Figs. 5-6 on a CPU: ours took 2,093 s. The rate starts at
+#: 3e-3 and is divided by 5 every 600 iterations. Ours' step two then runs 7.5x the
+#: ablations' iterations, so the cases are not on an equal budget (the paper gives each
+#: 60,000).
 #: ``paper``: §IV-B unchanged (width 64, 60,000 iterations per step, 24 + 24 + 24,
 #: lr 1e-4 / 5 every 20,000) on the downloaded paired sets (a GPU job).
 #: ``tiny``: for tests, seconds per case (plus tracing).
@@ -166,6 +165,13 @@ def is_finished(run_dir: Path | str, case: str, iterations: int) -> bool:
     return done is not None and done >= iterations
 
 
+def case_finished(case: str, preset: str, data_root, runs_root=None) -> bool:
+    """Has ``case`` finished training under ``preset`` (all its final step's iterations)?"""
+    cfg = case_config(case, preset, data_root)
+    return is_finished(run_dir_of(case, preset, runs_root), case,
+                       cfg.iterations_of(final_step(case)))
+
+
 class CaseLocked(Exception):
     """Another live process is training this case (its lock file names the pid)."""
 
@@ -219,9 +225,8 @@ def ensure_case(case: str, preset: str, data_root: Path | str,
     cfg = case_config(case, preset, data_root)
     run_dir = run_dir_of(case, preset, runs_root)
     lock = run_dir.with_name(f"{case}.lock")
-    total = cfg.iterations_of(final_step(case))
     while True:
-        if is_finished(run_dir, case, total):
+        if case_finished(case, preset, data_root, runs_root):
             print(f"case {case}: finished run {run_dir} reused")
             return run_dir
         try:
@@ -233,7 +238,7 @@ def ensure_case(case: str, preset: str, data_root: Path | str,
             print(f"case {case}: waiting: {err}", flush=True)
             time.sleep(20)
     try:
-        if is_finished(run_dir, case, total):   # finished while we waited
+        if case_finished(case, preset, data_root, runs_root):   # finished while we waited
             return run_dir
         resume = (run_dir / "config.json").is_file()
         print(f"\n=== case {case} ({CASE_LABELS[case]}): "
@@ -255,14 +260,12 @@ def ensure_cases(cases, preset: str, data_root: Path | str,
 
     ``jobs`` > 1 starts ``jobs - 1`` helper processes (:func:`train_cases_main`) that
     walk the same list from other starting points; the case locks keep any case from
-    training twice. Worth it on CPU: a step's graph trace (~45 s at width 8) is
+    training twice. Worth it on CPU: a step's graph trace (~25 s at width 8) is
     single-threaded Python, so one process traces while the other computes. A helper's
     output goes to ``runs/lin/<preset>/helper<k>.log``; a helper that dies leaves a
     stale lock, and its case is then trained here.
     """
-    todo = [c for c in cases
-            if not is_finished(run_dir_of(c, preset, runs_root), c,
-                               case_config(c, preset, data_root).iterations_of(final_step(c)))]
+    todo = [c for c in cases if not case_finished(c, preset, data_root, runs_root)]
     helpers = [_start_helper(k, todo[k:] + todo[:k], preset, data_root, runs_root)
                for k in range(1, min(jobs, len(todo)))]
     try:
