@@ -265,7 +265,7 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
         if np.isnan(r.frac_within_noise_band):  # no truth: only the raw line test
             print(f"{name}: {verdict} by the raw test ({100 * r.frac_below_sqrt2_sigma:.0f}% "
                   f"below sqrt(2) sigma; no noise-free truth here, so no perfect-model "
-                  f"calibration: even a perfect model passes this for only about half)")
+                  f"calibration, and a perfect model need not pass this test)")
             continue
         print(f"{name}: {verdict} ({100 * r.frac_within_noise_band:.0f}% of galaxies within "
               f"the noise band, <= {r.noise_band:.4g}, where a perfect model (truth + "

@@ -120,11 +120,12 @@ def noise_band(perfect_diff, quantile: float = NOISE_BAND_QUANTILE) -> float:
     ``perfect_diff``: ``[N]`` :func:`flux_difference` of *noise-free truth + emulator
     noise* against the originals, i.e. what a model that recovers every galaxy exactly
     and adds its emulators' noise scores (only computable on simulated data). Its dots
-    scatter around ``√2·σ`` by a factor of ~2 either way, because each image's noise
-    depth differs and σ is a median; so "below √2·σ" is passed by a perfect model for
-    roughly half of the galaxies only, and cannot be the test of "within the noise
-    line". A model's galaxy is *within the noise band* when its flux difference is at
-    most this edge, which a perfect model meets for ``quantile`` of its galaxies.
+    scatter by a factor of ~2 either way, because each image's noise depth differs and
+    σ is a median, and they sit above or below ``√2·σ`` depending on how well the
+    emulators learnt the noise amplitude; so "below √2·σ" is not a test a perfect model
+    reliably passes. A model's galaxy is *within the noise band* when its flux
+    difference is at most this edge, which a perfect model meets for ``quantile`` of
+    its galaxies.
     """
     p = np.asarray(perfect_diff, np.float64)
     if p.size == 0:
