@@ -93,11 +93,6 @@ class NoiseGANConfig:
         """Iterations per Keras epoch (one checkpoint each) of ``step``."""
         return min(self.checkpoint_every, self.iterations_of(step))
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """Iterations per Keras epoch of step one (and of every one-step variant)."""
-        return self.steps_per_epoch_of("1")
-
     def validate(self) -> "NoiseGANConfig":
         """Raise ``ValueError`` naming the first bad value."""
         from common.training import PRECISIONS
@@ -130,7 +125,7 @@ class NoiseGANConfig:
              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.checkpoint_every >= 1,
              f"--checkpoint-every must be >= 1, got {self.checkpoint_every}"),
-            (self.iterations % self.steps_per_epoch == 0,
+            (self.iterations % self.steps_per_epoch_of("1") == 0,
              f"--iterations {self.iterations} must be a multiple of --checkpoint-every "
              f"{self.checkpoint_every}"),
             (self.step2_iterations >= 0,
