@@ -165,9 +165,13 @@ def criterion_holds(frac_within: float, frac_below_line: float, sigma_over_true:
     """
     if np.isnan(frac_within):
         return bool(frac_below_line > 0.5)
-    right_noise = (np.isnan(sigma_over_true)
-                   or 1 / SIGMA_TOLERANCE <= sigma_over_true <= SIGMA_TOLERANCE)
+    right_noise = np.isnan(sigma_over_true) or noise_amplitude_ok(sigma_over_true)
     return bool(frac_within > 0.5 and right_noise)
+
+
+def noise_amplitude_ok(sigma_over_true: float) -> bool:
+    """Is the emulators' σ within ``SIGMA_TOLERANCE`` of the data's own noise σ?"""
+    return 1 / SIGMA_TOLERANCE <= sigma_over_true <= SIGMA_TOLERANCE
 
 
 def true_noise_sigma(orig: dict, band: str) -> dict | None:
@@ -276,9 +280,8 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
               f"{100 * r.perfect_frac_below_sqrt2_sigma:.0f}%")
         if not np.isnan(r.sigma_over_true):
             k = r.sigma_over_true
-            ok = 1 / SIGMA_TOLERANCE <= k <= SIGMA_TOLERANCE
             print(f"  {s.upper()}: emulator sigma / the data's own noise sigma = {k:.2f}"
-                  + ("" if ok else f" -> off by more than {SIGMA_TOLERANCE:g}x: the noise "
+                  + ("" if noise_amplitude_ok(k) else f" -> off by more than {SIGMA_TOLERANCE:g}x: the noise "
                      f"band is then not the data's, so the criterion fails"))
     idl = summary[summary.case.isin(["ours", "a", "d", "e", "f"])]
     rest = summary[summary.case.isin(["b", "c"])]
