@@ -109,6 +109,27 @@ def time_pair(ours, ref, data, steps):
     return statistics.median(a), statistics.median(b), trace_ours, trace_ref
 
 
+def time_precisions(kind, cfg, steps, precision="bf16"):
+    """Median seconds per step of our step in float32 and in ``precision``, the two
+    interleaved in one process (same shapes, same data): ``(t_float32, t_other)``."""
+    import dataclasses
+
+    import keras
+    try:
+        runs = [setup(kind, dataclasses.replace(cfg, precision=p))[0:3:2]
+                for p in ("float32", precision)]  # (step, data) each
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    times = [[], []]
+    for i in range(steps + 1):  # the first call of each traces
+        for k, (step, data) in enumerate(runs):
+            t = time.perf_counter()
+            float(next(iter(step(data).values())))
+            if i:
+                times[k].append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def pipeline_rate(kind, cfg, root, seconds):
     """Training-pipeline images/s (pairs, or triplets for the cascade) over ~seconds,
     after its first batch (start-up, validation stamp) is excluded."""
@@ -165,6 +186,8 @@ def main(argv=None):
     ap.add_argument("--n-critic", type=int, default=3)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
+    ap.add_argument("--no-bf16", action="store_true",
+                    help="skip the mixed_bfloat16 / float32 step ratio")
     ap.add_argument("--data", default=None, help="dataset for the pipeline figure "
                                                  "(default: the simulated default set)")
     ap.add_argument("--data-seconds", type=float, default=10.0)
@@ -229,6 +252,13 @@ def main(argv=None):
         except Exception as err:  # XLA support varies by build
             res["xla_img_s"] = None
             print(f"ours+XLA : failed ({type(err).__name__}: {str(err)[:200]})")
+    if not a.no_bf16:
+        from common.training import cpu_has_bf16
+        t32, t16 = time_precisions(a.model, cfg, a.steps)
+        res["bf16_speedup"], res["cpu_bf16"] = t32 / t16, cpu_has_bf16()
+        print(f"ours, mixed_bfloat16: {t16:.2f} s/step vs {t32:.2f} float32 timed beside "
+              f"it = {t32 / t16:.2f}x (CPU bf16 units: "
+              f"{'yes' if res['cpu_bf16'] else 'no'})")
     best = max(ours_ips, res.get("xla_img_s") or 0)
     root = a.data
     if root is None:

@@ -85,6 +85,10 @@ def main(argv=None) -> int:
         if r.get("xla_img_s"):
             rows.append((f"{label} CPU step + XLA vs reference", f"{r['xla_speedup']:.2f}x",
                          ">= 1.2x", verdict(r["xla_speedup"] >= 1.2)))
+        if "bf16_speedup" in r:
+            rows.append((f"{label} mixed_bfloat16 / float32 step speed",
+                         f"{r['bf16_speedup']:.2f}x (CPU bf16 units: "
+                         f"{'yes' if r['cpu_bf16'] else 'no'})", "(reported)", "n/a"))
         rows.append((f"{label} achieved / matmul peak",
                      f"{100 * r['peak_fraction']:.0f} % ({r['achieved_flops'] / 1e9:.1f} "
                      f"of {r['matmul_peak'] / 1e9:.1f} GFLOP/s)", ">= 50 %",

@@ -26,6 +26,7 @@ def build(cfg: CascadeConfig,
     """Networks + four Adam optimizers (§4.2 settings) for ``cfg``, created under
     ``strategy``'s scope (default: the current strategy)."""
     training.set_precision(cfg.precision)
+    training.seed_everything(cfg.seed)  # the initialisers and dropout draw from it
     with (strategy or tf.distribute.get_strategy()).scope():
         model = CascadePix2WGAN.from_config_dataclass(cfg)
         model.compile([training.make_adam(cfg.lr, cfg.beta_1, cfg.beta_2, cfg.precision)

@@ -173,3 +173,58 @@ def accumulate(batches: Iterable) -> MetricSet:
     for pred, target in batches:
         ms.update(pred, target)
     return ms
+
+
+#: Faintest fraction of each target image (by smoothed luminance) taken as sky, and the
+#: brightest fraction taken as the galaxy, by :class:`SkyColour`.
+SKY_FRACTION = 0.5
+GALAXY_FRACTION = 0.05
+
+
+def _smoothed_luminance(t: np.ndarray, box: int = 5) -> np.ndarray:
+    """``[N, H, W]``: the channel mean of ``t`` ``[N, H, W, C]``, box-averaged over
+    ``box x box`` pixels so that single noise pixels do not decide the masks."""
+    lum = tf.reduce_mean(tf.constant(t, tf.float32), -1, keepdims=True)
+    return tf.nn.avg_pool2d(lum, box, 1, "SAME").numpy()[..., 0]
+
+
+class SkyColour:
+    """Streaming sky offset and colour bias of predictions against their targets.
+
+    Per image, masks come from the *target* alone: sky = the faintest ``SKY_FRACTION``
+    of pixels, galaxy = the brightest ``GALAXY_FRACTION`` (by 5x5-smoothed luminance).
+    Grey levels on [0, 255], RGB planes as rendered (Luo et al.: R = i, G = r, B = g):
+
+    * ``sky``: mean of ``pred - target`` over sky pixels, per channel ``(R, G, B)``;
+    * ``colour``: over galaxy pixels, the bias of the two colours ``B - G`` (g - r) and
+      ``G - R`` (r - i): ``mean((pred_B - pred_G) - (target_B - target_G))``, ...
+
+    Same ``update(pred, target)`` / ``result()`` pattern as :class:`MetricSet`.
+    """
+
+    def __init__(self) -> None:
+        self._sky: list[np.ndarray] = []
+        self._colour: list[np.ndarray] = []
+
+    def update(self, pred, target) -> None:
+        """Add a batch: ``[B, H, W, 3]`` (or one ``[H, W, 3]``) in ``[0, 255]``."""
+        p, t = _as_batch(pred, target)
+        lum = _smoothed_luminance(t).reshape(len(t), -1)
+        d = (p - t).reshape(len(t), -1, p.shape[-1])
+        lo = lum <= np.quantile(lum, SKY_FRACTION, axis=1, keepdims=True)
+        hi = lum >= np.quantile(lum, 1.0 - GALAXY_FRACTION, axis=1, keepdims=True)
+        self._sky.append(np.stack([d[i][lo[i]].mean(0) for i in range(len(t))]))
+        core = np.stack([d[i][hi[i]].mean(0) for i in range(len(t))])  # [B, (R, G, B)]
+        self._colour.append(np.stack([core[:, 2] - core[:, 1],
+                                      core[:, 1] - core[:, 0]], -1))
+
+    def result(self) -> dict[str, list[float] | float]:
+        """``sky``: mean offset per channel (R, G, B); ``sky_abs``: the mean of their
+        absolute values; ``colour``: mean bias of (g - r, r - i); ``colour_abs``: the
+        mean of their absolute values. All in grey levels."""
+        if not self._sky:
+            raise ValueError("SkyColour.result() called before any update()")
+        sky = np.concatenate(self._sky).mean(0)
+        colour = np.concatenate(self._colour).mean(0)
+        return {"sky": sky.tolist(), "sky_abs": float(np.abs(sky).mean()),
+                "colour": colour.tolist(), "colour_abs": float(np.abs(colour).mean())}

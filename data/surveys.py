@@ -31,6 +31,12 @@ LIN_N_PAIRED_TEST = 2500
 #: Q of the viewer's asinh stretch (fixed in ``sdss_rgb``).
 RGB_Q = 20.0
 
+#: Order of the Lanczos kernel with which the viewer resamples a coadd onto a cutout's
+#: pixel grid (imagine map/views.py ``render_into_wcs`` -> ``resample_with_wcs``,
+#: astrometry.net's default L = 3); at 0.168"/px it reads the native-scale bricks, with
+#: no binned pyramid level in between.
+VIEWER_LANCZOS = 3
+
 #: JPEG quality the viewer encodes cutouts with.
 JPEG_QUALITY = 90
 
@@ -52,6 +58,9 @@ class Survey:
         rgb_scales: viewer stretch scale per rendered band (multiplies nanomaggies).
         rgb_m: the viewer's additive softening ``m`` (sets the blank-sky grey level).
         flux_to_nmgy: multiply the survey's native image units by this to get nanomaggies.
+        coadd_exposures: exposures averaged into the image the viewer serves, per band.
+        coadd_lanczos: order of the Lanczos kernel that resampled each exposure onto the
+            coadd's pixel grid (0: the image is not resampled).
     """
 
     name: str
@@ -65,6 +74,8 @@ class Survey:
     rgb_scales: dict[str, float] = field(default_factory=dict)
     rgb_m: float = 0.03
     flux_to_nmgy: float = 1.0
+    coadd_exposures: dict[str, int] = field(default_factory=dict)
+    coadd_lanczos: int = 0
 
     def sky_sigma(self, band: str) -> float:
         """Per-pixel sky noise (nanomaggies/px, native pixels) implied by the band's depth.
@@ -107,6 +118,11 @@ SDSS = Survey(
     rgb_bands=("g", "r", "i"),
     rgb_scales={"g": 2.5, "r": 1.5, "i": 1.0},
     rgb_m=0.02,
+    # The viewer's ``sdss`` layer serves "sdssco" bricks: rerun-301 frames (one epoch
+    # outside Stripe 82) resampled onto 0.396" bricks with Lanczos-2 (imagine,
+    # map/oldviews.py map_sdss).
+    coadd_exposures={b: 1 for b in "ugriz"},
+    coadd_lanczos=2,
 )
 
 DECALS = Survey(
@@ -122,14 +138,23 @@ DECALS = Survey(
     rgb_bands=("g", "r", "z"),
     rgb_scales={"g": 6.0, "r": 3.4, "z": 2.2},  # dr2_rgb
     rgb_m=0.03,
+    # legacypipe coadds.py: every exposure is resampled onto the 0.262" brick grid with
+    # Lanczos-3 and the exposures averaged; DECaLS is designed for 3 passes per band
+    # (DR9: >= 3 passes over ~16,500 of ~20,000 deg^2 in each of g, r, z).
+    coadd_exposures={"g": 3, "r": 3, "z": 3},
+    coadd_lanczos=3,
 )
 
-#: Median 5 sigma *PSF* depths of the full-depth DECaLS coadds behind the viewer's
-#: ls-dr9/ls-dr10 layers, used by the simulator's sky noise. ``DECALS.depth`` r and z
-#: (23.61, 22.84) sit at the survey's 0.45" exponential-galaxy targets (Dey et al. 2019:
-#: g 24.0, r 23.4, z 22.5) plus ~0.2 mag, while PSF depths are ~0.4 mag deeper than
-#: galaxy depths and most bricks have more than three passes. UNVERIFIED: recalled from
-#: the DR9 documentation, not in shared/notes; check before relying on it.
+#: Typical 5 sigma *PSF* depths of the full-depth DECaLS coadds behind the viewer's
+#: ls-dr9/ls-dr10 layers, used by the simulator's sky noise. ``DECALS.depth`` are the
+#: DR1/DR2 3-pass medians, which DR3-DR5 repeat and DR9/DR10 no longer quote. The DR9
+#: and DR10 description pages show histograms of the Tractor catalogues' 5 sigma
+#: point-source depths (files/depth-hist-{g,r,z}-dr9-south.png); for >= 3 exposures
+#: their DECaLS peak lies at g 24.7-24.8, r 24.1-24.2, z 23.3-23.4 (a second, deeper
+#: peak, g 25.2 / r 25.0 / z 23.9, is the DES area). Remaining doubt: the values are
+#: read off the histograms (~0.05 mag) and are the DECaLS mode, not a published median.
+#: ``psfdepth`` comes from each exposure's native-pixel noise (legacypipe coadds.py),
+#: i.e. from the noise *before* the coadd's resampling (see ``Survey.coadd_lanczos``).
 DECALS_PSF_DEPTH = {"g": 24.8, "r": 24.2, "z": 23.3}
 
 HSC = Survey(
@@ -149,6 +174,11 @@ HSC = Survey(
     rgb_scales={"g": 30.0, "r": 17.0, "i": 11.0},
     rgb_m=0.03,
     flux_to_nmgy=1.0 / 10.0 ** ((27.0 - NMGY_ZEROPOINT) / 2.5),  # coadds use zp = 27
+    # HSC-SSP Wide: 10 min in g, r (4 x 150 s) and 20 min in i, z, y (6 exposures; the
+    # count is our reading of the survey design, unverified); hscPipe warps each exposure
+    # onto the coadd's 0.168" grid with Lanczos-3.
+    coadd_exposures={"g": 4, "r": 4, "i": 6, "z": 6, "y": 6},
+    coadd_lanczos=3,
 )
 
 CFHT = Survey(

@@ -38,8 +38,7 @@ from experiments import table1  # noqa: E402
 TINY = dict(folder="sim-tiny",
             sim=dict(n_train=8, n_test=6, rate_companion=0.3, rate_streak=0.4,
                      rate_saturated=0.3, rate_noisy=0.3, rate_blurred=0.3),
-            train=dict(width=4, epochs=1, batch_size=2, lr=1e-3, lr_decay=1.05),
-            extra=dict(epochs=1))
+            train=dict(width=4, epochs=1, batch_size=2, lr=1e-3, lr_decay=1.05))
 PRESETS = {**table1.PRESETS, "tiny": TINY}
 RESULTS = REPO_ROOT / "results"
 SURVEY_LABEL = {"sdss": "SDSS", "decals": "DECaLS", "hsc": "HSC"}
@@ -65,7 +64,6 @@ def add_common_args(p: argparse.ArgumentParser, models: bool = True) -> None:
         p.add_argument("--skip-train", action="store_true",
                        help="use finished runs only; fail if one is missing")
         p.add_argument("--epochs", type=int, help="override the preset's epochs")
-        p.add_argument("--extra-epochs", type=int, help="override the cascade's epochs")
         p.add_argument("--width", type=int, help="override the generator width")
         p.add_argument("--batch-size", type=int, help="override the batch size")
 
@@ -78,7 +76,7 @@ def ensure_data(args) -> Path:
 def _table1_args(args) -> argparse.Namespace:
     """``args`` with every attribute table1's helpers read (defaults where absent)."""
     ns = argparse.Namespace(**vars(args))
-    for k in ("data", "run", "width", "batch_size", "epochs", "extra_epochs", "model",
+    for k in ("data", "run", "width", "batch_size", "epochs", "precision", "model",
               "cascade_model"):
         if not hasattr(ns, k):
             setattr(ns, k, None)

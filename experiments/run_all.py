@@ -44,8 +44,7 @@ LUO_CODE = ("experiments/luo_common.py", "experiments/table1.py", "common", "dat
             "pix2wgan", "cascade")
 LIN_CODE = ("experiments/lin_common.py", "common", "data", "noise_gan")
 #: table1.py knows cpu and paper; the tiny preset is spelled out with its flags.
-TINY_TABLE1 = ["--epochs", "1", "--extra-epochs", "1", "--width", "4",
-               "--batch-size", "2"]
+TINY_TABLE1 = ["--epochs", "1", "--width", "4", "--batch-size", "2"]
 
 
 @dataclass

@@ -51,6 +51,7 @@ def build(cfg: Pix2WGANConfig, strategy: tf.distribute.Strategy | None = None) -
     """Networks + optimizers for ``cfg`` (sets the global precision policy first), their
     variables created under ``strategy``'s scope (default: the current strategy)."""
     training.set_precision(cfg.precision)
+    training.seed_everything(cfg.seed)  # the initialisers and dropout draw from it
     with (strategy or tf.distribute.get_strategy()).scope():
         model = Pix2WGAN.from_config_dataclass(cfg)
         model.compile(

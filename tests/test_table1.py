@@ -31,7 +31,7 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no cached weights
     results = tmp_path / "results"
     argv = ["--data", str(tiny), "--run", str(tmp_path / "run"), "--results", str(results),
-            "--epochs", "1", "--extra-epochs", "1", "--width", "4", "--batch-size", "2",
+            "--epochs", "1", "--width", "4", "--batch-size", "2",
             "--quiet"]
     assert table1.main(argv) == 0
     df = pd.read_csv(results / "table1.csv")
