@@ -22,6 +22,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import positive_int  # noqa: E402
 from common.io import atomic_write, file_sha256  # noqa: E402
 from data.layout import REPO_ROOT, DataError, data_root  # noqa: E402
 
@@ -501,20 +502,10 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="paired-test galaxy id to show (repeatable; default: a stated rule)")
     p.add_argument("--seed", type=int, default=0, help="noise-draw seed of the translations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--jobs", type=_positive_int, default=2,
+    p.add_argument("--jobs", type=positive_int, default=2,
                    help="processes training missing cases side by side (default 2: on "
                         "a 2-core CPU one traces its graph while the other computes)")
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def translate_cases(args, root: Path, cache: Path) -> dict:

@@ -33,6 +33,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import positive_int  # noqa: E402
 from common.io import atomic_write_text  # noqa: E402
 from common.paper import HIGHER_IS_BETTER, TABLE1, TABLE1_METRICS  # noqa: E402
 from common.stats import RULE, combine, paired_verdict  # noqa: E402
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run folder of Pix2WGAN (default runs/table1-PRESET); "
                                  "the others go to RUN-cascade, RUN-pix2pix, RUN-direct")
     p.add_argument("--results", default=str(REPO_ROOT / "results"))
-    p.add_argument("--seeds", type=_positive, default=1,
+    p.add_argument("--seeds", type=positive_int, default=1,
                    help="train and score every model with seeds 0..K-1 (default 1); "
                         "cells become mean ± std over seeds")
     p.add_argument("--epochs", type=int, help="override the preset's epochs (all models)")
@@ -130,16 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(labelled 'uncalibrated' in every output)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
 
 
 def ensure_data(args, preset: dict) -> Path:

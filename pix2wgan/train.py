@@ -18,8 +18,7 @@ from pathlib import Path
 
 from pix2wgan.config import LOSSES, Pix2WGANConfig
 from common.layers import NORMS
-from common.training import PRECISIONS, STRATEGIES
-
+from common.training import AUTO, PRECISIONS, STRATEGIES, resolve_precision
 
 
 def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train",
@@ -52,7 +51,10 @@ def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train
     p.add_argument("--mixed-precision", action="store_const", const="fp16",
                    dest="precision", default=d.precision,
                    help="same as --precision fp16: mixed_float16 with loss scaling")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision)
+    p.add_argument("--precision", choices=[AUTO, *PRECISIONS], default=d.precision,
+                   help="float32, fp16 (mixed_float16 + loss scaling), bf16 "
+                        "(mixed_bfloat16), or auto: fp16 on a GPU, bf16 on a CPU with "
+                        "bfloat16 units, else float32 (the choice is saved in config.json)")
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="default: one device (the first GPU if any); mirrored: "
@@ -72,6 +74,7 @@ def parse_args(argv=None, parser=None, cls=Pix2WGANConfig):
     args = parser.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(cls)}
     cfg = cls(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg.precision = resolve_precision(cfg.precision)
     try:
         cfg.validate()
     except ValueError as err:

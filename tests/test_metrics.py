@@ -114,3 +114,24 @@ def test_bad_inputs_raise():
         metrics.ssim(a[:, :8, :8], a[:, :8, :8])
     with pytest.raises(ValueError, match="before any update"):
         metrics.MetricSet().result()
+
+
+def test_sky_colour_recovers_a_known_offset_and_colour_shift():
+    from common.metrics import SkyColour
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    galaxy = 150.0 * np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20.0)
+    target = np.clip(30.0 + galaxy[..., None] + rng.normal(0, 2, (32, 32, 3)), 0, 255)
+    # pred: sky (faint half) raised by (R, G, B) = (3, 2, 1); the core's blue plane
+    # (g) raised by 6 more, so g - r goes up by 6 and r - i is unchanged.
+    pred = target + np.array([3.0, 2.0, 1.0])
+    pred[..., 2] += 6.0 * (galaxy > 60)
+    acc = SkyColour()
+    acc.update(pred[None], target[None])
+    acc.update(target[None], target[None])  # a perfect image halves every mean
+    got = acc.result()
+    np.testing.assert_allclose(got["sky"], [1.5, 1.0, 0.5], atol=1e-9)
+    np.testing.assert_allclose(got["colour"], [(1 + 6 - 2) / 2, (2 - 3) / 2], atol=1e-9)
+    assert got["sky_abs"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        SkyColour().result()

@@ -205,3 +205,35 @@ def test_config_validation():
         SimConfig(rate_star=2.0)
     with pytest.raises(ValueError, match="n_train"):
         SimConfig(n_train=-1)
+
+
+@pytest.mark.parametrize("survey", ["sdss", "decals", "hsc"])
+def test_sky_noise_has_the_rms_and_correlation_the_model_predicts(survey):
+    """Blank sky through the coadd resampling and the viewer's resampling (the code path
+    of ``observe``) against ``sky_noise_model``: per-pixel rms within 3 %, neighbour
+    correlation within 0.03, integral correlation length within 10 %; and resampling is
+    flux-conserving, so sums over large boxes keep the depth's noise (surveys.py)."""
+    sv = get_survey(survey)
+    band = sv.rgb_bands[1]
+    model = simulate.sky_noise_model(sv, band)
+    sigma = simulate.pixel_noise(sv, band)
+    rng = np.random.default_rng(3)
+    n = simulate.native_size(sv)
+    natives, outs = [], []
+    for _ in range(96):  # SDSS has one exposure, so its rms varies with that offset
+        native = simulate.coadd_noise(rng, n, sigma, sv, band)
+        natives.append(native)
+        outs.append(native if n == 128 else simulate._resample(native, sv.pixel_scale, 128))
+    outs = np.stack(outs)[:, 8:-8, 8:-8]  # away from the stamp's edges
+    assert np.sqrt(np.mean(outs ** 2)) == pytest.approx(model["rms"], rel=0.03)
+    rho = [np.mean(outs[:, :, k:] * outs[:, :, :outs.shape[2] - k]) / np.mean(outs ** 2)
+           for k in range(12)]
+    assert rho[1] == pytest.approx(model["rho1"], abs=0.03)
+    assert 1 + 2 * sum(rho[1:]) == pytest.approx(model["corr_length"], rel=0.1)
+    # lower per pixel than the depth's white noise, and correlated
+    assert model["rms_native"] < 0.95 * sigma and model["rho1"] > 0.05
+    # flux conservation: an 8x8-pixel box sum has (almost) the white noise's variance
+    box = np.stack(natives)[:, 10:-10, 10:-10]
+    sums = box[:, : box.shape[1] // 8 * 8, : box.shape[2] // 8 * 8]
+    sums = sums.reshape(len(sums), sums.shape[1] // 8, 8, -1, 8).sum((2, 4))
+    assert np.std(sums) == pytest.approx(8 * sigma, rel=0.12)

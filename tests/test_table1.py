@@ -32,7 +32,7 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
     results = tmp_path / "results"
     argv = ["--data", str(tiny), "--run", str(tmp_path / "run"), "--results", str(results),
             "--epochs", "1", "--width", "4", "--batch-size", "2",
-            "--quiet"]
+            "--quiet", "--seeds", "2"]
     assert table1.main(argv) == 0
     df = pd.read_csv(results / "table1.csv")
     assert df["pair"].tolist() == list(table1.ROWS)
@@ -50,8 +50,21 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
                 assert pd.isna(rows.loc[pair, f"{m}_paper"])
         for m in ("lpips", "fid"):
             assert rows.loc[pair, m] == "unavailable (no weights)"
-    for key, (_, suffix) in table1.MODELS.items():  # every model was trained and saved
-        assert (tmp_path / f"run{suffix}" / "config.json").is_file(), key
+    for key, (_, suffix) in table1.MODELS.items():  # every model, every seed, saved
+        for seed, base in ((0, "run"), (1, "run-seed1")):
+            saved = json.loads((tmp_path / f"{base}{suffix}" / "config.json").read_text())
+            assert saved["seed"] == seed and saved["epochs"] == 1, (key, seed)
+    # two seeds: a spread for trained rows, none for the untrained ones
+    assert rows.loc["Pseudo-HSC²–HSC", "seeds"] == 2 and rows.loc["SDSS–HSC", "seeds"] == 1
+    assert np.isfinite(rows.loc["Pseudo-HSC¹–HSC", "rmse_std"])
+    assert np.isnan(rows.loc["DECaLS–HSC", "rmse_std"])
+    per_galaxy = pd.read_csv(results / "table1_galaxies.csv")
+    assert len(per_galaxy) == 3 * (4 + 4 * 2)  # 4 untrained rows, 4 model rows x 2 seeds
+    cascade = per_galaxy[per_galaxy["pair"] == "Pseudo-HSC²–HSC"]
+    assert float(rows.loc["Pseudo-HSC²–HSC", "rmse"]) == pytest.approx(
+        cascade["rmse"].mean(), abs=1e-4)
+    assert float(rows.loc["Pseudo-HSC²–HSC", "rmse_std"]) == pytest.approx(
+        cascade.groupby("seed")["rmse"].mean().std(), abs=1e-4)
     assert json.loads((tmp_path / "run-cascade" / "config.json").read_text())[
         "source"] == "sdss"
     assert json.loads((tmp_path / "run-pix2pix" / "config.json").read_text())[
@@ -59,22 +72,25 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
     md = (results / "table1.md").read_text()
     assert "unavailable (no weights) / 105.16" in md and "| DECaLS–HSC | 3 |" in md
     assert "Pix2WGAN SDSS→HSC (direct)" in md and "cascade row sits below" in md
+    assert "verdict rule: per test galaxy" in md and " ± " in md and "sky offset" in md
     tex = (results / "table1.tex").read_text()
     assert tex.count(r"\\") == 1 + len(table1.ROWS) and "Pseudo-HSC$^2$--HSC" in tex
     assert r"\end{tabular}" in tex
     out = capsys.readouterr().out
     assert "Pseudo-HSC¹" in out and "width            4  *" in out
 
-    # --skip-train reuses the four finished runs and reproduces the same numbers;
-    # --model overrides Pix2WGAN's run.
+    # --skip-train (one seed) reuses seed 0's finished runs and reproduces its
+    # per-galaxy numbers; --model overrides Pix2WGAN's run.
     assert table1.main(["--data", str(tiny), "--run", str(tmp_path / "run"), "--skip-train",
                         "--model", str(tmp_path / "run" / "generator.keras"),
                         "--results", str(tmp_path / "again"), "--quiet"]) == 0
     again = pd.read_csv(tmp_path / "again" / "table1.csv").set_index("pair")
+    seed0 = per_galaxy[per_galaxy["seed"] == 0].groupby("pair").mean(numeric_only=True)
     for pair in ("Pseudo-HSC¹–HSC", "Pseudo-HSC²–HSC", "pix2pix (BCE) DECaLS→HSC"):
         for m in ("rmse", "psnr", "ssim"):
-            assert float(again.loc[pair, m]) == pytest.approx(float(rows.loc[pair, m]),
-                                                              rel=1e-6)
+            assert float(again.loc[pair, m]) == pytest.approx(seed0.loc[pair, m], abs=1e-4)
+    assert "one seed: training noise not measured" in (tmp_path / "again" /
+                                                       "table1.md").read_text()
     # with nothing trained, --skip-train says so instead of inventing numbers
     assert table1.main(["--data", str(tiny), "--run", str(tmp_path / "none"),
                         "--skip-train", "--results", str(tmp_path / "empty"),
@@ -111,3 +127,47 @@ def test_table1_direct_rows_match_the_metrics_module(tiny, tmp_path):
 def test_table1_rejects_missing_data(tmp_path, capsys):
     assert table1.main(["--data", str(tmp_path / "nope"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_presets_give_the_four_models_one_schedule(tiny):
+    import argparse
+    args = argparse.Namespace(width=None, batch_size=None, epochs=None, precision=None)
+    schedule = ("epochs", "lr", "lr_decay", "batch_size", "width", "precision",
+                "n_critic", "beta_1", "beta_2", "l1_weight", "gp_weight", "depth")
+    for name, preset in table1.PRESETS.items():
+        cfgs = {k: table1.train_config(args, preset, tiny, k, seed=2) for k in table1.MODELS}
+        first = cfgs["pix2wgan"]
+        for key, cfg in cfgs.items():
+            assert cfg.seed == 2, (name, key)
+            for field in schedule:
+                assert getattr(cfg, field) == getattr(first, field), (name, key, field)
+    # a flag overrides all four alike
+    args.epochs = 3
+    assert {table1.train_config(args, table1.PRESETS["cpu"], tiny, k).epochs
+            for k in table1.MODELS} == {3}
+
+
+def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
+    from common import training
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert training.cpu_has_bf16(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f\n")
+    assert not training.cpu_has_bf16(info)
+    assert not training.cpu_has_bf16(tmp_path / "absent")
+    assert training.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    assert training.resolve_precision("auto") == "bf16"  # no GPU in CI
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    assert training.resolve_precision("auto") == "float32"
+
+
+def test_bad_seed_flags_are_one_line_errors(tiny, capsys):
+    with pytest.raises(SystemExit) as got:  # argparse: usage + one error line, exit 2
+        table1.main(["--seeds", "0"])
+    assert got.value.code == 2
+    assert "--seeds: must be a positive integer, got '0'" in capsys.readouterr().err
+    assert table1.main(["--data", str(tiny), "--quiet", "--seeds", "2",
+                        "--model", "x.keras"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "use them with --seeds 1" in err[0]
