@@ -158,6 +158,9 @@ def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
     assert training.resolve_precision("float32") == "float32"
     monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
     assert training.resolve_precision("auto") == "bf16"  # no GPU in CI
+    from pix2wgan.train import parse_args
+    cfg, _ = parse_args(["--precision", "auto"])  # the config records the choice
+    assert cfg.precision == "bf16"
     monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
     assert training.resolve_precision("auto") == "float32"
 
