@@ -371,7 +371,7 @@ def sky_colour_notes(df: pd.DataFrame) -> list[str]:
     """Per row, the sky offset and colour bias (grey levels, pseudo − HSC); for a model
     row, whether it is no worse than its input row on either."""
     rows = df.set_index("pair")
-    inputs = {"sdss": "SDSS–HSC", "decals": "DECaLS–HSC"}
+    inputs = {source: pair for pair, (source, how) in ROWS.items() if how is None}
     out = []
     for pair, (source, how) in ROWS.items():
         if pair not in rows.index or pd.isna(rows.loc[pair, "n"]):
