@@ -1,9 +1,11 @@
 """Training-step throughput of Pix2WGAN (or the cascade) against a plain keras-io-style
 reference (benchmarks/reference_wgan.py), achieved FLOP/s against the machine's
-dense-matmul peak, and the data pipeline against what training consumes.
+dense-matmul peak, our step in mixed_bfloat16 against float32, and the data pipeline
+against what training consumes.
 
     python benchmarks/bench_train.py [--model pix2wgan|cascade] [--batch 32]
-        [--width 64] [--size 128] [--steps 3] [--quick] [--no-xla] [--data DIR]
+        [--width 64] [--size 128] [--steps 3] [--quick] [--no-xla] [--no-bf16]
+        [--data DIR]
 
 All figures come from one process, so ratios (ours / reference, achieved / peak, data /
 training) are measured under the same conditions even on a busy machine; absolute

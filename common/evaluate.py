@@ -13,15 +13,15 @@ from data import pipeline
 def score_split(root: Path, source: str, target: str, *, predict_fn=None,
                 batch_size: int = 32, image_size: int = 128, ids=None,
                 split: str = "test", progress: bool = True, desc: str = "",
-                perceptual=None, extras=()) -> MetricSet:
+                extras=()) -> MetricSet:
     """RMSE / PSNR / SSIM of ``predict_fn(source)`` (or of ``source`` itself) against
     ``target`` over a split, per image on [0, 255].
 
     Args:
         predict_fn: ``[B, H, W, 3]`` float32 in [-1, 1] -> same; ``None`` compares the
             untransformed input with the target (Table 1's "DECaLS–HSC" rows).
-        perceptual, extras: further accumulators fed the same ``(pred, real)`` uint8
-            batches (e.g. ``common.perceptual.PerceptualSet``, ``common.metrics.SkyColour``).
+        extras: further accumulators fed the same ``(pred, real)`` uint8 batches
+            (e.g. ``common.perceptual.PerceptualSet``, ``common.metrics.SkyColour``).
     Returns:
         a ``MetricSet`` (mean, std and N per metric). Predictions are rounded to uint8
         first, exactly as a saved pseudo-HSC image would be.
@@ -36,8 +36,6 @@ def score_split(root: Path, source: str, target: str, *, predict_fn=None,
             pred = pipeline.denormalize(x, tf.uint8).numpy()
             real = pipeline.denormalize(x_high, tf.uint8).numpy()
             scores.update(pred, real)
-            if perceptual is not None:
-                perceptual.update(pred, real)
             for acc in extras:
                 acc.update(pred, real)
             bar.update(int(x_low.shape[0]))

@@ -417,7 +417,7 @@ def score_row(root: Path, source: str, fn, template, ids: list[str], progress: b
                        template.fid_reason)
     sky = SkyColour()
     metrics = score_split(root, source, "hsc", predict_fn=fn, progress=progress,
-                          desc=desc, perceptual=ps, extras=(sky,), ids=ids)
+                          desc=desc, extras=(ps, sky), ids=ids)
     return {"values": metrics.values(), "perceptual": ps.result(), "sky": sky.result()}
 
 
