@@ -6,15 +6,47 @@ import sys
 from data.layout import DataError
 
 
+class _LineTracker:
+    """A ``sys.stdout`` / ``sys.stderr`` stand-in that remembers whether the last character written ended
+    a line, so an error after a progress bar (which ends in ``\\r``) starts on its own
+    line. Everything else is forwarded to the real stream."""
+
+    def __init__(self, stream):
+        self._stream, self.at_line_start = stream, True
+
+    def write(self, text):
+        if text:
+            self.at_line_start = text.endswith("\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run_cli(fn) -> int:
-    """Run ``fn()``; turn expected user errors into ``error: ...`` on stderr, exit code 2."""
+    """Run ``fn()``; turn expected user errors into one ``error: ...`` line on stderr,
+    exit code 2. ``OSError`` covers missing files and unwritable or read-only outputs
+    (its message names the path)."""
+    streams = sys.stdout, sys.stderr = _LineTracker(sys.stdout), _LineTracker(sys.stderr)
     try:
         fn()
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DataError, ValueError, OSError) as err:
+        _say(streams, f"error: {err}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished files and checkpoints are kept; rerun to resume",
-              file=sys.stderr)
+        _say(streams, "interrupted: finished files and checkpoints are kept; rerun to "
+                      "resume")
         return 130
+    finally:
+        sys.stdout, sys.stderr = (s._stream for s in streams)
     return 0
+
+
+def _say(streams, line: str) -> None:
+    """Print ``line`` on stderr, on a line of its own (a progress bar on either stream
+    may have left the cursor mid-line)."""
+    for s in streams:
+        s.flush()
+    if not all(s.at_line_start for s in streams):
+        streams[1].write("\n")
+    print(line, file=streams[1], flush=True)

@@ -4,9 +4,81 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Callable
+
+#: Temporary files are named ``.<name>.tmp~<host>~<pid>~<random><suffix>`` so that a
+#: later run can tell a leftover of a killed process from a live writer's file.
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp~(?P<host>[^~]+)~(?P<pid>\d+)~[0-9a-f]+(\.[^.]*)?$")
+#: A leftover from another machine (shared file systems) is removed after this long.
+FOREIGN_TMP_AGE_S = 24 * 3600
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at import.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def _host() -> str:
+    return socket.gethostname().replace("~", "-") or "localhost"
+
+
+def _new_tmp(path: Path) -> Path:
+    """Create an empty temporary file beside ``path``, readable as the user's umask
+    allows (``tempfile.mkstemp`` would make it 0600, and the rename keeps that mode)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.tmp~{_host()}~{os.getpid()}~"
+                             f"{secrets.token_hex(4)}{path.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_tmp(folder: Path | str) -> int:
+    """Remove the temporary files that killed writers left in ``folder`` (not in its
+    subfolders): those of a process of this machine that no longer runs, and those
+    from other machines older than :data:`FOREIGN_TMP_AGE_S`. A live writer's
+    temporary is kept. Returns the number removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    host, removed = _host(), 0
+    for entry in os.scandir(folder):
+        m = _TMP.match(entry.name)
+        if not m or not entry.is_file(follow_symlinks=False):
+            continue
+        if m["host"] == host:
+            stale = not _alive(int(m["pid"]))
+        else:
+            stale = time.time() - entry.stat().st_mtime > FOREIGN_TMP_AGE_S
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -14,15 +86,15 @@ def atomic_path(path: Path | str):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
     A kill at any moment leaves either the old file or the new one, never half a file:
-    the rename is atomic on POSIX file systems. On an exception the temporary is removed.
+    the rename is atomic on POSIX file systems. On an exception the temporary is removed;
+    after a kill, :func:`clean_stale_tmp` removes it on the next run. The new file gets
+    the user's umask (0644 under umask 022), as ``open`` would give it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
+    tmp = _new_tmp(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

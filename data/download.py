@@ -59,7 +59,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.errors import run_cli
-from common.io import atomic_write, atomic_write_text
+from common.io import atomic_write, atomic_write_text, clean_stale_tmp
 from data import layout
 from data.http import FetchError, HttpClient
 from data.layout import DataError, image_path, manifest_path
@@ -272,16 +272,9 @@ def fetch_one(client: HttpClient, task: Task, cfg: LegacyConfig,
 
 
 def _remove_temporaries(out: Path) -> int:
-    """Delete temporaries (``.<name>.<random>.tmp<suffix>``) a kill left behind."""
-    n = 0
+    """Delete the temporaries a killed run left behind (see ``common.io``)."""
     dirs = [out] + [out / sp / s for sp in layout.SPLITS for s in LUO_SURVEYS]
-    for d in dirs:
-        if d.is_dir():
-            for p in d.iterdir():
-                if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
-                    p.unlink()
-                    n += 1
-    return n
+    return sum(clean_stale_tmp(d) for d in dirs)
 
 
 def _check_config(cfg: LegacyConfig) -> None:

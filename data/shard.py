@@ -49,7 +49,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.io import file_sha256
+from common.io import clean_stale_tmp, file_sha256
 from data.layout import DataError, SPLITS, image_path, manifest_path, read_manifest
 from data.surveys import LUO_SURVEYS, get_survey
 
@@ -302,8 +302,7 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
         entry = {"complete": False, "surveys": surveys, "image_size": size,
                  "shard_mb": shard_mb, "records": len(ids), "ids": ids, "shards": []}
         index["splits"][split] = entry
-        for stale in out.glob(f".{split}-*.tmp.tfrecord"):  # left by a killed run
-            stale.unlink()
+        clean_stale_tmp(out)  # left by a killed run
 
         todo = []
         bar = tqdm(total=len(ids), desc=f"packing {split}", unit="galaxy",
