@@ -99,8 +99,21 @@ def manifest_path(root: Path | str) -> Path:
     return Path(root) / MANIFEST
 
 
+def check_unique(ids: pd.Series, where: Path | str) -> None:
+    """``DataError`` naming ``where`` and the first (up to 3) repeated ``ids`` values.
+
+    A repeated id would make one galaxy count twice and shadow another's files (an id
+    in both splits also leaks test galaxies into training)."""
+    rep = list(dict.fromkeys(ids[ids.duplicated()]))
+    if rep:
+        more = f" and {len(rep) - 3} more" if len(rep) > 3 else ""
+        raise DataError(f"{where}: duplicate id(s) {', '.join(map(repr, rep[:3]))}"
+                        f"{more}; every galaxy must be listed once")
+
+
 def read_manifest(root: Path | str, split: str | None = None) -> pd.DataFrame:
-    """Read ``ROOT/manifest.csv`` (optionally one split), checking its required columns."""
+    """Read ``ROOT/manifest.csv`` (optionally one split), checking its required columns
+    and that every id is safe and listed once."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist (simulate it with "
@@ -113,6 +126,7 @@ def read_manifest(root: Path | str, split: str | None = None) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))}")
     df["id"].map(check_id)
+    check_unique(df["id"], path)
     if split is not None:
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
