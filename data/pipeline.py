@@ -351,8 +351,10 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (eq. 8).
     Raises:
         ValueError: unknown survey or layout. DataError: missing root, manifest, ids,
-        files or shards, a partly packed or stale shard index, and, with ``validate``,
-        any corrupt, wrong-size or blank JPEG (naming the file).
+        files or shards, a partly packed or stale shard index, a JPEG changed since it
+        was packed (shards beside their JPEGs: one ``os.stat`` per file, see
+        :func:`data.shard.changed_input`), and, with ``validate``, any corrupt,
+        wrong-size or blank JPEG (naming the file).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

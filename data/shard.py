@@ -9,8 +9,10 @@ Why: hundreds of thousands of 10 kB files are slow to list, copy and read on net
 cloud disks; a few hundred 150 MB shards stream at disk speed. Once
 ``ROOT/shards/index.json`` exists, :func:`data.pipeline.make_dataset` reads the shards
 instead of the JPEGs (``layout="auto"``), so training and evaluation commands do not
-change. The shard folder is self-contained: it can be copied to a GPU machine without
-the JPEGs and passed as the dataset root (``--data OUT``).
+change; it refuses them, naming the file, once a JPEG changed since it was packed (one
+``os.stat`` per file against the index). The shard folder is self-contained: it can be
+copied to a GPU machine without the JPEGs and passed as the dataset root (``--data
+OUT``).
 
 Layout (``OUT`` defaults to ``ROOT/shards``)::
 
@@ -49,6 +51,8 @@ from typing import Sequence
 
 import numpy as np
 
+from common.cli import HelpFormatter, positive_int
+from common.errors import run_cli
 from common.io import clean_stale_tmp, file_sha256
 from data.layout import DataError, SPLITS, image_path, manifest_path, read_manifest
 from data.surveys import LUO_SURVEYS, get_survey
@@ -168,7 +172,8 @@ def load_split(path: Path | str, split: str, surveys: Sequence[str], image_size:
 
     ``DataError`` (naming the index) if the split is absent or partly packed, lacks one
     of ``surveys``, has another image size, or (when ``root`` holds a manifest) no longer
-    lists the manifest's ids in order.
+    lists the manifest's ids in order, or (when the index is ``ROOT/shards/index.json``)
+    a JPEG under ``root`` changed since it was packed (:func:`changed_input`).
     """
     path = Path(path)
     if split not in SPLITS:
@@ -197,7 +202,77 @@ def load_split(path: Path | str, split: str, surveys: Sequence[str], image_size:
                         f"{len(want)} vs {len(entry['ids'])} ids")
             raise DataError(f"{path}: stale: the {split!r} shards do not match "
                             f"{manifest_path(root)} ({diff}); {hint}")
+    if root is not None and path == Path(root) / SHARD_DIR / INDEX:
+        changed = changed_input(path, entry, root, split)
+        if changed:
+            raise DataError(f"{changed}; {hint}")
     return entry
+
+
+def _stats(root: Path, split: str, surveys: Sequence[str],
+           ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """File sizes and mtimes (ns) of ``ids`` x ``surveys``: two ``[len(ids),
+    len(surveys)]`` int64 arrays from ``os.stat``, -1 for a missing file."""
+    nbytes = np.full((len(ids), len(surveys)), -1, np.int64)
+    mtimes = nbytes.copy()
+    for j, gid in enumerate(ids):
+        for c, s in enumerate(surveys):
+            try:
+                st = os.stat(image_path(root, split, s, gid))
+            except FileNotFoundError:
+                continue
+            nbytes[j, c], mtimes[j, c] = st.st_size, st.st_mtime_ns
+    return nbytes, mtimes
+
+
+def changed_input(path: Path, entry: dict, root: Path | str, split: str) -> str | None:
+    """One line naming the first JPEG of ``split`` under ``root`` that changed since it
+    was packed, or ``None``. Cheap: one ``os.stat`` per file, compared with each shard's
+    ``inputs`` digest in the index at ``path``; only the first stale shard is read, to
+    tell which of its files changed. ``None`` too when ``ROOT/<split>/`` is gone (the
+    JPEGs were removed after packing: the shards are the data)."""
+    root = Path(root)
+    if not (root / split).is_dir():
+        return None
+    ids, surveys = entry["ids"], entry["surveys"]
+    for e in entry["shards"]:
+        sl = ids[e["first"]:e["first"] + e["records"]]
+        nbytes, mtimes = _stats(root, split, surveys, sl)
+        if _inputs_digest(sl, surveys, nbytes.tolist(), mtimes.tolist(),
+                          entry["image_size"]) != e.get("inputs"):
+            files = [[image_path(root, split, s, g) for s in surveys] for g in sl]
+            return _first_change(path.parent / e["file"], surveys, files, nbytes, mtimes)
+    return None
+
+
+def _first_change(shard: Path, surveys: Sequence[str], files: list[list[Path]],
+                  nbytes: np.ndarray, mtimes: np.ndarray) -> str:
+    """``"<file>: changed since it was packed into <shard> (<how>)"`` for the first of
+    ``files`` (``[records][surveys]``, sizes and mtimes ``[records, surveys]``, -1:
+    missing) that is missing or whose bytes differ from its record; if none does, the
+    first one touched after the shard was written (same bytes, new mtime)."""
+    import tensorflow as tf
+
+    def line(j, c, how):
+        return f"{files[j][c]}: changed since it was packed into {shard} ({how})"
+    spec = {feature_key(s): tf.io.FixedLenFeature([], tf.string) for s in surveys}
+    try:
+        for j, rec in enumerate(tf.data.TFRecordDataset(str(shard)).take(len(files))):
+            ex = tf.io.parse_single_example(rec, spec)
+            for c, s in enumerate(surveys):
+                old = ex[feature_key(s)].numpy()
+                if nbytes[j, c] < 0:
+                    return line(j, c, "now missing")
+                if nbytes[j, c] != len(old):
+                    return line(j, c, f"{nbytes[j, c]} bytes, {len(old)} when packed")
+                if files[j][c].read_bytes() != old:
+                    return line(j, c, "other bytes")
+    except tf.errors.OpError:
+        pass  # a damaged shard: the mtimes still name a file
+    packed = shard.stat().st_mtime_ns if shard.is_file() else 0
+    # the first missing or touched file; the newest one if the shard is newer still
+    j, c = np.argwhere((mtimes < 0) | (mtimes > packed) | (mtimes == mtimes.max()))[0]
+    return line(j, c, "now missing" if mtimes[j, c] < 0 else "new modification time")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -266,7 +341,8 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
         get_survey(s)  # ValueError naming an unknown survey
     surveys = [s.lower() for s in surveys]
     if not surveys or len(set(surveys)) != len(surveys):
-        raise ValueError(f"surveys must be distinct and not empty, got {surveys}")
+        raise ValueError(f"surveys must be distinct and not empty, got "
+                         f"{','.join(surveys) or 'none'}")
     for split in splits:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -289,12 +365,7 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
         # every file exists and decodes (cached by the same stamps as make_dataset's)
         pipeline.validate_split(root, split, surveys, image_size=size, progress=progress)
         # [N, n_surveys] int64 file sizes and mtimes: the only per-galaxy state kept
-        nbytes = np.zeros((len(ids), len(surveys)), np.int64)
-        mtimes = np.zeros_like(nbytes)
-        for j, gid in enumerate(ids):
-            for c, s in enumerate(surveys):
-                st = os.stat(image_path(root, split, s, gid))
-                nbytes[j, c], mtimes[j, c] = st.st_size, st.st_mtime_ns
+        nbytes, mtimes = _stats(root, split, surveys, ids)
         rec = [record_bytes(g, dict(zip(surveys, map(int, nbytes[j]))))
                for j, g in enumerate(ids)]
         plan = plan_shards(rec, limit)
@@ -398,27 +469,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line -> namespace (bad values end in a one-line argparse error)."""
     ap = argparse.ArgumentParser(prog="python -m data.shard",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="dataset folder")
     ap.add_argument("--out", type=Path, default=None,
                     help="shard folder (default: DATA/shards, found by the pipeline)")
     ap.add_argument("--shard-mb", type=_positive_mb, default=DEFAULT_SHARD_MB,
                     help="size limit of one shard, MB (10^6 bytes)")
-    ap.add_argument("--surveys", type=_names(get_survey), default=list(LUO_SURVEYS),
+    # string defaults go through `type` too: the help shows them as typed
+    ap.add_argument("--surveys", type=_names(get_survey), default=",".join(LUO_SURVEYS),
                     help="comma-separated surveys stored per galaxy")
-    ap.add_argument("--splits", type=_names(_check_split), default=list(SPLITS),
+    ap.add_argument("--splits", type=_names(_check_split), default=",".join(SPLITS),
                     help="comma-separated splits to pack")
-    ap.add_argument("--image-size", type=int, default=None,
+    ap.add_argument("--image-size", type=positive_int, default=None,
                     help="required image side in px (default: the first file's)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    a = ap.parse_args(argv)
-    if a.image_size is not None and a.image_size < 1:
-        ap.error(f"argument --image-size: must be >= 1, got {a.image_size}")
-    return a
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.errors import run_cli
     a = parse_args(argv)
 
     def job():
@@ -432,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{split}: {e['records']} galaxies in {len(e['shards'])} shards "
                   f"({mb:.1f} MB; {len(mine & set(rep.written))} written, "
                   f"{len(mine & set(rep.kept))} kept)")
-        print(f"index: {index_path(rep.out)}")
+        print(f"wrote {len(rep.written)} shard(s), kept {len(rep.kept)} in {rep.out}; "
+              f"index: {index_path(rep.out)}")
     return run_cli(job)
 
 

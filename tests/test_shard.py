@@ -1,6 +1,7 @@
 """data.shard (TFRecord packing) and data.pipeline reading shards, on 32x32 fakes."""
 import hashlib
 import json
+import re
 import shutil
 
 import numpy as np
@@ -259,6 +260,32 @@ def test_damaged_shards_named(packed):
         _ds(packed)
 
 
+def test_jpeg_changed_after_packing_refuses_the_shards(packed):
+    """A JPEG replaced after `data.shard` (here truncated): the pipeline would train on
+    the stale shard; it refuses, naming the file and the command that repacks."""
+    idx = _index(packed)["splits"]["test"]
+    gid = idx["ids"][1]
+    path = image_path(packed, "test", "hsc", gid)
+    shard_file = packed / "shards" / idx["shards"][0]["file"]
+    good = path.read_bytes()
+    fix = re.escape(f"; rerun `python -m data.shard --data {packed}`")
+
+    def refused(how):
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: changed since it "
+                           rf"was packed into {re.escape(str(shard_file))} \({how}\){fix}$"):
+            _ds(packed)
+    path.write_bytes(good[:len(good) // 2])
+    refused(f"{len(good) // 2} bytes, {len(good)} when packed")
+    path.write_bytes(good[:-1] + b"\x00")
+    refused("other bytes")
+    path.write_bytes(good)  # same bytes, new mtime: still not what was packed
+    refused("new modification time")
+    shard.write_shards(packed, shard_mb=MB, splits=["test"], progress=False)
+    assert len(_arrays(_ds(packed))) == 2  # repacked: accepted again
+    shutil.rmtree(packed / "test")  # JPEGs removed after packing: the shards are the data
+    assert len(_arrays(_ds(packed))) == 2
+
+
 def _rewrite_record(root, gid, survey, payload):
     """Replace one record's JPEG with ``payload`` (checksums updated: an intact shard
     holding bad data, as a buggy writer would leave)."""
@@ -294,7 +321,9 @@ def test_cli_end_to_end(root, capsys):
     assert shard.main(["--data", str(root), "--shard-mb", str(MB), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "train: 8 galaxies in" in out and "(" in out and "written, 0 kept" in out
-    assert f"index: {root / 'shards' / 'index.json'}" in out
+    n = sum(len(e["shards"]) for e in _index(root)["splits"].values())
+    assert out.splitlines()[-1] == (f"wrote {n} shard(s), kept 0 in {root / 'shards'}; "
+                                    f"index: {root / 'shards' / 'index.json'}")
     assert shard.main(["--data", str(root), "--shard-mb", str(MB), "--no-progress",
                        "--splits", "test"]) == 0
     out = capsys.readouterr().out
@@ -310,7 +339,7 @@ def test_cli_end_to_end(root, capsys):
     (["--surveys", "sdss,lsst"], "unknown survey 'lsst'"),
     (["--surveys", "hsc,hsc"], "repeated name"),
     (["--splits", "val"], "unknown split 'val'"),
-    (["--image-size", "0"], "--image-size: must be >= 1, got 0"),
+    (["--image-size", "0"], "--image-size: must be a positive integer, got '0'"),
 ])
 def test_cli_rejects_bad_flags(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
