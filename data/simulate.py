@@ -44,11 +44,16 @@ grids, per-image depth and seeing, correlated CFHT noise).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +62,9 @@ import galsim
 import numpy as np
 import pandas as pd
 
-from common.io import atomic_write
+from common.cli import HelpFormatter, positive_int
+from common.errors import run_cli
+from common.io import atomic_write, clean_stale_tmp
 from data import fits_download, layout, render
 from data.surveys import (DECALS_PSF_DEPTH, FWHM_PER_SIGMA, LIN_CFHT_SIZE, LIN_SDSS_SIZE,
                           LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, VIEWER_LANCZOS, get_survey,
@@ -667,8 +674,9 @@ def manifest(cfg: SimConfig) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def _check_config(cfg: SimConfig) -> None:
-    """Refuse to resume into a folder simulated with other settings; record ours."""
+def _check_config(cfg: SimConfig | LinSimConfig) -> None:
+    """Refuse to resume into a folder simulated with other settings; record ours (this
+    creates the folder)."""
     path = cfg.out / CONFIG_FILE
     mine = cfg.identity()
     if path.exists():
@@ -685,15 +693,34 @@ def _check_config(cfg: SimConfig) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
 
 
+def _start(cfg: SimConfig | LinSimConfig, man: Path, counts: dict[str, int]) -> None:
+    """Check what can be checked before anything is written (``counts``: galaxies per
+    CLI flag, not all 0; ``cfg.out`` a folder, not a downloaded set, made with these
+    settings if simulated before), then record the settings and remove the temporaries
+    of a killed run. ``ValueError`` / ``DataError`` name the culprit."""
+    if not any(counts.values()):
+        raise ValueError(f"nothing to simulate: {' = '.join(counts)} = 0")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise layout.DataError(f"--out {cfg.out} exists and is not a folder")
+    if man.exists() and not (cfg.out / CONFIG_FILE).exists():
+        raise layout.DataError(f"{cfg.out} holds a {man.name} but no {CONFIG_FILE}: a set "
+                               "that was not simulated; use another --out")
+    _check_config(cfg)
+    for d in (cfg.out, *cfg.out.glob("*/*")):  # every folder of both layouts
+        if d.is_dir():
+            clean_stale_tmp(d)
+
+
 def simulate(cfg: SimConfig) -> Path:
     """Make (or finish) the dataset described by ``cfg``; return its folder.
 
     Galaxies whose files all exist are skipped, so a killed run resumes where it
-    stopped. ``manifest.csv`` is written last, atomically: a folder without it is an
-    incomplete dataset.
+    stopped (its temporaries are removed). ``manifest.csv`` is written last,
+    atomically: a folder without it is an incomplete dataset. Bad settings (no
+    galaxies, ``out`` a file or another set) raise before anything is written.
     """
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg)
+    _start(cfg, layout.manifest_path(cfg.out), {"--n-train": cfg.n_train,
+                                                 "--n-test": cfg.n_test})
     n = cfg.n_train + cfg.n_test
     workers = cfg.workers or os.cpu_count() or 1
     jobs = [(cfg, i) for i in range(n)]
@@ -1029,8 +1056,36 @@ def lin_manifest(cfg: LinSimConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: ``prctl`` option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Pool initializer: end this worker when the simulating process dies, even by
+    ``kill -9`` (else it would be reparented and go on writing, then idle forever).
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; elsewhere a thread polls the parent
+    pid. ``parent``: the pid our parent must have (``None``: not our direct parent,
+    as under forkserver), to catch a parent that died before ``prctl`` took effect."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0
+    except (AttributeError, OSError, TypeError):  # no prctl (not Linux)
+        ok = False
+    if not ok:
+        ppid = os.getppid()
+
+        def watch():
+            while os.getppid() == ppid:
+                time.sleep(1.0)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
 def _run_jobs(work, jobs: list, workers: int, desc: str, progress: bool) -> None:
-    """Run ``work(job)`` for every job, in processes when ``workers > 1``, with a bar."""
+    """Run ``work(job)`` for every job, in processes when ``workers > 1``, with a bar.
+    Worker processes die with this one (:func:`_die_with_parent`)."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -1041,7 +1096,9 @@ def _run_jobs(work, jobs: list, workers: int, desc: str, progress: bool) -> None
             work(job)
             bar is not None and bar.update()
     else:
-        with ProcessPoolExecutor(workers) as ex:
+        direct = multiprocessing.get_start_method() in ("fork", "spawn")
+        with ProcessPoolExecutor(workers, initializer=_die_with_parent,
+                                 initargs=(os.getpid() if direct else None,)) as ex:
             for _ in ex.map(work, jobs, chunksize=max(1, min(8, n // (4 * workers)))):
                 bar is not None and bar.update()
     if bar is not None:
@@ -1056,14 +1113,11 @@ def simulate_lin(cfg: LinSimConfig) -> Path:
     (``cfg.truth``), ``ROOT/sim_config.json`` (first; checked on resume: other settings
     are refused with one ``DataError``) and ``ROOT/lin_manifest.csv`` (last, atomically:
     a folder without it is unfinished). Galaxies whose files all exist are skipped, so a
-    killed run continues where it stopped; every file is written atomically.
+    killed run continues where it stopped; every file is written atomically, and a
+    killed run's temporaries are removed. Bad settings raise before anything is written.
     """
     man = cfg.out / layout.LIN_MANIFEST
-    if man.exists() and not (cfg.out / CONFIG_FILE).exists():
-        raise layout.DataError(f"{cfg.out} holds a Lin et al. set that was not simulated "
-                               f"(no {CONFIG_FILE}); use another --out")
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg)
+    _start(cfg, man, {f"--n-{g.replace('_', '-')}": n for g, n in cfg.counts().items()})
     jobs = [(cfg, g, k) for g, k in lin_jobs(cfg)]
     workers = cfg.workers or os.cpu_count() or 1
     _run_jobs(_lin_work, jobs, workers, f"simulate {cfg.out.name}", cfg.progress)
@@ -1122,12 +1176,12 @@ def _count(text: str) -> int:
     return v
 
 
-def _positive(text: str) -> int:
-    v = _count(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return v
-
+#: What each ``--rate-<name>`` switches on (per galaxy; defects per galaxy and survey).
+_RATE_HELP = {"companion": "a second galaxy 4-9\" away", "star": ">= 1 foreground star",
+              "streak": "a satellite trail, per survey",
+              "saturated": "a saturated bright star, per survey",
+              "noisy": "x3-5 sky noise, per survey",
+              "blurred": "x1.7-2.3 PSF FWHM, per survey"}
 
 #: ``--setup`` choices: ``luo`` (Luo et al. JPEG triplets, the default) or ``lin``.
 SETUPS = ("luo", "lin")
@@ -1146,24 +1200,27 @@ def parse_args(argv: list[str] | None = None) -> SimConfig | LinSimConfig:
         return parse_lin_args(argv)
     d = SimConfig.__dataclass_fields__
     ap = argparse.ArgumentParser(prog="python -m data.simulate", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "\n\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--setup", choices=SETUPS, default="luo",
                     help="luo: Luo et al. JPEG triplets; lin: Lin et al. ugriz FITS "
                          "(see --setup lin --help)")
     ap.add_argument("--out", type=Path, default=layout.default_sim_dir(),
                     help="dataset folder")
-    ap.add_argument("--n-train", type=_count, default=d["n_train"].default)
-    ap.add_argument("--n-test", type=_count, default=d["n_test"].default)
-    ap.add_argument("--seed", type=int, default=d["seed"].default)
-    ap.add_argument("--workers", type=_positive, default=None,
+    ap.add_argument("--n-train", type=_count, default=d["n_train"].default, metavar="N",
+                    help="training galaxies")
+    ap.add_argument("--n-test", type=_count, default=d["n_test"].default, metavar="N",
+                    help="test galaxies")
+    ap.add_argument("--seed", type=int, default=d["seed"].default,
+                    help="every random number derives from it (default: %(default)s)")
+    ap.add_argument("--workers", type=positive_int, default=None,
                     help="processes (default: all CPUs)")
     ap.add_argument("--truth", choices=TRUTH_CHOICES, default=d["truth"].default,
                     help="splits that get noise-free truth/<id>.npy")
-    ap.add_argument("--size", type=_positive, default=d["size"].default,
+    ap.add_argument("--size", type=positive_int, default=d["size"].default,
                     help="cutout side in 0.168\" pixels")
     for name in SimConfig().rates():
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
-                        metavar="P")
+                        metavar="P", help=f"probability of {_RATE_HELP[name]}")
     for s in LUO_SURVEYS:
         ap.add_argument(f"--noise-{s}", type=_factor, default=d[f"noise_{s}"].default,
                         metavar="X", help=f"multiply {s}'s depth-derived sky noise")
@@ -1180,29 +1237,29 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
     d = LinSimConfig.__dataclass_fields__
     ap = argparse.ArgumentParser(
         prog="python -m data.simulate --setup lin",
-        description="Mock SDSS / CFHT ugriz FITS cubes for Lin et al. (2021): paired "
+        description="Mock SDSS / CFHT ugriz FITS cubes for Lin et al. (2021): paired\n"
                     "train/test and unpaired sets in the layout of data.layout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--setup", choices=SETUPS, default="lin")
+        formatter_class=HelpFormatter)
+    ap.add_argument("--setup", choices=SETUPS, default="lin",
+                    help="lin: these ugriz FITS sets; luo: see --help")
     ap.add_argument("--out", type=Path, default=default_lin_dir(), help="dataset folder")
     for g in LIN_GROUPS:
         ap.add_argument(f"--n-{g.replace('_', '-')}", dest=f"n_{g}", type=_count,
                         default=d[f"n_{g}"].default, metavar="N",
                         help=f"galaxies in {g.replace('_', ' ')}")
     ap.add_argument("--seed", type=_count, default=d["seed"].default,
-                    help="every random number derives from it")
-    ap.add_argument("--workers", type=_positive, default=None,
+                    help="every random number derives from it (default: %(default)s)")
+    ap.add_argument("--workers", type=positive_int, default=None,
                     help="processes (default: all CPUs)")
-    ap.add_argument("--sdss-size", type=_positive, default=d["sdss_size"].default,
+    ap.add_argument("--sdss-size", type=positive_int, default=d["sdss_size"].default,
                     help="SDSS stamp side in 0.396\" pixels")
-    ap.add_argument("--cfht-size", type=_positive, default=d["cfht_size"].default,
+    ap.add_argument("--cfht-size", type=positive_int, default=d["cfht_size"].default,
                     help="CFHT stamp side in 0.187\" pixels")
     ap.add_argument("--no-truth", action="store_true",
                     help="no noise-free paired_test/truth_{sdss,cfht}/ cubes")
-    for name, what in (("companion", "a second galaxy 4-9\" away"),
-                       ("star", ">= 1 foreground star")):
+    for name in ("companion", "star"):
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
-                        metavar="P", help=f"probability of {what}")
+                        metavar="P", help=f"probability of {_RATE_HELP[name]}")
     ap.add_argument("--depth-dex", type=_factor, default=d["depth_dex"].default,
                     metavar="X", help="scatter (dex) of the per-image sky-noise factor")
     ap.add_argument("--seeing-frac", type=_factor, default=d["seeing_frac"].default,
@@ -1222,22 +1279,25 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
     return LinSimConfig(progress=not a.no_progress, truth=not a.no_truth, **kw)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    cfg = parse_args(argv)
-    try:
-        out = simulate_lin(cfg) if isinstance(cfg, LinSimConfig) else simulate(cfg)
-    except layout.DataError as e:
-        raise SystemExit(f"error: {e}") from None
-    if isinstance(cfg, LinSimConfig):
-        c = cfg.counts()
-        print(f"{out}: {c['paired_train']} + {c['paired_test']} pairs (paired_train, "
-              f"paired_test), {c['unpaired_sdss']} unpaired SDSS + {c['unpaired_cfht']} "
-              f"unpaired CFHT galaxies, seed {cfg.seed}")
-        return out
-    n = cfg.n_train + cfg.n_test
-    print(f"{out}: {n} galaxies ({cfg.n_train} train, {cfg.n_test} test), seed {cfg.seed}")
-    return out
+def main(argv: list[str] | None = None) -> int:
+    """The CLI; returns the exit code (bad input: one ``error:`` line, 2)."""
+    def job():
+        cfg = parse_args(argv)  # in here: a value argparse lets through is one line too
+        if isinstance(cfg, LinSimConfig):
+            out = simulate_lin(cfg)
+            c = cfg.counts()
+            what = (f"{c['paired_train']} + {c['paired_test']} pairs (paired_train, "
+                    f"paired_test), {c['unpaired_sdss']} unpaired SDSS + "
+                    f"{c['unpaired_cfht']} unpaired CFHT galaxies")
+            man = out / layout.LIN_MANIFEST
+        else:
+            out = simulate(cfg)
+            what = (f"{cfg.n_train + cfg.n_test} galaxies ({cfg.n_train} train, "
+                    f"{cfg.n_test} test)")
+            man = layout.manifest_path(out)
+        print(f"wrote {what}, seed {cfg.seed}, to {out} (manifest: {man})")
+    return run_cli(job)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,17 +3,30 @@
 Tiny datasets (a handful of 128x128 galaxies) so the file runs in well under a minute
 on two shared cores. One dataset is made per module and shared between tests.
 """
+import os
+import re
+import resource
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from common.io import _host
 from data import layout, render, simulate
 from data.simulate import SimConfig
 from data.surveys import get_survey
 
 N_TRAIN, N_TEST, SEED = 4, 2, 7
+REPO = Path(__file__).resolve().parent.parent
+#: a tiny set through the CLI: 1 + 1 galaxies of 32 px, one process
+TINY = ["--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1",
+        "--no-progress"]
 
 
 def _cfg(out, **kw):
@@ -170,10 +183,11 @@ def test_defects_recorded_and_applied(tmp_path):
 
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
-    simulate.main(["--out", str(out), "--n-train", "1", "--n-test", "1", "--seed", "3",
-                   "--workers", "1", "--truth", "all", "--size", "32", "--no-progress",
-                   "--rate-streak", "0.5"])
-    assert "2 galaxies" in capsys.readouterr().out
+    assert simulate.main(["--out", str(out), *TINY, "--seed", "3", "--truth", "all",
+                          "--rate-streak", "0.5"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"wrote 2 galaxies (1 train, 1 test), seed 3, to {out} "
+        f"(manifest: {out / 'manifest.csv'})")
     df = layout.read_manifest(out)
     assert len(df) == 2
     assert layout.truth_path(out, "train", "sim000001").exists()
@@ -198,6 +212,123 @@ def test_cli_bad_arguments(argv, word, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("python -m data.simulate: error:") and word in err
+
+
+def _tree(root):
+    """{relative path: (size, mtime)} of every file and folder under ``root``."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def test_cli_refuses_before_writing_anything(tmp_path, capsys):
+    """Bad --out, no galaxies, another seed: one `error:` line, exit 2, nothing written."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    ok = tmp_path / "ok"
+    assert simulate.main(["--out", str(ok), *TINY]) == 0
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    for argv, msg in (
+            (["--out", str(afile), *TINY], f"--out {afile} exists and is not a folder"),
+            (["--out", str(tmp_path / "zero"), *TINY, "--n-train", "0", "--n-test", "0"],
+             "nothing to simulate: --n-train = --n-test = 0"),
+            (["--out", str(ok), *TINY, "--seed", "1"],
+             f"{ok} was simulated with other settings: seed=0 (now 1)")):
+        assert simulate.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {msg}") and err.count("\n") == 1, err
+        assert _tree(tmp_path) == before
+
+
+def test_resume_removes_a_killed_runs_temporaries(tmp_path):
+    root = tmp_path / "t"
+    simulate.simulate(_cfg(root, n_train=1, n_test=0, size=32))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs: a killed writer's
+    stale = [root / f".manifest.csv.tmp~{_host()}~{gone.pid}~0badcafe.csv",
+             root / "train" / "hsc" / f".sim000001.jpg.tmp~{_host()}~{gone.pid}~00c0ffee.jpg"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    (root / layout.MANIFEST).unlink()  # killed before the end
+    simulate.simulate(_cfg(root, n_train=1, n_test=0, size=32))
+    assert not [p for p in stale if p.exists()]
+
+
+def _ppid_and_state(pid):
+    """(parent pid, state letter) of a process, from ``/proc/<pid>/stat``; None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = text.rsplit(")", 1)[1].split()[:2]  # after the command's name
+    return int(ppid), state
+
+
+def _children(pid):
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+            and (_ppid_and_state(p.name) or (0,))[0] == pid]
+
+
+def _running(pid):
+    got = _ppid_and_state(pid)
+    return got is not None and got[1] not in "ZX"  # a zombie has ended
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """`kill -9` of the simulator: its two workers end too (not reparented to PID 1)."""
+    out = tmp_path / "k"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data.simulate", "--out", str(out), "--n-train", "40",
+         "--n-test", "0", "--size", "64", "--workers", "2", "--no-progress"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers, deadline = [], time.monotonic() + 15
+    try:  # wait for both workers and a first galaxy (workers are set up by then)
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                len(workers) >= 2 and any(out.glob("train/*/*.jpg"))):
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(workers) == 2, "the simulator ended or stalled before it could be killed"
+    deadline = time.monotonic() + 5
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [w for w in workers if _running(w)]
+    for w in left:  # do not leave them behind for the rest of the suite
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"worker(s) {left} outlived their parent"
+
+
+@pytest.mark.parametrize("argv", [["data.simulate"], ["data.simulate", "--setup", "lin"],
+                                  ["data.shard"], ["data.download"],
+                                  ["data.download", "legacy"], ["data.catalog"]])
+def test_help_shows_defaults_quickly_without_tensorflow(argv):
+    code = ("import runpy, sys\n"
+            f"sys.argv = {[argv[0], *argv[1:], '--help']!r}\n"
+            "try:\n"
+            f"    runpy.run_module({argv[0]!r}, run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (0, None), e.code\n"
+            "print('tensorflow' in sys.modules, file=sys.stderr)\n")
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[-1] == "False", "--help imported TensorFlow"
+    # CPU time, not wall time: the test machine's cores are shared
+    assert now.ru_utime + now.ru_stime - cpu.ru_utime - cpu.ru_stime < 2.0
+    text = " ".join(res.stdout.split())  # unwrapped
+    assert text.startswith("usage: python -m " + " ".join(argv))
+    assert "(default: None)" not in text and "['" not in text
+    assert not re.search(r"\(default[^)]*\) \(default", text)  # each default once
+    if argv == ["data.simulate"]:
+        for shown in ("training galaxies (default: 300)", "test galaxies (default: 200)",
+                      "derives from it (default: 0)", "per survey (default: 0.03)",
+                      "sky noise (default: 1.0)", "processes (default: all CPUs)"):
+            assert shown in text
 
 
 def test_config_validation():
