@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
+from common.cli import HelpFormatter
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, file_sha256
 from data.http import FetchError, HttpClient
@@ -364,22 +365,24 @@ def _count(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> CatalogConfig:
     p = argparse.ArgumentParser(prog="python -m data.catalog", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+        "\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--out", type=Path, required=True,
                    help="dataset folder: writes OUT/manifest.csv and OUT/catalog.json")
     p.add_argument("--input", type=Path,
                    help="your own CSV/FITS table with ra, dec (default: download GZ DECaLS)")
-    p.add_argument("--catalog-url", default=GZ_DECALS_URL, help=f"(default {GZ_DECALS_URL})")
+    p.add_argument("--catalog-url", default=GZ_DECALS_URL, help="catalogue to download")
     p.add_argument("--cache-dir", type=Path,
-                   help="where the downloaded catalogue is kept (default DATA_ROOT/cache)")
-    p.add_argument("--max-rmag", type=float, default=17.77, help="r mag < this (17.77)")
-    p.add_argument("--max-z", type=float, default=0.15, help="redshift <= this (0.15)")
+                   help="where the downloaded catalogue is kept (default: DATA_ROOT/cache)")
+    p.add_argument("--max-rmag", type=float, default=17.77, help="r mag < this")
+    p.add_argument("--max-z", type=float, default=0.15, help="redshift <= this")
     p.add_argument("--min-petro-theta", type=float, default=3.0,
-                   help="Petrosian radius >= this, arcsec (3.0)")
-    p.add_argument("--n-train", type=_count, default=15000)
-    p.add_argument("--n-test", type=_count, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--id-column", help="id column (default iauname/id/objid/nsaid)")
+                   help="Petrosian radius >= this, arcsec")
+    p.add_argument("--n-train", type=_count, default=15000, metavar="N",
+                   help="training galaxies")
+    p.add_argument("--n-test", type=_count, default=2000, metavar="N", help="test galaxies")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the train/test draw (default: %(default)s)")
+    p.add_argument("--id-column", help="id column (default: iauname/id/objid/nsaid)")
     p.add_argument("--drop-duplicates", action="store_true",
                    help="keep the first row of each duplicate id instead of failing")
     a = p.parse_args(argv)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import importlib
 import io
 import json
@@ -58,6 +59,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from common.cli import HelpFormatter, positive_int
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, clean_stale_tmp
 from data import layout
@@ -416,11 +418,11 @@ def _finish(cfg, df, tasks, state, interrupted) -> dict:
         atomic_write(out / f"{SUMMARY}.csv", lambda tmp: table.to_csv(tmp, index=False))
         atomic_write_text(out / f"{SUMMARY}.md", _summary_md(table, len(ok), n_gal,
                                                              reasons))
-        print(f"{len(ok)} of {n_gal} galaxies complete -> {manifest_path(out)}",
-              file=sys.stderr)
         if reasons:
             print(f"{sum(reasons.values())} file(s) failed (see {out / STATE}); rerun "
                   "to retry them", file=sys.stderr)
+        print(f"wrote {len(ok)} of {n_gal} galaxies (cutouts in {out}/<split>/<survey>/) "
+              f"-> {manifest_path(out)}", file=sys.stderr)
     return {"interrupted": interrupted, "failed": sum(reasons.values()),
             "complete": len(ok), "summary": table}
 
@@ -444,25 +446,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--manifest", type=Path, required=True,
                    help="galaxies to fetch (id, ra, dec, split), from data.catalog")
     p.add_argument("--out", type=Path, required=True, help="dataset folder")
-    p.add_argument("--base-url", default=DEFAULT_BASE, help=f"(default {DEFAULT_BASE})")
+    p.add_argument("--base-url", default=DEFAULT_BASE, help="Legacy Survey viewer")
     for s in LUO_SURVEYS:
         sv = get_survey(s)
-        p.add_argument(f"--{s}-layer", default=sv.layer,
-                       help=f"viewer layer for {s} (default {sv.layer})")
+        p.add_argument(f"--{s}-layer", default=sv.layer, help=f"viewer layer for {s}")
         p.add_argument(f"--{s}-bands", default="".join(sv.rgb_bands),
-                       help=f"bands for {s} (default {''.join(sv.rgb_bands)})")
-    p.add_argument("--workers", type=int, default=4, help="parallel requests (4)")
+                       help=f"bands for {s}")
+    p.add_argument("--workers", type=positive_int, default=4, help="parallel requests")
     p.add_argument("--rate", type=_positive_float, default=4.0,
-                   help="most requests per second, all workers together (4; 0: no limit)")
-    p.add_argument("--retries", type=int, default=5, help="retries per request (5)")
+                   help="most requests per second, all workers together (0: no limit)")
+    p.add_argument("--retries", type=int, default=5, help="retries per request")
     p.add_argument("--backoff", type=_positive_float, default=1.0,
-                   help="base of the exponential backoff, seconds (1)")
+                   help="base of the exponential backoff, seconds")
     p.add_argument("--timeout", type=_positive_float, default=30.0,
-                   help="read timeout, seconds (30)")
+                   help="read timeout, seconds")
     p.add_argument("--max-blank-fraction", type=_positive_float,
                    default=MAX_BLANK_FRACTION,
                    help="blank if more than this fraction of pixels is exactly the "
-                        "blank grey (0.5)")
+                        "blank grey")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -499,11 +500,22 @@ def _subcommands(mod) -> list:
             and callable(getattr(v, "run", None))]
 
 
+class _SubcommandHelp(HelpFormatter):
+    """:class:`HelpFormatter` that wraps the description (subcommands give one long
+    line)."""
+    _fill_text = argparse.HelpFormatter._fill_text
+
+
 def build_parser(modules=SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
     """The dispatcher: the subcommands of each importable module of ``modules``."""
     parser = argparse.ArgumentParser(prog="python -m data.download",
-                                     description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="SOURCE")
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    # every subcommand's parser shows its defaults too, whichever module adds it
+    sub = parser.add_subparsers(
+        dest="command", metavar="SOURCE",
+        parser_class=functools.partial(argparse.ArgumentParser,
+                                       formatter_class=_SubcommandHelp))
     for name in modules:
         if name in (__name__, "data.download"):
             mod = sys.modules[__name__]
