@@ -16,7 +16,8 @@ from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
 from data import pipeline
-from pix2wgan.trainer import N_VAL, load_generator, save_generator, setup_run, val_batch
+from pix2wgan.trainer import (N_VAL, Saved, find_saved, load_archive, restore_nets,
+                              save_generator, setup_run, val_batch)
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
 
@@ -92,13 +93,18 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
     return model
 
 
-def load_cascade(path: Path | str):
-    """``(g1, g2)`` from a cascade run folder (``g1.keras``, ``g2.keras``)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"cascade run {path} not found (train one with "
-                                f"`python -m cascade.train`)")
-    if not (path / G1_FILE).is_file():
-        raise FileNotFoundError(f"{path / G1_FILE} not found: {path} holds no finished "
-                                f"cascade run")
-    return load_generator(path / G1_FILE), load_generator(path / G2_FILE)
+def find_cascade(path: Path | str) -> Saved:
+    """:func:`pix2wgan.trainer.find_saved` for a cascade run folder (``g1.keras`` and
+    ``g2.keras``, or the newest checkpoint of an unfinished run)."""
+    return find_saved(path, (G1_FILE, G2_FILE), "cascade.train")
+
+
+def load_cascade(path: Path | str | Saved):
+    """``(g1, g2)`` from a cascade run folder (``g1.keras``, ``g2.keras``); from an
+    unfinished run, built from its config.json and restored from its newest checkpoint."""
+    saved = path if isinstance(path, Saved) else find_cascade(path)
+    if saved.checkpoint is None:
+        return tuple(load_archive(f) for f in saved.files)
+    nets = restore_nets(saved, CascadeConfig, build, lambda m: {
+        "g1": m.stage1.generator, "g2": m.stage2.generator})
+    return nets["g1"], nets["g2"]
