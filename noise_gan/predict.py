@@ -11,9 +11,10 @@ north-up TAN WCS at the target pixel scale centred on the input's position
 ``NSEED``, ``SRCFILE``, ``RUNITER`` keys.
 
 Outputs are written atomically and existing ones are skipped (``--overwrite`` redoes
-them), so an interrupted conversion resumes. With ``--seed S`` each image's noise is
-drawn from a seed made of ``S`` and the file's stem, so an output does not depend on the
-batch it was in, nor on whether the run was resumed.
+them), so an interrupted conversion resumes; temporaries a killed run left in ``--out``
+are removed at the start. With ``--seed S`` each image's noise is drawn from a seed made
+of ``S`` and the file's stem, so an output does not depend on the batch it was in, nor on
+whether the run was resumed.
 """
 from __future__ import annotations
 
@@ -24,16 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import HelpFormatter, add_verbose, quiet_tensorflow
+
 DIRECTIONS = ("sdss_to_cfht", "cfht_to_sdss")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m noise_gan.predict",
-        description="Translate SDSS <-> CFHT ugriz FITS cubes (nanomaggies) with a trained "
-                    "noise_gan run.")
+        prog="python -m noise_gan.predict", formatter_class=HelpFormatter,
+        description="Translate SDSS <-> CFHT ugriz FITS cubes (nanomaggies) with a "
+                    "trained noise_gan run.",
+        epilog="exit status: 0 done; 2 bad input or flags (nothing translated);\n"
+               "130 interrupted (rerun to resume)")
     p.add_argument("--run-dir", required=True, help="run folder of noise_gan.train")
-    p.add_argument("--direction", required=True, choices=DIRECTIONS)
+    p.add_argument("--direction", required=True, choices=DIRECTIONS,
+                   help="translate SDSS cubes to CFHT, or back")
     p.add_argument("--input", required=True, nargs="+",
                    help="FITS files and/or folders of *.fits")
     p.add_argument("--out", required=True, help="output folder")
@@ -41,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproducible noise (default: fresh random noise)")
     p.add_argument("--no-noise", action="store_true",
                    help="generator output only, no emulator noise")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="cubes per model call")
     p.add_argument("--overwrite", action="store_true", help="redo existing outputs")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbose(p)
     return p
 
 
@@ -64,10 +71,6 @@ def list_fits(inputs) -> list[Path]:
             raise DataError(f"{p}: no such file or folder")
     if not files:
         raise DataError(f"no .fits files in {', '.join(map(str, inputs))}")
-    stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise DataError(f"two inputs share the name {dup}.fits; outputs would collide")
     return files
 
 
@@ -112,18 +115,21 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
     paths in input order (new and existing)."""
     from tqdm import tqdm
 
+    from common.io import clean_stale_tmp
     from data import surveys
     from data.fits_download import cube_header, stamp_wcs, write_cube
     from data.lin_pipeline import stretch, unstretch
+    from pix2wgan.predict import output_paths
 
     if direction not in DIRECTIONS:
         raise ValueError(f"--direction must be one of {', '.join(DIRECTIONS)}, "
                          f"got {direction!r}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    files = list_fits(inputs)
     out_dir = Path(out_dir)
-    outputs = {f: out_dir / f"{f.stem}.fits" for f in files}
+    clean_stale_tmp(out_dir)
+    files = list_fits(inputs)
+    outputs = output_paths(files, out_dir, "fits")  # refuses two inputs -> one output
     todo = [f for f in files if overwrite or not outputs[f].exists()]
     if todo:
         import tensorflow as tf
@@ -167,12 +173,14 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
                 write_cube(outputs[f], np.ascontiguousarray(cube), header)
             bar.update(len(chunk))
         bar.close()
-    print(f"{len(todo)} translated, {len(files) - len(todo)} already done -> {out_dir}")
+    print(f"{len(todo)} translated, {len(files) - len(todo)} already done: wrote "
+          f"{len(todo)} FITS cubes to {out_dir}/")
     return [outputs[f] for f in files]
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose)  # before anything imports TensorFlow
     from common.errors import run_cli
     return run_cli(lambda: predict(args.run_dir, args.direction, args.input, args.out,
                                    seed=args.seed, noise=not args.no_noise,
