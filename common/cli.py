@@ -27,7 +27,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+        if ("default" in text.lower() or action.default is None
+                or action.default is False or action.default is argparse.SUPPRESS):
+            # identity checks: ``in (None, False, ...)`` would also hide 0 and 0.0 (0 == False)
             return text
         return super()._get_help_string(action)
 
