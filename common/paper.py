@@ -11,6 +11,13 @@ TABLE1 = {
 }
 #: Whether a larger value is better, per metric.
 HIGHER_IS_BETTER = dict(rmse=False, psnr=True, ssim=True, lpips=False, fid=False)
+#: Decimals each metric is printed with: the paper's Table 1 precision, which
+#: experiments/table1.py uses for our cells, differences and verdict intervals too.
+DIGITS = dict(rmse=2, psnr=2, ssim=2, lpips=2, fid=2)
+#: The smallest difference between two rows that a verdict counts
+#: (:func:`common.stats.paired_verdict`): one unit in the last printed decimal. A mean
+#: difference smaller than this is "within noise", however narrow its interval.
+MIN_DIFFERENCE = {m: 10.0 ** -d for m, d in DIGITS.items()}
 
 #: Luo et al. §4.2-4.3: training times on one RTX 3090.
 TRAIN_HOURS = {"pix2wgan": 7.3, "cascade": 13.2}

@@ -9,7 +9,10 @@ with error bars"):
   estimated by a paired bootstrap over galaxies (the same galaxies resampled for both
   rows and for every seed).
 
-:func:`paired_verdict` turns both into one of three words, by :data:`RULE`.
+A difference can also be real but too small to matter: below the precision the table
+prints the metric with (:data:`common.paper.MIN_DIFFERENCE`, one unit in the last
+printed decimal) it is never called an ordering. :func:`paired_verdict` turns the three
+into one of three words, by :data:`RULE`.
 """
 from __future__ import annotations
 
@@ -17,17 +20,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.paper import MIN_DIFFERENCE
+
 HOLDS, FAILS, NOISE = "holds", "does not hold", "within noise"
 
 #: Bootstrap resamples and the two-sided interval of :func:`paired_verdict`.
 N_BOOT = 2000
 CONFIDENCE = 0.95
 
+
+
+def _floors() -> str:
+    """``MIN_DIFFERENCE`` in words, metrics with the same floor grouped."""
+    by: dict[float, list[str]] = {}
+    for m, v in MIN_DIFFERENCE.items():
+        by.setdefault(v, []).append(m.upper())
+    return "; ".join(f"{v:g} for {', '.join(ms[:-1]) + ' and ' if len(ms) > 1 else ''}"
+                     f"{ms[-1]}" for v, ms in by.items())
+
+
 RULE = (f"per test galaxy, the difference of the two rows (averaged over the seeds); "
         f"'{HOLDS}' when the {CONFIDENCE:.0%} paired bootstrap interval of its mean "
-        f"({N_BOOT:,} resamples of the galaxies) lies wholly on the claimed side and every "
-        f"seed's mean difference has the claimed sign; '{FAILS}' when both lie wholly on "
-        f"the other side; otherwise '{NOISE}'")
+        f"({N_BOOT:,} resamples of the galaxies) lies wholly on the claimed side, every "
+        f"seed's mean difference has the claimed sign and the mean difference is at "
+        f"least the metric's minimum meaningful difference (one unit in the last decimal "
+        f"the table prints the metric with: {_floors()}); "
+        f"'{FAILS}' when all three are met on the other side; otherwise '{NOISE}'")
 
 
 @dataclass
@@ -45,8 +63,8 @@ class Verdict:
                 + (f"; seeds {seeds}" if len(self.seed_means) > 1 else ""))
 
 
-def paired_verdict(a, b, higher_is_better: bool, n_boot: int = N_BOOT,
-                   seed: int = 0) -> Verdict:
+def paired_verdict(a, b, higher_is_better: bool, *, min_difference: float,
+                   n_boot: int = N_BOOT, seed: int = 0) -> Verdict:
     """Does row A beat row B on one metric?
 
     Args:
@@ -54,11 +72,16 @@ def paired_verdict(a, b, higher_is_better: bool, n_boot: int = N_BOOT,
             order) or ``[N]`` (one seed, or a row with no training such as a raw input);
             a single row is compared with every seed of the other.
         higher_is_better: the metric's direction (PSNR, SSIM: True; RMSE: False).
+        min_difference: the smallest mean difference (>= 0, the metric's units) that
+            can be an ordering; a smaller one is "within noise" whatever its interval
+            (:data:`common.paper.MIN_DIFFERENCE` for Table 1's metrics).
         n_boot: bootstrap resamples; ``seed``: the resampling generator's seed, fixed so
             that the same scores give the same verdict.
     Returns:
         a :class:`Verdict` decided by :data:`RULE`.
     """
+    if not min_difference >= 0:
+        raise ValueError(f"min_difference must be >= 0, got {min_difference}")
     a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"the rows cover different galaxies: {a.shape[1]} vs {b.shape[1]}")
@@ -70,13 +93,14 @@ def paired_verdict(a, b, higher_is_better: bool, n_boot: int = N_BOOT,
     boots = per_galaxy[idx].mean(1)
     tail = (1.0 - CONFIDENCE) / 2.0
     low, high = np.quantile(boots, [tail, 1.0 - tail])
-    if low > 0 and (seed_means > 0).all():
+    mean = per_galaxy.mean()
+    if low > 0 and (seed_means > 0).all() and mean >= min_difference:
         verdict = HOLDS
-    elif high < 0 and (seed_means < 0).all():
+    elif high < 0 and (seed_means < 0).all() and mean <= -min_difference:
         verdict = FAILS
     else:
         verdict = NOISE
-    return Verdict(verdict, float(per_galaxy.mean()), float(low), float(high),
+    return Verdict(verdict, float(mean), float(low), float(high),
                    seed_means.tolist())
 
 
