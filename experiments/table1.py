@@ -33,13 +33,14 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.cli import positive_int  # noqa: E402
+# Nothing imported at module level may import TensorFlow: ``--help`` stays fast, and
+# luo_common (every Luo figure script) imports this module for its presets.
+from common.cli import HelpFormatter, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write_text  # noqa: E402
-from common.paper import HIGHER_IS_BETTER, TABLE1, TABLE1_METRICS  # noqa: E402
+from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,  # noqa: E402
+                          TABLE1_METRICS)
 from common.stats import RULE, combine, paired_verdict  # noqa: E402
-from common.training import AUTO, PRECISIONS, resolve_precision  # noqa: E402
 from data.layout import REPO_ROOT, data_root, default_sim_dir, read_manifest  # noqa: E402
-from pix2wgan.config import Pix2WGANConfig  # noqa: E402
 
 NOT_YET = "not yet computed"
 NO_MODEL = "no model"
@@ -72,6 +73,14 @@ PRESETS = {
     "paper": dict(folder="sim-paper", sim=dict(n_train=15000, n_test=2000), train=dict()),
 }
 
+#: ``--precision`` choices: ``(common.training.AUTO, *common.training.PRECISIONS)``,
+#: spelled out because common.training imports TensorFlow (tests/test_cli_help.py
+#: checks that the two agree).
+PRECISION_CHOICES = ("auto", "float32", "fp16", "bf16")
+#: The training settings a flag can override, and the flag.
+TRAIN_FLAGS = {"width": "--width", "epochs": "--epochs", "batch_size": "--batch-size",
+               "precision": "--precision"}
+
 #: The trained models: key -> (what, run-folder suffix). Pix2WGAN keeps the plain folder.
 MODELS = {
     "pix2wgan": ("Pix2WGAN DECaLS->HSC (Pseudo-HSC¹)", ""),
@@ -98,17 +107,60 @@ ROWS = {
 }
 
 
-def describe_preset(name: str) -> str:
-    """One line: the preset's departures from the paper's training settings."""
-    changes = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                        for k, v in PRESETS[name]["train"].items()) or "none"
-    return (f"preset {name}: changes from the paper's training settings, the same for "
-            f"all four models: {changes}")
+def effective_settings(args, preset: dict) -> tuple[dict, dict]:
+    """``(settings, overridden)``: the training settings the four models get (the
+    preset's departures from the paper's defaults, then the flags of
+    :data:`TRAIN_FLAGS` given in ``args``, precision resolved, e.g. ``auto`` -> ``bf16``),
+    and ``{name: the value the flag replaced}`` (None: the paper's default) for each
+    setting a flag set."""
+    from common.training import resolve_precision
+    settings, overridden = dict(preset["train"]), {}
+    for name in TRAIN_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overridden[name] = settings.get(name)
+            settings[name] = value
+    if "precision" in settings:
+        settings["precision"] = resolve_precision(settings["precision"])
+    return settings, overridden
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def describe_settings(args) -> str:
+    """One line: the training settings actually used, i.e. the preset's changes from the
+    paper's settings with every flag override marked ``*`` and the preset's value it
+    replaced (the paper's default where the preset keeps it)."""
+    from pix2wgan.config import Pix2WGANConfig
+    settings, overridden = effective_settings(args, PRESETS[args.preset])
+    parts = []
+    for k, v in settings.items():
+        text = f"{k} {_value(v)}"
+        if k in overridden:
+            flag, was = TRAIN_FLAGS[k], overridden[k]
+            if getattr(args, k) != v:  # --precision auto, resolved
+                flag += f" {getattr(args, k)}"
+            was = (f"preset {_value(was)}" if was is not None
+                   else f"the paper's {_value(getattr(Pix2WGANConfig, k))}")
+            text += f"* ({flag}; {was})"
+        parts.append(text)
+    line = (f"training settings, the same for all four models: preset {args.preset}"
+            + (", * = set by a flag, overriding the preset" if overridden else "")
+            + "; changes from the paper's settings: " + (", ".join(parts) or "none"))
+    loaded = [f for f, on in (("--skip-train", args.skip_train), ("--model", args.model),
+                              ("--cascade-model", args.cascade_model)) if on]
+    if loaded:
+        line += (f" (models loaded with {', '.join(loaded)} keep the settings they were "
+                 f"trained with, in their config.json)")
+    return line
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python experiments/table1.py",
-                                description=__doc__.split("\n\n")[0])
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--preset", choices=PRESETS, default="cpu")
     p.add_argument("--data", help="dataset folder (default: the preset's simulated set, "
                                   "generated on first use)")
@@ -121,14 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "without one say 'no model')")
     p.add_argument("--run", help="run folder of Pix2WGAN (default runs/table1-PRESET); "
                                  "the others go to RUN-cascade, RUN-pix2pix, RUN-direct")
-    p.add_argument("--results", default=str(REPO_ROOT / "results"))
+    p.add_argument("--results", default=str(REPO_ROOT / "results"), help="output folder")
     p.add_argument("--seeds", type=positive_int, default=1,
-                   help="train and score every model with seeds 0..K-1 (default 1); "
-                        "cells become mean ± std over seeds")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs (all models)")
-    p.add_argument("--width", type=int, help="override the preset's generator width")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--precision", choices=[AUTO, *PRECISIONS],
+                   help="train and score every model with seeds 0..K-1; cells become "
+                        "mean ± std over seeds")
+    p.add_argument("--epochs", type=positive_int,
+                   help="override the preset's epochs (all models)")
+    p.add_argument("--width", type=positive_int,
+                   help="override the preset's generator width")
+    p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
+    p.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="override the preset's precision (auto: bf16 on a CPU with bf16 "
                         "units, fp16 on a GPU, else float32)")
     p.add_argument("--lpips-weights", help="LPIPS .npz (else $LPIPS_WEIGHTS, KERAS_HOME)")
@@ -138,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random-init LPIPS/FID networks when no weights are found "
                         "(labelled 'uncalibrated' in every output)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbose(p)
     return p
 
 
@@ -152,13 +207,9 @@ def ensure_data(args, preset: dict) -> Path:
 
 def train_config(args, preset: dict, root: Path, key: str = "pix2wgan", seed: int = 0):
     """The config of model ``key`` (see :data:`MODELS`) under the preset and flags, with
-    training seed ``seed``; one schedule for all four models."""
-    settings = dict(preset["train"])
-    for name in ("width", "batch_size", "epochs", "precision"):
-        if getattr(args, name, None) is not None:
-            settings[name] = getattr(args, name)
-    if "precision" in settings:
-        settings["precision"] = resolve_precision(settings["precision"])
+    training seed ``seed``; one schedule for all four models (:func:`effective_settings`)."""
+    from pix2wgan.config import Pix2WGANConfig
+    settings, _ = effective_settings(args, preset)
     settings["seed"] = seed
     if key == "cascade":
         from cascade.config import CascadeConfig
@@ -283,10 +334,10 @@ def table(scores: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(v, std: float = float("nan")) -> str:
+def _fmt(v, std: float = float("nan"), digits: int = 2) -> str:
     if not isinstance(v, float):
         return str(v)
-    return f"{v:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}")
+    return f"{v:.{digits}f}" + ("" if np.isnan(std) else f" ± {std:.{digits}f}")
 
 
 def markdown(df: pd.DataFrame, header: list[str]) -> str:
@@ -300,11 +351,11 @@ def markdown(df: pd.DataFrame, header: list[str]) -> str:
             lines.append("| *extra rows* |" + " |" * (len(cols) - 1))
         cells = [r["pair"], "" if pd.isna(r["n"]) else str(int(r["n"]))]
         for m in TABLE1_METRICS:
-            text = _fmt(r[m], r[f"{m}_std"])
+            text = _fmt(r[m], r[f"{m}_std"], DIGITS[m])
             if r["paper_row"]:
                 text += f" / {r[f'{m}_paper']:g}"
                 if r[f"{m}_diff"] is not None and not pd.isna(r[f"{m}_diff"]):
-                    text += f" ({r[f'{m}_diff']:+.2f})"
+                    text += f" ({r[f'{m}_diff']:+.{DIGITS[m]}f})"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -328,7 +379,7 @@ def latex(df: pd.DataFrame, caption: str) -> str:
             lines.append(r"\midrule")
         cells = [_tex(r["pair"]), "" if pd.isna(r["n"]) else str(int(r["n"]))]
         for m in TABLE1_METRICS:
-            text = _tex(_fmt(r[m], r[f"{m}_std"]))
+            text = _tex(_fmt(r[m], r[f"{m}_std"], DIGITS[m]))
             if r["paper_row"]:
                 text += f" ({r[f'{m}_paper']:g})"
             cells.append(text)
@@ -355,10 +406,13 @@ def compare(scores: dict, better: str, worse: str, claim: str) -> str:
     if better not in scores or worse not in scores:
         return f"{claim}: not checked (a row has no model)"
     a, b = scores[better]["values"], scores[worse]["values"]
-    per = {m.upper(): paired_verdict(a[m], b[m], HIGHER_IS_BETTER[m])
+    per = {m: paired_verdict(a[m], b[m], HIGHER_IS_BETTER[m],
+                             min_difference=MIN_DIFFERENCE[m])
            for m in ("rmse", "psnr", "ssim")}
     seeds = max(scores[better]["seeds"], scores[worse]["seeds"])
-    detail = "; ".join(f"{m} {v.verdict}: {v.describe()}" for m, v in per.items())
+    detail = "; ".join(f"{m.upper()} {v.verdict}: {v.describe(DIGITS[m])}"
+                       for m, v in per.items())
+    per = {m.upper(): v for m, v in per.items()}
     caveat = "" if seeds > 1 else " [one seed: training noise not measured]"
     return f"{claim}: {combine(per)}{caveat} ({detail})"
 
@@ -392,7 +446,9 @@ def sky_colour_notes(df: pd.DataFrame) -> list[str]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
+    quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))
 
 
@@ -453,7 +509,8 @@ def run(args) -> pd.DataFrame:
     n_train = len(read_manifest(root, "train"))
     test_ids = read_manifest(root, "test")["id"].tolist()
     progress = not args.quiet
-    print(describe_preset(args.preset))
+    settings_line = describe_settings(args)
+    print(settings_line)
 
     t_train = t_score = 0.0
     template, perceptual_lines = perceptual_networks(args)
@@ -498,7 +555,7 @@ def run(args) -> pd.DataFrame:
         "- Bicubic rows: input area-resampled to its native pixel grid (SDSS 0.396\"/px, "
         "DECaLS 0.262\"/px) and bicubic-upsampled back; the raw rows are the identity "
         "baseline",
-        f"- {describe_preset(args.preset)}",
+        f"- {settings_line}",
         f"- {seeds_line}",
         f"- verdict rule: {RULE}",
         *(f"- {v}" for v in verdicts(scores)),

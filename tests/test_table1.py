@@ -73,6 +73,14 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
     assert "unavailable (no weights) / 105.16" in md and "| DECaLS–HSC | 3 |" in md
     assert "Pix2WGAN SDSS→HSC (direct)" in md and "cascade row sits below" in md
     assert "verdict rule: per test galaxy" in md and " ± " in md and "sky offset" in md
+    assert "minimum meaningful difference" in md
+    # the settings line states what the flags changed, not the preset's values alone
+    settings = next(line for line in md.splitlines() if "training settings" in line)
+    for text in ("width 4* (--width; preset 8)", "epochs 1* (--epochs; preset 40)",
+                 "batch_size 2* (--batch-size; preset 8)", "lr_decay 1.1,",
+                 "precision float32"):
+        assert text in settings, (text, settings)
+    assert "width 8" not in settings and "epochs 40," not in settings
     tex = (results / "table1.tex").read_text()
     assert tex.count(r"\\") == 1 + len(table1.ROWS) and "Pseudo-HSC$^2$--HSC" in tex
     assert r"\end{tabular}" in tex
@@ -145,6 +153,34 @@ def test_presets_give_the_four_models_one_schedule(tiny):
     args.epochs = 3
     assert {table1.train_config(args, table1.PRESETS["cpu"], tiny, k).epochs
             for k in table1.MODELS} == {3}
+
+
+def test_settings_line_marks_every_flag_override():
+    p = table1.build_parser()
+    plain = table1.describe_settings(p.parse_args([]))
+    assert "preset cpu;" in plain and "width 8, epochs 40, batch_size 8" in plain
+    assert "*" not in plain
+    line = table1.describe_settings(p.parse_args(["--preset", "paper", "--epochs", "3",
+                                                  "--width", "16", "--skip-train"]))
+    assert "epochs 3* (--epochs; the paper's 500)" in line
+    assert "width 16* (--width; the paper's 64)" in line
+    assert "--skip-train keep the settings they were trained with" in line
+
+
+def test_a_difference_below_the_printed_precision_is_within_noise():
+    rng = np.random.default_rng(0)
+    base = {m: rng.normal(20, 5, (1, 50)) for m in ("rmse", "psnr", "ssim")}
+    worse = {"values": base, "seeds": 1}
+    # better on every galaxy, but by 0.001 (RMSE lower, PSNR and SSIM higher)
+    better = {"values": {"rmse": base["rmse"] - 0.001, "psnr": base["psnr"] + 0.001,
+                         "ssim": base["ssim"] + 0.001}, "seeds": 1}
+    line = table1.compare({"A": better, "B": worse}, "A", "B", "claim")
+    assert line.startswith("claim: within noise (on RMSE, PSNR, SSIM)"), line
+    assert "holds" not in line
+    better["values"] = {"rmse": base["rmse"] - 0.5, "psnr": base["psnr"] + 0.5,
+                        "ssim": base["ssim"] + 0.5}
+    assert table1.compare({"A": better, "B": worse}, "A", "B", "claim").startswith(
+        "claim: holds")
 
 
 def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
