@@ -12,7 +12,6 @@ sharded runs (``--manifest cat.csv --shard I/N``, then ``--merge OUT``) work as 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from pix2wgan.predict import check_args, convert, make_parser, run_main, saved_model
@@ -69,4 +68,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -13,7 +13,6 @@ Writes to ``--out RUN_DIR``::
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cascade.config import BRIDGES, CascadeConfig
@@ -48,4 +47,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -1,5 +1,6 @@
-"""What every command-line entry point shares: argument types, the help formatter and a
-quiet TensorFlow. Nothing here imports TensorFlow, so ``--help`` stays fast."""
+"""What every command-line entry point shares: the parser, argument types, the help
+formatter and a quiet TensorFlow. Nothing here imports TensorFlow, so ``--help`` stays
+fast."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
             # identity checks: ``in (None, False, ...)`` would also hide 0 and 0.0 (0 == False)
             return text
         return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with :class:`HelpFormatter` by default, whose usage
+    errors are one line, ``PROG: error: MESSAGE (see --help)``, exit code 2 (argparse
+    prints the whole usage block first, which buries the message). Subcommands made
+    with ``add_subparsers`` are ``Parser`` too."""
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class or HelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """How command-line entry points report bad input: one line, no traceback."""
 from __future__ import annotations
 
+import os
 import sys
 
 from data.layout import DataError
@@ -50,3 +51,19 @@ def _say(streams, line: str) -> None:
     if not all(s.at_line_start for s in streams):
         streams[1].write("\n")
     print(line, file=streams[1], flush=True)
+
+
+def exit_process(code: int):
+    """End the program with ``code``: what every ``if __name__ == "__main__"`` calls.
+
+    A failed run with TensorFlow loaded ends at once (``os._exit`` after flushing),
+    skipping interpreter shutdown: there, a ``tf.data`` iterator whose parallel ``map``
+    still has ``tf.numpy_function`` calls in flight (the Lin et al. FITS reader, after a
+    bad cube) waits in its destructor for those calls, which wait for the GIL the
+    destructor holds, and the process never exits. Checkpoints and outputs are already on
+    disk (atomic writes), so nothing is lost. A success exits normally."""
+    if code and "tensorflow" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

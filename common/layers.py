@@ -12,10 +12,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from common.choices import NORMS
+
 #: pix2pix convention: 4x4 kernels, N(0, 0.02) initial weights, LeakyReLU slope 0.2.
 KERNEL = 4
 LEAK = 0.2
-NORMS = ("batch", "layer", "none")
 
 
 def _init():

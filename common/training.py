@@ -17,14 +17,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from common.choices import AUTO, PRECISIONS, STRATEGIES
 from common.io import atomic_path, atomic_write_text
 from data.pipeline import denormalize
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
-PRECISIONS = {"float32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
-#: ``--strategy`` choices, see :func:`make_strategy`.
-STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 # --- configs ------------------------------------------------------------------------------
@@ -76,10 +74,6 @@ def seed_everything(seed: int) -> None:
 
 
 # --- precision ----------------------------------------------------------------------------
-
-#: ``--precision auto``: see :func:`resolve_precision`.
-AUTO = "auto"
-
 
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU has bfloat16 arithmetic units (x86 ``avx512_bf16`` or

@@ -95,8 +95,16 @@ class NoiseGANConfig:
 
     def validate(self) -> "NoiseGANConfig":
         """Raise ``ValueError`` naming the first bad value."""
-        from common.training import PRECISIONS
-        checks = [
+        for ok, message in self._checks():
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def _checks(self):
+        """``(ok, message)`` pairs, lazily: a later check may divide by a value an
+        earlier one has checked (``--iterations 0`` is named, not a ZeroDivisionError)."""
+        from common.choices import PRECISIONS
+        yield from [
             (self.variant in VARIANTS,
              f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}"),
             (self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}"),
@@ -125,18 +133,16 @@ class NoiseGANConfig:
              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.checkpoint_every >= 1,
              f"--checkpoint-every must be >= 1, got {self.checkpoint_every}"),
-            (self.iterations % self.steps_per_epoch_of("1") == 0,
-             f"--iterations {self.iterations} must be a multiple of --checkpoint-every "
-             f"{self.checkpoint_every}"),
             (self.step2_iterations >= 0,
              f"--step2-iterations must be >= 0, got {self.step2_iterations}"),
-            (self.iterations_of("2") % self.steps_per_epoch_of("2") == 0,
-             f"--step2-iterations {self.step2_iterations} must be a multiple of "
-             f"--checkpoint-every {self.checkpoint_every}"),
             (self.sample_every >= 1, f"--sample-every must be >= 1, got {self.sample_every}"),
             (self.n_samples >= 1, f"--n-samples must be >= 1, got {self.n_samples}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        return self
+        yield from [  # evaluated only once the counts above are known to be positive
+            (self.iterations % self.steps_per_epoch_of("1") == 0,
+             f"--iterations {self.iterations} must be a multiple of --checkpoint-every "
+             f"{self.checkpoint_every}"),
+            (self.iterations_of("2") % self.steps_per_epoch_of("2") == 0,
+             f"--step2-iterations {self.step2_iterations} must be a multiple of "
+             f"--checkpoint-every {self.checkpoint_every}"),
+        ]

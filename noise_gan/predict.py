@@ -19,7 +19,6 @@ whether the run was resumed.
 from __future__ import annotations
 
 import argparse
-import sys
 import zlib
 from pathlib import Path
 
@@ -189,4 +188,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

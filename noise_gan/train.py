@@ -25,64 +25,75 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
+from common.choices import PRECISIONS
+from common.cli import Parser, add_verbose, quiet_tensorflow
 from noise_gan.config import ADV_REDUCTIONS, STEPS, VARIANTS, NoiseGANConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = NoiseGANConfig()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m noise_gan.train",
         description="Train the semi-supervised noise-reconstructed GAN of Lin, Fouchez & "
                     "Pasquet (2021) (SDSS <-> CFHT, ugriz FITS), or ablation a-f.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="variants:\n" + "\n".join(f"  {k:5s} {v}" for k, v in VARIANTS.items()))
     p.add_argument("--step", choices=STEPS, default="both",
-                   help="which step of variant ours to train (default both); one-step "
-                        "variants accept 1 or both")
-    p.add_argument("--variant", choices=list(VARIANTS), default=d.variant)
-    p.add_argument("--run-dir", default="runs/noise_gan", help="run folder "
-                   "(default runs/noise_gan)")
+                   help="which step of variant ours to train; one-step variants accept "
+                        "1 or both")
+    p.add_argument("--variant", choices=list(VARIANTS), default=d.variant,
+                   help="our model or ablation a-f (listed below)")
+    p.add_argument("--run-dir", default="runs/noise_gan", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--data", default=d.data,
                    help="FITS root (default: the simulated set of `python -m data.simulate "
                         "--setup lin`, generated on first use)")
     p.add_argument("--iterations", type=int, default=d.iterations,
-                   help=f"iterations per step (default {d.iterations})")
+                   help="iterations per step (§IV-B)")
     p.add_argument("--step2-iterations", type=int, default=d.step2_iterations,
                    help="iterations of step two when it differs (default: --iterations)")
-    p.add_argument("--batch-unpaired", type=int, default=d.batch_unpaired)
-    p.add_argument("--batch-paired", type=int, default=d.batch_paired)
+    p.add_argument("--batch-unpaired", type=int, default=d.batch_unpaired,
+                   help="unpaired SDSS and unpaired CFHT images per iteration (each)")
+    p.add_argument("--batch-paired", type=int, default=d.batch_paired,
+                   help="SDSS-CFHT pairs per iteration")
     p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
-    p.add_argument("--noise-hidden", type=int, default=d.noise_hidden)
+    p.add_argument("--noise-hidden", type=int, default=d.noise_hidden,
+                   help="filters of the noise emulators")
     p.add_argument("--bands", type=int, default=d.bands, help=argparse.SUPPRESS)
-    p.add_argument("--sdss-size", type=int, default=d.sdss_size)
-    p.add_argument("--cfht-size", type=int, default=d.cfht_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--lr-drop", type=float, default=d.lr_drop)
-    p.add_argument("--lr-drop-every", type=int, default=d.lr_drop_every)
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm)
+    p.add_argument("--sdss-size", type=int, default=d.sdss_size,
+                   help="SDSS cutout, pixels a side")
+    p.add_argument("--cfht-size", type=int, default=d.cfht_size,
+                   help="CFHT cutout, pixels a side: 2 x (sdss size + 4)")
+    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
+    p.add_argument("--lr-drop", type=float, default=d.lr_drop,
+                   help="divide the learning rate by this ...")
+    p.add_argument("--lr-drop-every", type=int, default=d.lr_drop_every,
+                   help="... every this many iterations")
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm,
+                   help="gradient norm clipping")
     p.add_argument("--content-weight", type=float, default=d.content_weight,
                    help="baselines a-e: weight of the content losses")
     p.add_argument("--adv-reduction", choices=ADV_REDUCTIONS, default=d.adv_reduction,
                    help="per-band cross-entropies: sum (paper eqs. 2-3) or mean "
                         "(released code)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="weights, data order, noise")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="iterations per checkpoint / progress-bar epoch")
-    p.add_argument("--sample-every", type=int, default=d.sample_every)
-    p.add_argument("--n-samples", type=int, default=d.n_samples)
-    from common.training import PRECISIONS
-    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision)
+    p.add_argument("--sample-every", type=int, default=d.sample_every,
+                   help="iterations per sample grid")
+    p.add_argument("--n-samples", type=int, default=d.n_samples,
+                   help="test pairs in each sample grid")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
+                   help="float32, fp16 (mixed_float16) or bf16 (mixed_bfloat16)")
     p.add_argument("--mixed-precision", action="store_const", const="fp16",
                    dest="precision", help="same as --precision fp16")
     p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
     p.add_argument("--eager", action="store_true",
                    help="run eagerly (no graph trace; for debugging and tiny tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbose(p)
     return p
 
 
@@ -100,6 +111,7 @@ def parse_args(argv=None):
                              f"both, not 2")
     except ValueError as err:
         parser.error(str(err))
+    quiet_tensorflow(args.verbose)
     return cfg, args
 
 
@@ -112,4 +124,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

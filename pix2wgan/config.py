@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.layers import NORMS
+from common.choices import NORMS
 
 LOSSES = ("wgan-gp", "bce")
 
@@ -40,8 +40,11 @@ class Pix2WGANConfig:
 
     def validate(self) -> "Pix2WGANConfig":
         """Raise ``ValueError`` naming the first bad value."""
-        from data.surveys import get_survey
-        get_survey(self.source), get_survey(self.target)
+        from data.surveys import LUO_SURVEYS
+        for flag, name in (("--source", self.source), ("--target", self.target)):
+            if name not in LUO_SURVEYS:  # cfht is Lin et al.'s FITS survey (noise_gan)
+                raise ValueError(f"{flag} must be one of the JPEG surveys "
+                                 f"{', '.join(LUO_SURVEYS)}, got {name!r}")
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),

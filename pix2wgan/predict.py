@@ -870,4 +870,5 @@ def _merge_cli(out_dir) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

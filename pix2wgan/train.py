@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
+from common.choices import AUTO, NORMS, PRECISIONS, STRATEGIES
+from common.cli import Parser, add_verbose, quiet_tensorflow
+from data.surveys import LUO_SURVEYS
 from pix2wgan.config import LOSSES, Pix2WGANConfig
-from common.layers import NORMS
-from common.training import AUTO, PRECISIONS, STRATEGIES, resolve_precision
 
 
 def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train",
@@ -26,28 +26,33 @@ def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train
                  out="runs/pix2wgan") -> argparse.ArgumentParser:
     """The training flags, with defaults from ``d`` (also used by ``cascade.train``)."""
     d = d or Pix2WGANConfig()
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = Parser(prog=prog, description=description)
     p.add_argument("--data", default=d.data,
                    help="dataset root (default: the simulated set in datasets/sim-default, "
                         "generated on first use)")
-    p.add_argument("--source", default=d.source, help=f"input survey (default {d.source})")
-    p.add_argument("--target", default=d.target, help=f"target survey (default {d.target})")
-    p.add_argument("--out", default=out, help=f"run folder (default {out})")
+    p.add_argument("--source", choices=LUO_SURVEYS, default=d.source, help="input survey")
+    p.add_argument("--target", choices=LUO_SURVEYS, default=d.target, help="target survey")
+    p.add_argument("--out", default=out, help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="images per critic/generator update (per GPU)")
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help="initial learning rate of both optimizers")
     p.add_argument("--loss", choices=LOSSES, default=d.loss,
                    help="wgan-gp (Pix2WGAN) or bce (classic pix2pix baseline)")
     p.add_argument("--n-critic", type=int, default=d.n_critic,
                    help="critic iterations per generator update (wgan-gp only)")
     p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
-    p.add_argument("--critic-norm", choices=NORMS, default=d.critic_norm)
-    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--critic-norm", choices=NORMS, default=d.critic_norm,
+                   help="normalisation layers of the critic")
+    p.add_argument("--image-size", type=int, default=d.image_size,
+                   help="training crop, pixels a side")
     p.add_argument("--n-train", type=int, default=d.n_train,
                    help="use only the first N training galaxies (0 = all)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="weights, shuffling and augmentation (same seed, same run on CPU)")
     p.add_argument("--mixed-precision", action="store_const", const="fp16",
                    dest="precision", default=d.precision,
                    help="same as --precision fp16: mixed_float16 with loss scaling")
@@ -64,14 +69,18 @@ def build_parser(d: Pix2WGANConfig | None = None, prog="python -m pix2wgan.train
                    help="GPUs to use with --strategy mirrored/multiworker (0 = all "
                         "visible); --batch-size is per GPU, the global batch is "
                         "batch size x GPUs")
+    add_verbose(p)
     return p
 
 
 def parse_args(argv=None, parser=None, cls=Pix2WGANConfig):
     """Parse CLI arguments into a validated ``cls`` config (errors exit with a one-line
-    message); returns ``(config, namespace)``."""
+    message); returns ``(config, namespace)``. TensorFlow is imported here, quietly
+    unless ``--verbose`` (``--help`` exits before)."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    from common.training import resolve_precision
     fields = {f.name for f in dataclasses.fields(cls)}
     cfg = cls(**{k: v for k, v in vars(args).items() if k in fields})
     cfg.precision = resolve_precision(cfg.precision)
@@ -95,4 +104,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from common import training
