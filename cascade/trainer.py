@@ -79,17 +79,21 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
     callbacks = [
         training.EpochLRDecay(model.optimizers, cfg.lr, cfg.lr_decay),
         training.SampleGrid(columns, run_dir / "samples"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         training.CheckpointEachEpoch(state),  # last: runs after the others have logged
     ]
     if first_epoch < cfg.epochs:
         with pipeline.data_errors(checked):
             model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                      validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                      validation_data=val_ds, callbacks=callbacks,
+                      verbose=training.fit_verbose(verbose),
                       shuffle=False)
     save_generator(model.stage1.generator, run_dir / G1_FILE)
     save_generator(model.stage2.generator, run_dir / G2_FILE)
+    print(f"wrote {run_dir}: {G1_FILE}, {G2_FILE} (epoch {cfg.epochs}), "
+          f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
+          f"with python -m cascade.predict --model {run_dir}")
     return model
 
 

@@ -8,9 +8,9 @@ from data.layout import DataError
 
 
 class _LineTracker:
-    """A ``sys.stdout`` / ``sys.stderr`` stand-in that remembers whether the last character written ended
-    a line, so an error after a progress bar (which ends in ``\\r``) starts on its own
-    line. Everything else is forwarded to the real stream."""
+    """A ``sys.stdout`` / ``sys.stderr`` stand-in that remembers whether the last
+    character written ended a line, so an error after a progress bar (which ends in
+    ``\\r``) starts on its own line. Everything else is forwarded to the real stream."""
 
     def __init__(self, stream):
         self._stream, self.at_line_start = stream, True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -23,6 +24,7 @@ from data.pipeline import denormalize
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
+HISTORY = "history.csv"
 
 
 # --- configs ------------------------------------------------------------------------------
@@ -249,6 +251,51 @@ class EpochLRDecay(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["lr"] = self.rate(epoch)
+
+
+def fit_verbose(verbose: int | str = "auto") -> int:
+    """Keras ``fit``'s ``verbose``: ``"auto"`` is the live progress bar (1) on a
+    terminal, one line per epoch (2) when stdout is a file or pipe, where the bar's
+    redraws would each become a line."""
+    if verbose != "auto":
+        return int(verbose)
+    return 1 if sys.stdout.isatty() else 2
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """One row per Keras epoch in ``history.csv``: the count ``unit`` ("epoch", or
+    "iteration" when an epoch is ``per_epoch`` iterations), 1-based as Keras prints
+    ``Epoch 1/N`` and as checkpoints are numbered, then every logged value (columns fixed
+    by the first row's header; a resumed run appends under it).
+
+    ``done``: the count the run restarts from (its checkpoint's). Rows past it, written
+    by a run killed between its history row and its checkpoint, are dropped, so each
+    count appears once; ``done=0`` starts a new file.
+    """
+
+    def __init__(self, path: Path, done: int, unit: str = "epoch", per_epoch: int = 1):
+        super().__init__()
+        self.path, self.unit, self.per_epoch = Path(path), unit, per_epoch
+        if done == 0:
+            self.path.unlink(missing_ok=True)
+        elif self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            keep = lines[:1] + [row for row in lines[1:]
+                                if row and float(row.split(",")[0]) <= done]
+            if len(keep) < len(lines):
+                atomic_write_text(self.path, "".join(f"{row}\n" for row in keep))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.path.is_file():
+            keys = self.path.read_text().split("\n", 1)[0].split(",")[1:]
+            head = ""
+        else:
+            keys = sorted(logs)
+            head = ",".join([self.unit, *keys]) + "\n"
+        values = [f"{float(logs[k]):.6g}" if k in logs else "" for k in keys]
+        with open(self.path, "a") as fh:
+            fh.write(head + ",".join([str((epoch + 1) * self.per_epoch), *values]) + "\n")
 
 
 # --- sample grids -------------------------------------------------------------------------

@@ -319,28 +319,6 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["lr"] = current_lr(self.optimizer)
 
 
-class HistoryCSV(keras.callbacks.Callback):
-    """Append one row per checkpoint to ``history.csv``: ``iteration`` then the logged
-    values (header written once; a resumed run appends under it)."""
-
-    def __init__(self, path: Path, steps_per_epoch: int):
-        super().__init__()
-        self.path, self.spe = Path(path), steps_per_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        keys = sorted(logs)
-        new = not self.path.is_file()
-        if not new:
-            keys = self.path.read_text().splitlines()[0].split(",")[1:]
-        with open(self.path, "a") as fh:
-            if new:
-                fh.write(",".join(["iteration"] + keys) + "\n")
-            fh.write(",".join([str((epoch + 1) * self.spe)]
-                              + [f"{float(logs[k]):.6g}" if k in logs else "" for k in keys])
-                     + "\n")
-
-
 class CheckpointIterations(keras.callbacks.Callback):
     """Save the run state at each epoch end, numbered by iterations done."""
 
@@ -375,6 +353,11 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
     samples = fixed_samples(cfg, root, dataset)
     for s in steps:
         train_step_of(cfg, run_dir, s, dataset, root, samples, progress)
+    print(f"wrote {run_dir}: " + ", ".join(
+        f"step{s}/ ({cfg.iterations_of(s)} iterations: {training.CHECKPOINTS}/, "
+        f"{training.HISTORY})" for s in steps)
+        + f", samples/, logs/; translate with python -m noise_gan.predict --run-dir "
+          f"{run_dir}")
     return run_dir
 
 
@@ -411,7 +394,7 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         LogLearningRate(optimizers_of(model)[0]),
         SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
                     cfg.sample_every, total, cfg.cfht_size),
-        HistoryCSV(sdir / "history.csv", spe),
+        training.HistoryCSV(sdir / training.HISTORY, done, "iteration", spe),
         keras.callbacks.TensorBoard(str(run_dir / "logs" / f"step{step}")),
         CheckpointIterations(state, spe),  # last: runs after the others have logged
     ]
@@ -419,7 +402,7 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
     with lin_data_errors():
         model.fit(ds, epochs=total // spe, initial_epoch=done // spe,
                   steps_per_epoch=spe, callbacks=callbacks,
-                  verbose="auto" if progress else 0, shuffle=False)
+                  verbose=training.fit_verbose("auto" if progress else 0), shuffle=False)
     atomic_write_text(sdir / FINISHED, json.dumps({"iterations": total}) + "\n")
     return model
 

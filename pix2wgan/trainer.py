@@ -179,16 +179,20 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
         training.EpochLRDecay([model.g_optimizer, model.d_optimizer], cfg.lr, cfg.lr_decay),
         training.SampleGrid(lambda: (x_low, model.generator(x_low, training=False), x_high),
                             run_dir / "samples"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         training.CheckpointEachEpoch(state),  # last: runs after the others have logged
     ]
     if first_epoch < cfg.epochs:
         with pipeline.data_errors(train_ds):
             model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                      validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                      validation_data=val_ds, callbacks=callbacks,
+                      verbose=training.fit_verbose(verbose),
                       shuffle=False)  # the pipeline shuffles
     save_generator(model.generator, run_dir / GENERATOR_FILE)
+    print(f"wrote {run_dir}: {GENERATOR_FILE} (epoch {cfg.epochs}), "
+          f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
+          f"with python -m pix2wgan.predict --model {run_dir}")
     return model
 
 

@@ -140,7 +140,7 @@ def test_run_writes_outputs_and_resumes(run, tiny, tmp_path, eager):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     resumed = train(_cfg(tiny, epochs=2, width=8), run_dir, resume=True, verbose=0)
     assert resumed.stage1.generator.get_layer("enc1_conv").filters == 4
-    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1]
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [1, 2]
     assert int(resumed.stage2.g_optimizer.iterations) == 2
 
 

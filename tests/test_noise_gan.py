@@ -6,6 +6,10 @@ sizes): width 4, SDSS 8 px / CFHT 24 px (the generators' 2 (s + 4) rule), batch 
 band except where FITS cubes need all five.
 """
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -13,6 +17,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from data.layout import REPO_ROOT
 from noise_gan import predict as predict_cli
 from noise_gan import train as train_cli
 from noise_gan import trainer
@@ -219,8 +224,22 @@ def test_config_validation_names_the_bad_value():
         NoiseGANConfig(iterations=6, step2_iterations=5, checkpoint_every=3).validate()
     assert NoiseGANConfig(iterations=6, step2_iterations=9).iterations_of("2") == 9
     assert NoiseGANConfig(iterations=6).iterations_of("2") == 6
+    # Counts that a later check divides by are named, not a ZeroDivisionError.
+    with pytest.raises(ValueError, match="--iterations must be >= 1, got 0"):
+        NoiseGANConfig(iterations=0).validate()
+    with pytest.raises(ValueError, match="--checkpoint-every must be >= 1, got 0"):
+        NoiseGANConfig(checkpoint_every=0).validate()
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--variant", "b", "--step", "2"])
+
+
+def test_cli_bad_value_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["--iterations", "0", "--run-dir", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--iterations must be >= 1, got 0" in err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +314,32 @@ def test_cli_train_then_predict_fits(lin_set, tmp_path, capsys):
                              "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "nan.fits" in err and "NaN" in err and "band r" in err
+
+
+def test_nan_in_a_cube_ends_the_process_with_one_line(lin_set, tmp_path):
+    # Issue 14 item 1: the error was printed, then the process never exited (tf.data's
+    # iterator destructor waited for in-flight numpy_function reads that waited for the
+    # GIL). A fresh process, as a user runs it; it must end, exit 2, within the timeout.
+    from data.fits_download import read_cube, write_cube
+    data = tmp_path / "data"
+    shutil.copytree(lin_set, data)
+    victim = sorted((data / "unpaired" / "sdss").glob("*.fits"))[0]
+    cube, _, hdr = read_cube(victim)
+    cube[2, 3, 3] = np.nan
+    write_cube(victim, cube, hdr)
+    cmd = [sys.executable, "-m", "noise_gan.train", "--data", str(data), "--run-dir",
+           str(tmp_path / "run"), "--width", "4", "--noise-hidden", "4", "--sdss-size", "8",
+           "--cfht-size", "24", "--batch-unpaired", "2", "--batch-paired", "2",
+           "--n-samples", "2", "--iterations", "2", "--eager"]
+    try:
+        out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("noise_gan.train did not exit within 120 s after a NaN cube")
+    assert out.returncode == 2, out.stderr[-2000:]
+    # TensorFlow's start-up lines are hidden: the error is stderr's only line.
+    assert out.stderr.splitlines() == [
+        f"error: {victim}: 1 NaN/inf pixel(s) (first in band r)"], out.stderr[-2000:]
 
 
 def test_losses_on_hand_computed_cases():

@@ -45,7 +45,7 @@ def run(tiny, tmp_path_factory):
 
 def _assert_trained(model, cfg, run_dir, epochs):
     hist = pd.read_csv(run_dir / "history.csv")
-    assert list(hist["epoch"]) == list(range(epochs))
+    assert list(hist["epoch"]) == list(range(1, epochs + 1))
     for col in ["g_loss", "g_l1", "d_loss", "val_g_l1"]:
         assert np.all(np.isfinite(hist[col])), col
     # Nearly every weight tensor of both networks moved away from a fresh build
@@ -128,8 +128,26 @@ def test_resume_restores_state_and_keeps_saved_architecture(run, tiny, tmp_path)
     # Resume with a different --width: the saved architecture wins, epochs extend.
     resumed = train(_cfg(tiny, epochs=3, width=8), run_dir, resume=True, verbose=0)
     assert resumed.generator.get_layer("enc1_conv").filters == 4
-    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [1, 2, 3]
     assert int(resumed.g_optimizer.iterations) == 3 * 2
+
+
+def test_history_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
+    # Issue 14 item 12: a kill between the history row and the checkpoint wrote the
+    # epoch-3 row, then --resume from ckpt-2 wrote epoch 3 again.
+    from common.training import HistoryCSV
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,g_loss\n1,0.5\n2,0.4\n3,0.3\n")
+    log = HistoryCSV(path, done=2)
+    assert path.read_text() == "epoch,g_loss\n1,0.5\n2,0.4\n"
+    log.on_epoch_end(2, {"g_loss": 0.25, "new_key": 1.0})  # Keras' epoch 2 is our 3rd
+    assert list(pd.read_csv(path)["epoch"]) == [1, 2, 3]
+    assert pd.read_csv(path)["g_loss"].iloc[-1] == 0.25
+    HistoryCSV(path, done=0)  # a new run starts a new file
+    assert not path.exists()
+    log = HistoryCSV(path, done=0, unit="iteration", per_epoch=50)
+    log.on_epoch_end(1, {"a": 1.0})
+    assert path.read_text() == "iteration,a\n100,1\n"
 
 
 def _cli_args(tiny, run, epochs):
@@ -161,13 +179,15 @@ def test_kill_during_epoch_two_then_resume_finishes(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "starting at epoch 2 of 2" in out.stdout
     hist = pd.read_csv(run / "history.csv")
-    assert list(hist["epoch"]) == [0, 1]
+    assert list(hist["epoch"]) == [1, 2]  # 1-based, as Keras prints and ckpt-N counts
     assert (run / "generator.keras").is_file()
+    assert out.stdout.splitlines()[-1].startswith(f"wrote {run}: generator.keras (epoch 2)")
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["--source", "galex"], "unknown survey 'galex'"),
+    (["--source", "galex"], "invalid choice: 'galex'"),
+    (["--source", "cfht"], "invalid choice: 'cfht'"),  # Lin et al.'s FITS survey
     (["--batch-size", "-3"], "--batch-size must be >= 1"),
 ])
 def test_train_cli_rejects_bad_flags(argv, message, capsys):
@@ -175,7 +195,16 @@ def test_train_cli_rejects_bad_flags(argv, message, capsys):
         train_cli.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert message in err[-1]
+    assert len(err) == 1 and message in err[0]
+
+
+def test_config_refuses_a_fits_survey_before_writing(tmp_path, tiny):
+    # The config check itself (what a resumed or programmatic run goes through).
+    with pytest.raises(ValueError, match="--source must be one of the JPEG surveys"):
+        Pix2WGANConfig(source="cfht").validate()
+    with pytest.raises(ValueError, match="--target must be one of the JPEG surveys"):
+        train(_cfg(tiny, target="cfht"), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()  # no config.json left behind
 
 
 def test_train_cli_errors_are_one_line(tmp_path, tiny, capsys):
