@@ -35,7 +35,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 # Nothing imported at module level may import TensorFlow: ``--help`` stays fast, and
 # luo_common (every Luo figure script) imports this module for its presets.
-from common.cli import HelpFormatter, add_verbose, positive_int  # noqa: E402
+from common.choices import AUTO, PRECISIONS  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write_text  # noqa: E402
 from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,  # noqa: E402
                           TABLE1_METRICS)
@@ -73,10 +74,6 @@ PRESETS = {
     "paper": dict(folder="sim-paper", sim=dict(n_train=15000, n_test=2000), train=dict()),
 }
 
-#: ``--precision`` choices: ``(common.training.AUTO, *common.training.PRECISIONS)``,
-#: spelled out because common.training imports TensorFlow (tests/test_cli_help.py
-#: checks that the two agree).
-PRECISION_CHOICES = ("auto", "float32", "fp16", "bf16")
 #: The training settings a flag can override, and the flag.
 TRAIN_FLAGS = {"width": "--width", "epochs": "--epochs", "batch_size": "--batch-size",
                "precision": "--precision"}
@@ -158,10 +155,11 @@ def describe_settings(args) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/table1.py",
-                                description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
-    p.add_argument("--preset", choices=PRESETS, default="cpu")
+    p = Parser(prog="python experiments/table1.py",
+               description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=PRESETS, default="cpu",
+                   help="cpu: a reduced run for 2 CPU cores; paper: Luo et al.'s settings "
+                        "(a GPU job)")
     p.add_argument("--data", help="dataset folder (default: the preset's simulated set, "
                                   "generated on first use)")
     p.add_argument("--model", help="Pseudo-HSC¹: score this Pix2WGAN generator (.keras "
@@ -182,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=positive_int,
                    help="override the preset's generator width")
     p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
-    p.add_argument("--precision", choices=PRECISION_CHOICES,
+    p.add_argument("--precision", choices=[AUTO, *PRECISIONS],
                    help="override the preset's precision (auto: bf16 on a CPU with bf16 "
                         "units, fp16 on a GPU, else float32)")
     p.add_argument("--lpips-weights", help="LPIPS .npz (else $LPIPS_WEIGHTS, KERAS_HOME)")
@@ -586,4 +584,5 @@ def run(args) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())
