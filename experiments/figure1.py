@@ -20,6 +20,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 PAPER = ("Fig. 1: three galaxies (columns), each seen by SDSS (top), DECaLS (middle) "
@@ -28,8 +29,8 @@ PAPER = ("Fig. 1: three galaxies (columns), each seen by SDSS (top), DECaLS (mid
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure1.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure1.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p, models=False)
     return p
 
@@ -54,9 +55,9 @@ def run(args) -> list[Path]:
     for r in recs:
         r.update({f"bg_sigma_{s}": v for s, v in sig.items()})
     paths.append(lc.write_selection(args.results, name, recs))
-    lc.report(PAPER, recs, paths)
-    print("ours: background noise (grey levels, border MAD): "
-          + ", ".join(f"{lc.SURVEY_LABEL[s]} {v:.1f}" for s, v in sig.items()))
+    lc.report(PAPER, recs, paths, lines=[
+        "ours: background noise (grey levels, border MAD): "
+        + ", ".join(f"{lc.SURVEY_LABEL[s]} {v:.1f}" for s, v in sig.items())])
     return paths
 
 
@@ -65,4 +66,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

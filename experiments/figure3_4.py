@@ -22,6 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 PAPER = ("Figs 3-4: six test galaxies (three per figure); rows DECaLS, Pix2WGAN "
@@ -32,8 +33,8 @@ PAPER = ("Figs 3-4: six test galaxies (three per figure); rows DECaLS, Pix2WGAN 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure3_4.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure3_4.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     return p
 
@@ -48,4 +49,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

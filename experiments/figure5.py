@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 KINDS = ("streak", "noisy", "saturated")
@@ -30,18 +31,17 @@ PAPER = ("Fig. 5: real HSC images with a streak-like artifact (left), prominent 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure5.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure5.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     return p
 
 
 def run(args) -> list[Path]:
-    paths = lc.artifact_figure(args, PAPER, "hsc", KINDS, 5)
-    print("note: RMSE/SSIM here are against the flawed HSC image itself, so a "
-          "pseudo-HSC that removes the artifact is *penalised*; physics.py compares "
-          "with the noise-free truth")
-    return paths
+    return lc.artifact_figure(args, PAPER, "hsc", KINDS, 5, lines=[
+        "note: RMSE/SSIM here are against the flawed HSC image itself, so a pseudo-HSC "
+        "that removes the artifact is *penalised*; physics.py compares with the "
+        "noise-free truth"])
 
 
 def main(argv=None) -> int:
@@ -49,4 +49,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

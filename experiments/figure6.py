@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 KINDS = ("streak", "noisy", "blurred")
@@ -29,8 +30,8 @@ PAPER = ("Fig. 6: DECaLS inputs with streak-like artifacts (left), significant n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure6.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure6.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     return p
 
@@ -44,4 +45,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

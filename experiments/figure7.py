@@ -28,6 +28,7 @@ import pandas as pd
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser, positive_int  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 PAPER = ("Fig. 7: SDSS -> G1 -> pseudo-DECaLS -> G2 -> pseudo-HSC; D1 judges (SDSS, "
@@ -37,10 +38,11 @@ PAPER = ("Fig. 7: SDSS -> G1 -> pseudo-DECaLS -> G2 -> pseudo-HSC; D1 judges (SD
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure7.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure7.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--size", type=int, default=128, help="input side for the shapes")
+    p.add_argument("--size", type=positive_int, default=128,
+                   help="input side for the shapes")
     return p
 
 
@@ -233,8 +235,7 @@ def run(args) -> list[Path]:
           f"{sum(g_tab.kind == 'Concatenate')} skip connections; critic output "
           f"{d_tab.iloc[-1]['shape']}; params G1 {params['g1']:,}, D1 {params['d1']:,}, "
           f"G2 {params['g2']:,}, D2 {params['d2']:,} (config: {where})")
-    for p in paths:
-        print(f"wrote {p}")
+    lc.wrote(paths)
     return paths
 
 
@@ -243,4 +244,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 PAPER = ("Figs 8-9: the galaxies of Figs 3-4; rows SDSS, Cascade Pix2WGAN pseudo-HSC, "
@@ -28,8 +29,8 @@ PAPER = ("Figs 8-9: the galaxies of Figs 3-4; rows SDSS, Cascade Pix2WGAN pseudo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/figure8_9.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/figure8_9.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     return p
 
@@ -44,4 +45,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -29,6 +29,9 @@ import pandas as pd
 if __package__ in (None, ""):  # imported from a script run by path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# Nothing here imports TensorFlow at module level (table1 neither): ``--help`` of every
+# figure script stays fast; the model and metric code is imported where it is used.
+from common.cli import add_verbose, positive_int  # noqa: E402
 from data.layout import REPO_ROOT, image_path, read_manifest  # noqa: E402
 from experiments import table1  # noqa: E402
 
@@ -48,7 +51,8 @@ ARTIFACTS = ("streak", "saturated", "noisy", "blurred")
 
 # ------------------------------------------------------------------------ arguments
 def add_common_args(p: argparse.ArgumentParser, models: bool = True) -> None:
-    """Flags shared by the figure scripts (the model ones mirror table1.py's)."""
+    """Flags shared by the figure scripts (the model ones mirror table1.py's, and
+    ``--verbose``: only scripts with models use TensorFlow)."""
     p.add_argument("--preset", choices=PRESETS, default="cpu",
                    help="cpu (default; the models of `python experiments/table1.py`), "
                         "paper, or tiny (smoke test)")
@@ -63,9 +67,10 @@ def add_common_args(p: argparse.ArgumentParser, models: bool = True) -> None:
                                      "the cascade in RUN-cascade), as table1.py")
         p.add_argument("--skip-train", action="store_true",
                        help="use finished runs only; fail if one is missing")
-        p.add_argument("--epochs", type=int, help="override the preset's epochs")
-        p.add_argument("--width", type=int, help="override the generator width")
-        p.add_argument("--batch-size", type=int, help="override the batch size")
+        p.add_argument("--epochs", type=positive_int, help="override the preset's epochs")
+        p.add_argument("--width", type=positive_int, help="override the generator width")
+        p.add_argument("--batch-size", type=positive_int, help="override the batch size")
+        add_verbose(p)
 
 
 def ensure_data(args) -> Path:
@@ -91,7 +96,8 @@ def run_dir(args, key: str) -> Path:
 
 
 def epochs_done(run: Path) -> int:
-    """Epochs recorded in ``run/history.csv`` (0 if none)."""
+    """Epochs recorded in ``run/history.csv`` (0 if none): its distinct epoch numbers, so
+    that runs written before history.csv counted from 1 (0-based) count alike."""
     hist = run / "history.csv"
     if not hist.is_file():
         return 0
@@ -99,7 +105,7 @@ def epochs_done(run: Path) -> int:
         df = pd.read_csv(hist)
     except (pd.errors.EmptyDataError, pd.errors.ParserError):
         return 0
-    return int(df["epoch"].max()) + 1 if len(df) else 0
+    return int(df["epoch"].nunique())
 
 
 def get_model(args, root: Path, key: str):
@@ -445,9 +451,11 @@ def showcase_figures(args, paper: str, key: str, source: str, label: str,
     return paths
 
 
-def artifact_figure(args, paper: str, survey: str, kinds, number: int) -> list[Path]:
+def artifact_figure(args, paper: str, survey: str, kinds, number: int,
+                    lines=()) -> list[Path]:
     """Figs 5-6: one column per artifact kind of ``survey`` (:func:`select_artifacts`,
-    or ``--galaxy``); rows DECaLS, Pix2WGAN pseudo-HSC, HSC."""
+    or ``--galaxy``); rows DECaLS, Pix2WGAN pseudo-HSC, HSC. ``lines``: printed after
+    the per-panel report, before the closing line."""
     root = ensure_data(args)
     chosen = chosen_or_given(
         args, test_manifest(root), lambda d: select_artifacts(d, survey, kinds, root))
@@ -461,12 +469,18 @@ def artifact_figure(args, paper: str, survey: str, kinds, number: int) -> list[P
         f"Fig. {number} (Luo et al.): {SURVEY_LABEL[survey]} artifacts vs pseudo-HSC "
         f"from DECaLS", args.results, name)
     paths.append(write_selection(args.results, name, rows))
-    report(paper, rows, paths, [note])
+    report(paper, rows, paths, [note], lines)
     return paths
 
 
-def report(paper: str, rows: list[dict], paths, notes=()) -> None:
-    """Print the paper's description next to what we drew (per-panel metrics)."""
+def wrote(paths) -> None:
+    """The closing line of a run: every file it wrote, with its folder."""
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def report(paper: str, rows: list[dict], paths, notes=(), lines=()) -> None:
+    """Print the paper's description next to what we drew (per-panel metrics), then
+    ``lines``, then the closing :func:`wrote` line of ``paths``."""
     print(f"paper: {paper}")
     for n in notes:
         print(f"model: {n}")
@@ -478,12 +492,17 @@ def report(paper: str, rows: list[dict], paths, notes=()) -> None:
                      f"{r['ssim_pseudo']:.2f}")
         print(f"ours: {r.get('figure', '')} col {r['column']}: {r['id']} ({r['reason']})"
               f"{extra}")
-    for p in paths:
-        print(f"wrote {p}")
+    for line in lines:
+        print(line)
+    wrote(paths)
 
 
 def cli(run, build_parser, argv=None) -> int:
-    """Parse ``argv``, run, and turn user errors into one line (exit code 2)."""
+    """Parse ``argv``, run, and turn user errors into one line (exit code 2). A script
+    with ``--verbose`` (one that uses TensorFlow) imports it quietly first."""
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
     args = build_parser().parse_args(argv)
+    if hasattr(args, "verbose"):
+        quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))

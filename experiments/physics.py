@@ -55,6 +55,7 @@ if __package__ in (None, ""):
 
 from data.render import inverse_render  # noqa: E402
 from data.surveys import LUO_PIXSCALE, get_survey  # noqa: E402
+from common.cli import Parser, positive_int  # noqa: E402
 from experiments import luo_common as lc  # noqa: E402
 
 #: Image kinds: name -> (survey whose stretch rendered it, model key or None).
@@ -579,10 +580,11 @@ def scatter_figure(meas: pd.DataFrame, ref: str, kinds, title: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/physics.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/physics.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--max-galaxies", type=int, help="only the first N test galaxies")
+    p.add_argument("--max-galaxies", type=positive_int,
+                   help="only the first N test galaxies")
     p.add_argument("--no-statmorph", action="store_true",
                    help="our own C and A instead of statmorph's")
     return p
@@ -668,8 +670,7 @@ def run(args) -> pd.DataFrame:
                              "Measured on each image vs on the noise-free truth")
         paths += lc.save_figure(fig, res, f"physics{suffix}_vs_truth")
     print(md)
-    for p in paths:
-        print(f"wrote {p}")
+    lc.wrote(paths)
     return summ
 
 
@@ -678,4 +679,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())
