@@ -22,9 +22,11 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import metrics  # noqa: E402
-from common.paper import TABLE1  # noqa: E402
+# common.metrics (SSIM) imports TensorFlow: imported where it is used, so --help and
+# figure1.py (which borrows background_sigma) stay free of it.
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write  # noqa: E402
+from common.paper import TABLE1  # noqa: E402
 from data import layout, render  # noqa: E402
 from data.simulate import SimConfig, ensure_simulated  # noqa: E402
 
@@ -53,6 +55,7 @@ def background_sigma(images: np.ndarray, border: int = 12) -> float:
 
 def survey_gap(root: Path, split: str = "test", batch: int = 100) -> pd.DataFrame:
     """Per-pair mean RMSE / PSNR / SSIM of sdss and decals against hsc on ``split``."""
+    from common import metrics
     ids = layout.read_manifest(root, split)["id"].tolist()
     if not ids:
         raise layout.DataError(f"{layout.manifest_path(root)} has no {split!r} rows")
@@ -95,33 +98,47 @@ def to_markdown(df: pd.DataFrame, root: Path) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python experiments/survey_gap.py",
+                description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None,
                     help="dataset folder (default: the simulated default set, made if missing)")
-    ap.add_argument("--n-train", type=int, default=SimConfig.n_train, help="if simulating")
-    ap.add_argument("--n-test", type=int, default=SimConfig.n_test, help="if simulating")
+    ap.add_argument("--n-train", type=positive_int, default=SimConfig.n_train,
+                    help="if simulating")
+    ap.add_argument("--n-test", type=positive_int, default=SimConfig.n_test,
+                    help="if simulating")
     ap.add_argument("--seed", type=int, default=0, help="if simulating")
-    ap.add_argument("--workers", type=int, default=None, help="if simulating")
+    ap.add_argument("--workers", type=positive_int, default=None,
+                    help="if simulating (default: one per CPU)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    add_verbose(ap)
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> pd.DataFrame:
-    a = parse_args(argv)
+def run(a: argparse.Namespace) -> pd.DataFrame:
+    """Score the survey gap of ``a.data`` (or the simulated default set) and write
+    ``a.out/survey_gap.{csv,md}``; returns the table."""
     root = a.data or ensure_simulated(SimConfig(n_train=a.n_train, n_test=a.n_test,
                                                 seed=a.seed, workers=a.workers))
-    try:
-        df = survey_gap(root)
-    except layout.DataError as e:
-        raise SystemExit(f"error: {e}") from None
+    df = survey_gap(root)
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write(a.out / "survey_gap.csv",
-                        lambda t: df.to_csv(t, index=False, float_format="%.4f"))
+                 lambda t: df.to_csv(t, index=False, float_format="%.4f"))
     md = to_markdown(df, root)
     atomic_write(a.out / "survey_gap.md", lambda t: t.write_text(md))
     print(md)
+    print(f"wrote {a.out / 'survey_gap.csv'}, {a.out / 'survey_gap.md'}")
     return df
 
 
+def main(argv=None) -> int:
+    """Exit code 0, or 2 with one ``error:`` line (a missing or empty dataset...)."""
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    a = parse_args(argv)
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run(a))
+
+
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())
