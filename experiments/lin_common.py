@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.cli import positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write, file_sha256  # noqa: E402
 from data.layout import REPO_ROOT, DataError, data_root  # noqa: E402
 
@@ -311,15 +311,24 @@ def train_cases_main(argv=None) -> int:
     """``python experiments/lin_common.py --preset P --data ROOT --cases C...``: train
     the cases one after another (skipping finished or locked ones, then waiting for
     those); the helper behind ``ensure_cases(jobs > 1)``."""
-    p = argparse.ArgumentParser(prog="python experiments/lin_common.py",
-                                description=train_cases_main.__doc__.split(";")[0])
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    p = Parser(prog="python experiments/lin_common.py",
+               description=train_cases_main.__doc__.split(";")[0])
     p.add_argument("--preset", choices=PRESETS, required=True)
     p.add_argument("--data", required=True, help="Lin et al. FITS root")
     p.add_argument("--runs", help="runs root (default runs/)")
     p.add_argument("--cases", nargs="+", choices=CASES, required=True)
+    add_verbose(p)
     args = p.parse_args(argv)
-    ensure_cases(args.cases, args.preset, args.data, args.runs, progress=False)
-    return 0
+    quiet_tensorflow(args.verbose)
+
+    def run():
+        root = ensure_data(args.preset, args.data, progress=False)  # given: must exist
+        runs = ensure_cases(args.cases, args.preset, root, args.runs, progress=False)
+        print(f"wrote the runs of case(s) {', '.join(runs)} in "
+              f"{runs_dir(args.preset, args.runs)}")
+    return run_cli(run)
 
 
 # --- the paired test set and its translations, cached ------------------------------------
@@ -505,6 +514,7 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=positive_int, default=2,
                    help="processes training missing cases side by side (default 2: on "
                         "a 2-core CPU one traces its graph while the other computes)")
+    add_verbose(p)
     return p
 
 
@@ -579,4 +589,5 @@ def write_json(path: Path | str, obj) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(train_cases_main())
+    from common.errors import exit_process
+    exit_process(train_cases_main())

@@ -33,6 +33,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import lin_common as lc  # noqa: E402
 
 #: panel -> (array key, original key, title, pixel scale ")
@@ -45,8 +46,8 @@ RGB_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python experiments/lin_fig3.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/lin_fig3.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     p.add_argument("--n-rgb", type=int, default=len(RGB_QUANTILES),
                    help="galaxies in the RGB panel (at evenly spaced flux quantiles)")
@@ -163,17 +164,20 @@ def run(args) -> pd.DataFrame:
     print("paper (Fig. 3): good visual agreement with the paired real images; "
           "well-behaved regenerated noise background; main loss: small-scale non-noise "
           "structure (spots, faint arms) in reconstructed CFHT images")
+    print(f"wall time {time.time() - t0:.0f} s")
     print(f"wrote {', '.join(str(p) for p in paths)}, {out / 'fig3.csv'}, "
           f"{out / 'fig3_pixels.npz'}")
-    print(f"wall time {time.time() - t0:.0f} s")
     return df
 
 
 def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
     args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

@@ -27,6 +27,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import lin_common as lc  # noqa: E402
 
 #: direction -> (input key, target key, reconstruction key, title)
@@ -35,10 +36,11 @@ ROWS = {"sdss_to_cfht": ("sdss", "cfht", "cfht_rec", "SDSS -> CFHT"),
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python experiments/lin_fig4.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/lin_fig4.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES)
+    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
+                   help=f"cases to train and plot (default: {' '.join(lc.CASES)})")
     p.add_argument("--band", default="z", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows z)")
     p.add_argument("--out", help="output folder (default results/lin_fig4, or "
@@ -127,16 +129,19 @@ def run(args) -> pd.DataFrame:
           "distribution; (b), (g) vary widely in the half cycle; (c) closer but still "
           "off; (a)-(e), (g) show regular noise-like fluctuations instead of noise; "
           "(h) keeps some stochasticity but not the shape or the noise pattern")
-    print(f"wrote {', '.join(str(p) for p in paths)}, {out / 'fig4.csv'}")
     print(f"wall time {time.time() - t0:.0f} s")
+    print(f"wrote {', '.join(str(p) for p in paths)}, {out / 'fig4.csv'}")
     return df
 
 
 def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
     args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

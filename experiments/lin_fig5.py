@@ -35,6 +35,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import lin_common as lc  # noqa: E402
 
 #: survey reconstructed -> (key of the reconstruction, key of the original, title)
@@ -50,12 +51,12 @@ COLOURS = {"ours": "k", "a": "tab:blue", "b": "tab:orange", "c": "tab:green",
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python experiments/lin_fig5.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/lin_fig5.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
     p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
                    help="cases to train and plot (ours is always included: its emulators "
-                        "give sigma)")
+                        f"give sigma; default: {' '.join(lc.CASES)})")
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
     p.add_argument("--out", help="output folder (default results/lin_fig5, or "
@@ -243,9 +244,9 @@ def run(args) -> pd.DataFrame:
                + ("; grey: noise-free truth + emulator noise)" if perfect else ")"))
     paths = lc.save_figure(fig, out, "fig5")
     report(summary, sigma, true_sigma, args.band)
+    print(f"wall time {time.time() - t0:.0f} s (training/reuse {t_train:.0f} s)")
     print(f"wrote {', '.join(str(p) for p in paths)}, {out / 'fig5_points.csv'}, "
           f"{out / 'fig5_summary.csv'}")
-    print(f"wall time {time.time() - t0:.0f} s (training/reuse {t_train:.0f} s)")
     return summary
 
 
@@ -295,10 +296,13 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
 
 
 def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
     args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())

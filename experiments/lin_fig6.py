@@ -28,16 +28,18 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from experiments import lin_common as lc  # noqa: E402
 
 PANELS = {"sdss": ("sdss_rec", "SDSS (from CFHT)"), "cfht": ("cfht_rec", "CFHT (from SDSS)")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python experiments/lin_fig6.py",
-                                description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python experiments/lin_fig6.py",
+               description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES)
+    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
+                   help=f"cases to train and plot (default: {' '.join(lc.CASES)})")
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
     p.add_argument("--out", help="output folder (default results/lin_fig6, or "
@@ -156,17 +158,20 @@ def run(args) -> pd.DataFrame:
                               f"highest frequency)")
     paths = lc.save_figure(fig, out, "fig6")
     report(summary)
+    print(f"wall time {time.time() - t0:.0f} s (training/reuse {t_train:.0f} s)")
     print(f"wrote {', '.join(str(p) for p in paths)}, {out / 'fig6_summary.csv'}, "
           f"{out / 'fig6_maps.csv'}")
-    print(f"wall time {time.time() - t0:.0f} s (training/reuse {t_train:.0f} s)")
     return summary
 
 
 def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
     from common.errors import run_cli
     args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
     return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())
