@@ -36,6 +36,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import Parser  # noqa: E402
 from data.layout import REPO_ROOT, data_root, default_sim_dir  # noqa: E402
 
 PRESETS = ("cpu", "paper", "tiny")
@@ -275,9 +276,10 @@ def run_target(target: Target, ctx: Context, root: Path = REPO_ROOT) -> tuple[bo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/run_all.py",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=PRESETS, default="cpu")
+    p = Parser(prog="python experiments/run_all.py",
+               description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=PRESETS, default="cpu",
+                   help="the preset every target runs with")
     p.add_argument("--only", help="comma-separated targets (default: all)")
     p.add_argument("--skip", help="comma-separated targets to leave out")
     p.add_argument("--force", action="store_true", help="rerun even if up to date")
@@ -294,9 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None, targets: dict[str, Target] | None = None,
          root: Path = REPO_ROOT) -> int:
     """Exit 0 if every selected target is up to date or succeeded, 1 if any failed,
-    2 on bad arguments. ``targets``/``root``: for tests."""
+    2 on bad arguments (one ``error:`` line). ``targets``/``root``: for tests."""
+    from common.errors import run_cli
     args = build_parser().parse_args(argv)
-    targets = TARGETS if targets is None else targets
+    got = []
+    code = run_cli(lambda: got.append(run(args, TARGETS if targets is None else targets,
+                                          root)))
+    return code or got[0]
+
+
+def run(args, targets: dict[str, Target], root: Path = REPO_ROOT) -> int:
+    """The targets ``args`` selects, in dependency order: 0 if every one is up to date
+    or succeeded, else 1; a bad selection raises ``ValueError``."""
     names = list(targets)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -305,9 +316,8 @@ def main(argv=None, targets: dict[str, Target] | None = None,
         names = [n for n in names if n not in drop]
     bad = [n for n in names if n not in targets]
     if bad:
-        print(f"error: unknown target(s) {', '.join(bad)}; choose from "
-              f"{', '.join(targets)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown target(s) {', '.join(bad)}; choose from "
+                         f"{', '.join(targets)}")
     names = [n for n in targets if n in names]  # dependency order
     results = Path(args.results) if args.results else (
         REPO_ROOT / "results" if args.preset == "cpu" else REPO_ROOT / "results" / args.preset)
@@ -350,8 +360,13 @@ def main(argv=None, targets: dict[str, Target] | None = None,
     for n in names:
         extra = f" ({walls[n]:.0f} s)" if n in walls else ""
         print(f"  {n:12s} {status.get(n, '-')}{extra}")
+    ran = [n for n in names if status.get(n) == "ran"]
+    print(f"wrote the outputs of {', '.join(ran)} in {ctx.results} (stamps in "
+          f"{ctx.results / STAMPS})" if ran else
+          f"wrote nothing: no target ran (outputs in {ctx.results})")
     return 1 if any(s in ("FAILED", "blocked") for s in status.values()) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())
