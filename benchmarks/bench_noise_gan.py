@@ -10,22 +10,37 @@ No reference implementation is timed for this model (next work).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import emit, print_machine  # noqa: E402
+from benchlib import closing, emit, existing_dir, print_machine  # noqa: E402
+
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--data", default=None)
+def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/bench_noise_gan.py",
+                description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=positive_int, default=3,
+                    help="timed calls of each training step")
+    ap.add_argument("--data", default=None,
+                    help="Lin et al. FITS root (default: the simulated datasets/sim-lin; "
+                         "without it nothing is measured)")
     ap.add_argument("--quick", action="store_true", help="batches of 4, 2 timed steps")
+    add_verbose(ap)
     a = ap.parse_args(argv)
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run(a))
+
+
+def run(a) -> None:
+    if a.data:
+        existing_dir(a.data)
     info = print_machine()
     import tensorflow as tf
 
@@ -38,7 +53,8 @@ def main(argv=None):
     if not (root / LIN_MANIFEST).is_file():
         print(f"not measured: no Lin dataset at {root}")
         res["skipped"] = f"no Lin dataset at {root}"
-        return emit(res)
+        emit(res)
+        return closing("bench_noise_gan")
     kw = dict(batch_unpaired=4, batch_paired=4) if a.quick else {}
     steps = 2 if a.quick else a.steps
     cfg = NoiseGANConfig(data=str(root), **kw)
@@ -73,7 +89,9 @@ def main(argv=None):
               f"(trace+first {trace:.1f} s); data pipeline = {data_rate / rate:.1f}x")
     res["data_img_s"] = data_rate
     emit(res)
+    closing("bench_noise_gan")
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())

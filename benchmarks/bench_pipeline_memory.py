@@ -40,7 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import status_mb  # noqa: E402
+from benchlib import closing, int_list, status_mb  # noqa: E402
+
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 
 SURVEYS = ("sdss", "hsc")
 
@@ -110,22 +112,36 @@ def run_case(layout: str, root: str, batch: int, size: int, epochs: int) -> dict
             "tf": tf.__version__}
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/bench_pipeline_memory.py",
+                description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated N")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--pool", type=int, default=300, help="distinct JPEGs")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--shard-mb", type=float, default=150.0)
-    ap.add_argument("--tmp", type=Path, default=None, help="scratch folder")
+    ap.add_argument("--batch", type=positive_int, default=32, help="batch size")
+    ap.add_argument("--pool", type=positive_int, default=300, help="distinct JPEGs")
+    ap.add_argument("--size", type=positive_int, default=128, help="image side in px")
+    ap.add_argument("--shard-mb", type=float, default=150.0, help="target shard size, MB")
+    ap.add_argument("--tmp", type=Path, default=None,
+                    help="scratch folder (default: the system's temporary folder)")
     ap.add_argument("--case", nargs=5, help=argparse.SUPPRESS)  # internal: LAYOUT ROOT
-    a = ap.parse_args(argv)                                     # BATCH SIZE EPOCHS
-    if a.case:
+    add_verbose(ap)                                             # BATCH SIZE EPOCHS
+    a = ap.parse_args(argv)
+    if a.case:  # internal: one case, in a fresh process; its last line is the result
         print(json.dumps(run_case(a.case[0], a.case[1], *map(int, a.case[2:]))))
-        return
-    sizes = [int(v) for v in a.sizes.split(",")]
-    if len(sizes) < 2 or min(sizes) < 2 * a.batch:
-        raise SystemExit(f"error: --sizes needs two or more N >= {2 * a.batch}")
+        return 0
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run(a))
+
+
+def run(a) -> None:
+    sizes = int_list(a.sizes, "--sizes", at_least=2 * a.batch)
+    if len(sizes) < 2:
+        raise ValueError(f"--sizes {a.sizes!r}: needs two or more N >= {2 * a.batch}")
+    if not a.shard_mb > 0:
+        raise ValueError(f"--shard-mb must be > 0, got {a.shard_mb}")
+    if a.tmp is not None and not a.tmp.is_dir():
+        raise FileNotFoundError(f"--tmp {a.tmp}: no such folder")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     mem = next((ln.split(":")[1].strip() for ln in Path("/proc/meminfo").read_text()
                 .splitlines() if ln.startswith("MemTotal")), "?") \
@@ -166,7 +182,9 @@ def main(argv=None) -> None:
         print(f"{layout}: growth ratio N={hi} / N={lo} (N ratio {hi / lo:.0f}): "
               f"equal work {g[hi]['growth'] / max(g[lo]['growth'], 1e-9):.2f}, "
               f"one epoch {g[hi]['growth1'] / max(g[lo]['growth1'], 1e-9):.2f}")
+    closing("bench_pipeline_memory", collected=False)
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())

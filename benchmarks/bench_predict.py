@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import NO_GPU, emit, print_machine, status_mb  # noqa: E402
+from benchlib import NO_GPU, closing, emit, int_list, print_machine, status_mb  # noqa: E402
+
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,21 +75,35 @@ def memory_worker(rows: int, tmp: str, model: str) -> None:
                                "peak_mb": status_mb("VmHWM"), "seconds": wall}))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan")
-    ap.add_argument("--n", type=int, default=256, help="rows for the throughput run")
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rows", default="1000,20000", help="catalogue lengths, memory run")
+def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/bench_predict.py",
+                description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan",
+                    help="one generator, or the cascade's two")
+    ap.add_argument("--n", type=positive_int, default=256,
+                    help="rows for the throughput run")
+    ap.add_argument("--width", type=positive_int, default=64, help="generator width")
+    ap.add_argument("--batch", type=positive_int, default=32, help="batch size")
+    ap.add_argument("--rows", default="1000,20000",
+                    help="comma-separated catalogue lengths of the memory run")
     ap.add_argument("--quick", action="store_true", help="--n 64 --rows 1000,5000")
     ap.add_argument("--_memory-worker", nargs=2, metavar=("ROWS", "TMP"),
                     help=argparse.SUPPRESS)
+    add_verbose(ap)
     a = ap.parse_args(argv)
-    if a._memory_worker:
-        return memory_worker(int(a._memory_worker[0]), a._memory_worker[1], a.model)
+    if a._memory_worker:  # internal: one memory run, in a fresh process
+        memory_worker(int(a._memory_worker[0]), a._memory_worker[1], a.model)
+        return 0
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run(a))
+
+
+def run(a) -> None:
     if a.quick:
         a.n, a.rows = 64, "1000,5000"
+    rows_list = int_list(a.rows, "--rows")
     info = print_machine()
     from pix2wgan.predict import predict_manifest
     res = {"bench": f"predict_{a.model}", "machine": info, "args": vars(a)}
@@ -106,7 +122,7 @@ def main(argv=None):
     print(f"{a.model} predict, 128 px, width {a.width}, batch {a.batch}, {a.n} rows on "
           f"{dev}: {rate:.1f} img/s (decode + model + PNG + record)")
     mem = []
-    for rows in (int(r) for r in a.rows.split(",")):
+    for rows in rows_list:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
                    "CUDA_VISIBLE_DEVICES": ""}
@@ -130,7 +146,9 @@ def main(argv=None):
     res["rows_ratio"] = mem[-1]["rows"] / mem[0]["rows"]
     print(f"growth ratio {ratio:.2f} for {res['rows_ratio']:.0f}x the rows")
     emit(res)
+    closing("bench_predict")
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())

@@ -7,7 +7,6 @@ split) and is timed end to end, process start-up and manifest included.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ if __package__ in (None, ""):
 import galsim  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common.cli import Parser, positive_int  # noqa: E402
 from data.simulate import SimConfig, simulate  # noqa: E402
 
 
@@ -35,12 +35,22 @@ def rate(n: int, workers: int, size: int) -> float:
         return n / (time.perf_counter() - t)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=40, help="galaxies per run")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--size", type=int, default=128)
+def main(argv=None) -> int:
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/bench_simulate.py",
+                description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=positive_int, default=40,
+                    help="galaxies per run (half train, half test; at least 2)")
+    ap.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                    help="processes of the second run")
+    ap.add_argument("--size", type=positive_int, default=128, help="cutout side in px")
     a = ap.parse_args(argv)
+    return run_cli(lambda: run(a))
+
+
+def run(a) -> None:
+    if a.n < 2:
+        raise ValueError(f"--n {a.n}: at least 2 galaxies (one train, one test)")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load avg {load}")
@@ -53,7 +63,10 @@ def main(argv=None) -> None:
     # The line benchmarks/run.py collects.
     print("BENCH_JSON " + json.dumps({"bench": "simulate", "args": vars(a),
                                       "one_worker": one, "workers": many}))
+    print("bench_simulate: wrote no files (each run's temporary dataset removed); the "
+          "figures are the lines above, the BENCH_JSON line for benchmarks/run.py")
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())

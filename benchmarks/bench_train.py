@@ -28,15 +28,16 @@ this machine's GPU; printed as "not measured" without a GPU (never estimated).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NO_GPU, conv_forward_flops, emit, graph_flops, matmul_peak,  # noqa: E402
-                      print_machine)
+from benchlib import (NO_GPU, closing, conv_forward_flops, emit, existing_dir,  # noqa: E402
+                      graph_flops, matmul_peak, print_machine)
+
+from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 
 EPOCH_IMAGES = 15_000
 
@@ -179,24 +180,40 @@ def gpu_epoch(kind, cfg, steps):
         keras.mixed_precision.set_global_policy("float32")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--n-critic", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
+def main(argv=None) -> int:
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/bench_train.py",
+                description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("pix2wgan", "cascade"), default="pix2wgan",
+                    help="the model whose training step is timed")
+    ap.add_argument("--batch", type=positive_int, default=32, help="batch size")
+    ap.add_argument("--width", type=positive_int, default=64, help="generator width")
+    ap.add_argument("--size", type=positive_int, default=128, help="image side in px")
+    ap.add_argument("--n-critic", type=positive_int, default=3,
+                    help="critic batches per step")
+    ap.add_argument("--steps", type=positive_int, default=3, help="timed steps")
     ap.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
     ap.add_argument("--no-bf16", action="store_true",
                     help="skip the mixed_bfloat16 / float32 step ratio")
     ap.add_argument("--data", default=None, help="dataset for the pipeline figure "
                                                  "(default: the simulated default set)")
-    ap.add_argument("--data-seconds", type=float, default=10.0)
+    ap.add_argument("--data-seconds", type=float, default=10.0,
+                    help="seconds the data pipeline is timed")
     ap.add_argument("--quick", action="store_true",
                     help="pix2wgan: width 16, batch 8; cascade: width 8, batch 4, no XLA; "
                          "2 timed steps: a short run on a CPU")
+    add_verbose(ap)
     a = ap.parse_args(argv)
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run(a))
+
+
+def run(a) -> None:
+    if a.data:
+        existing_dir(a.data)
+    if not a.data_seconds > 0:
+        raise ValueError(f"--data-seconds must be > 0, got {a.data_seconds}")
     if a.quick:
         a.width, a.batch, a.steps, a.data_seconds = 16, 8, 2, 5.0
         if a.model == "cascade":
@@ -275,7 +292,9 @@ def main(argv=None):
           f"{_fmt_s(res['gpu_epoch_s'])}")
     print(f"(CPU, this configuration: {res['cpu_epoch_s']:.0f} s per {EPOCH_IMAGES} images)")
     emit(res)
+    closing("bench_train")
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())

@@ -76,6 +76,35 @@ def emit(result: dict) -> None:
     print("BENCH_JSON " + json.dumps(result))
 
 
+def closing(name: str, collected: bool = True) -> None:
+    """The closing line of a benchmark run: what it wrote (no files: benchmarks print
+    their figures, and their scratch data is removed); ``collected``: it printed a
+    BENCH_JSON line (:func:`emit`)."""
+    print(f"{name}: wrote no files (scratch data removed); the figures are the lines "
+          f"above" + (", the BENCH_JSON line for benchmarks/run.py" if collected else ""))
+
+
+def int_list(text: str, flag: str, at_least: int = 1) -> list[int]:
+    """``"1000,20000"`` -> ``[1000, 20000]``; ``ValueError`` naming ``flag`` unless every
+    item is an integer >= ``at_least``."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < at_least:
+        raise ValueError(f"{flag} {text!r}: expected comma-separated integers >= "
+                         f"{at_least}")
+    return values
+
+
+def existing_dir(path, flag: str = "--data") -> Path:
+    """``path`` as a Path if it is a folder, else ``FileNotFoundError`` naming ``flag``."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{flag} {p}: no such folder")
+    return p
+
+
 def timed(fn, repeats: int) -> list[float]:
     """Wall seconds of ``repeats`` calls of ``fn`` (``fn`` must block until done)."""
     out = []

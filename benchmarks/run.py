@@ -9,7 +9,6 @@ Absolute numbers on a shared machine are noisy; the ratios come from one process
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from benchlib import NO_GPU, machine_info, print_machine  # noqa: E402
+
+from common.cli import Parser, add_verbose  # noqa: E402
 
 BENCHES = ("train", "cascade", "predict", "predict_cascade", "simulate", "noise_gan")
 
@@ -45,15 +46,28 @@ def verdict(ok) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
+    ap = Parser(prog="python benchmarks/run.py",
+                description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short versions of each")
     ap.add_argument("--only", default=None,
                     help=f"comma-separated subset of {', '.join(BENCHES)} (default: all; "
                          f"with --quick all but noise_gan, whose step alone takes about "
                          f"a minute on 2 CPUs)")
+    add_verbose(ap)
     a = ap.parse_args(argv)
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: run_all(a))
+
+
+def run_all(a) -> None:
     only = a.only.split(",") if a.only else [b for b in BENCHES
                                              if not (a.quick and b == "noise_gan")]
+    unknown = [b for b in only if b not in BENCHES]
+    if unknown:
+        raise ValueError(f"--only: unknown benchmark(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(BENCHES)}")
     info = print_machine(machine_info())
     q = ["--quick"] if a.quick else []
     rows = []  # (what, measured, target, verdict)
@@ -147,8 +161,9 @@ def main(argv=None) -> int:
         print(f"GPU rows: {NO_GPU}")
     for name, (_, _, wall) in res.items():
         print(f"  ({name}: {wall:.0f} s)")
-    return 0
+    print("benchmarks/run.py: wrote no files; the summary table above is the result")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import exit_process
+    exit_process(main())
