@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from common import perceptual as P  # noqa: E402
+from common import perceptual as P  # noqa: E402  (TensorFlow-free until a network is built)
+from common.cli import Parser, add_verbose  # noqa: E402
 
 
 def read_pth(path: str) -> dict[str, np.ndarray]:
@@ -41,16 +42,30 @@ def read_pth(path: str) -> dict[str, np.ndarray]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--net", choices=P.NETS, default="alex")
+    ap = Parser(prog="python tools/convert_lpips_weights.py",
+                description=__doc__.split("\n")[0])
+    ap.add_argument("--net", choices=P.NETS, default="alex", help="LPIPS backbone")
     ap.add_argument("--backbone", help="torchvision .pth (default: download)")
     ap.add_argument("--lin", help="LPIPS v0.1 lin-layer .pth (default: download)")
     ap.add_argument("--out", help="output .npz (default: $KERAS_HOME/models/lpips_<net>_v0.1.npz)")
+    add_verbose(ap)
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> str:
+def main(argv=None) -> int:
+    """Exit code 0, or 2 with one ``error:`` line (a missing input file...)."""
+    from common.cli import quiet_tensorflow
+    from common.errors import run_cli
     a = parse_args(argv)
+    quiet_tensorflow(a.verbose)
+    return run_cli(lambda: convert(a))
+
+
+def convert(a: argparse.Namespace) -> str:
+    """Convert, check and write the .npz; returns its path."""
+    for flag, path in (("--backbone", a.backbone), ("--lin", a.lin)):
+        if path and not os.path.isfile(path):
+            raise FileNotFoundError(f"{flag} {path}: no such file")
     backbone = a.backbone or P.fetch(a.net)
     lin = a.lin or P.fetch(f"lin-{a.net}")
     arrays = P.from_torch(a.net, read_pth(backbone), read_pth(lin))
@@ -67,4 +82,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import exit_process
+    exit_process(main())
