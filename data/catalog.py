@@ -55,7 +55,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
-from common.cli import HelpFormatter
+from common.cli import Parser
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, file_sha256
 from data.http import FetchError, HttpClient
@@ -364,8 +364,7 @@ def _count(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> CatalogConfig:
-    p = argparse.ArgumentParser(prog="python -m data.catalog", description=__doc__.split(
-        "\n\n")[0], formatter_class=HelpFormatter)
+    p = Parser(prog="python -m data.catalog", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True,
                    help="dataset folder: writes OUT/manifest.csv and OUT/catalog.json")
     p.add_argument("--input", type=Path,

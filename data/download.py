@@ -59,7 +59,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from common.cli import HelpFormatter, positive_int
+from common.cli import HelpFormatter, Parser, positive_int
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, clean_stale_tmp
 from data import layout
@@ -508,13 +508,11 @@ class _SubcommandHelp(HelpFormatter):
 
 def build_parser(modules=SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
     """The dispatcher: the subcommands of each importable module of ``modules``."""
-    parser = argparse.ArgumentParser(prog="python -m data.download",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
+    parser = Parser(prog="python -m data.download", description=__doc__.split("\n\n")[0])
     # every subcommand's parser shows its defaults too, whichever module adds it
     sub = parser.add_subparsers(
         dest="command", metavar="SOURCE",
-        parser_class=functools.partial(argparse.ArgumentParser,
+        parser_class=functools.partial(Parser,
                                        formatter_class=_SubcommandHelp))
     for name in modules:
         if name in (__name__, "data.download"):

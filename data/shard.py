@@ -50,7 +50,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.cli import HelpFormatter, positive_int
+from common.cli import Parser, positive_int
 from common.errors import run_cli
 from common.io import clean_stale_tmp, file_sha256
 from data.layout import DataError, SPLITS, image_path, manifest_path, read_manifest
@@ -466,9 +466,7 @@ def _check_split(name: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line -> namespace (bad values end in a one-line argparse error)."""
-    ap = argparse.ArgumentParser(prog="python -m data.shard",
-                                 description=__doc__.split("\n\n")[0],
-                                 formatter_class=HelpFormatter)
+    ap = Parser(prog="python -m data.shard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="dataset folder")
     ap.add_argument("--out", type=Path, default=None,
                     help="shard folder (default: DATA/shards, found by the pipeline)")

@@ -62,7 +62,7 @@ import galsim
 import numpy as np
 import pandas as pd
 
-from common.cli import HelpFormatter, positive_int
+from common.cli import Parser, positive_int
 from common.errors import run_cli
 from common.io import atomic_write, clean_stale_tmp
 from data import fits_download, layout, render
@@ -1199,8 +1199,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig | LinSimConfig:
     if _setup_of(argv) == "lin":
         return parse_lin_args(argv)
     d = SimConfig.__dataclass_fields__
-    ap = argparse.ArgumentParser(prog="python -m data.simulate", description=__doc__.split(
-        "\n\n")[0], formatter_class=HelpFormatter)
+    ap = Parser(prog="python -m data.simulate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--setup", choices=SETUPS, default="luo",
                     help="luo: Luo et al. JPEG triplets; lin: Lin et al. ugriz FITS "
                          "(see --setup lin --help)")
@@ -1235,11 +1234,10 @@ def parse_args(argv: list[str] | None = None) -> SimConfig | LinSimConfig:
 def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
     """``--setup lin`` command line -> ``LinSimConfig``."""
     d = LinSimConfig.__dataclass_fields__
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="python -m data.simulate --setup lin",
         description="Mock SDSS / CFHT ugriz FITS cubes for Lin et al. (2021): paired\n"
-                    "train/test and unpaired sets in the layout of data.layout.",
-        formatter_class=HelpFormatter)
+                    "train/test and unpaired sets in the layout of data.layout.")
     ap.add_argument("--setup", choices=SETUPS, default="lin",
                     help="lin: these ugriz FITS sets; luo: see --help")
     ap.add_argument("--out", type=Path, default=default_lin_dir(), help="dataset folder")

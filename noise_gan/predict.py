@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import HelpFormatter, add_verbose, quiet_tensorflow
+from common.cli import Parser, add_verbose, quiet_tensorflow
 
 DIRECTIONS = ("sdss_to_cfht", "cfht_to_sdss")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m noise_gan.predict", formatter_class=HelpFormatter,
+    p = Parser(
+        prog="python -m noise_gan.predict",
         description="Translate SDSS <-> CFHT ugriz FITS cubes (nanomaggies) with a "
                     "trained noise_gan run.",
         epilog="exit status: 0 done; 2 bad input or flags (nothing translated);\n"

@@ -53,7 +53,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
-from common.cli import HelpFormatter, add_verbose, quiet_tensorflow
+from common.cli import Parser, add_verbose, quiet_tensorflow
 
 FORMATS = ("png", "jpg")
 #: Metadata key of the model hash in every output (PNG text chunk; JPEG comment
@@ -100,8 +100,7 @@ def _survey_arg(text: str) -> str:
 
 def make_parser(prog: str, description: str, model_help: str) -> argparse.ArgumentParser:
     """The flags shared by ``pix2wgan.predict`` and ``cascade.predict``."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EXIT_CODES,
-                                formatter_class=HelpFormatter)
+    p = Parser(prog=prog, description=description, epilog=EXIT_CODES)
     p.add_argument("--model", help=model_help)
     p.add_argument("--input", help="a JPEG file or a folder of JPEGs")
     p.add_argument("--out", help="output folder")

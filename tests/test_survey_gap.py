@@ -11,7 +11,8 @@ from tests.fakes import make_fake
 
 def test_survey_gap_scores_each_pair_beside_the_paper(tmp_path):
     root = make_fake(tmp_path / "ds", size=32, n_train=1, n_test=3)
-    df = survey_gap.main(["--data", str(root), "--out", str(tmp_path / "res")])
+    df = survey_gap.run(survey_gap.parse_args(["--data", str(root),
+                                               "--out", str(tmp_path / "res")]))
     assert df["pair"].tolist() == ["sdss-hsc", "decals-hsc"]
     ids = read_manifest(root, "test")["id"]
     hsc = np.stack([render.read_jpeg(image_path(root, "test", "hsc", i)) for i in ids])
@@ -22,6 +23,7 @@ def test_survey_gap_scores_each_pair_beside_the_paper(tmp_path):
     assert (tmp_path / "res" / "survey_gap.md").read_text().count("| ") > 8
 
 
-def test_survey_gap_missing_data_is_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="does not exist"):
-        survey_gap.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
+def test_survey_gap_missing_data_is_one_line(tmp_path, capsys):
+    assert survey_gap.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
