@@ -49,52 +49,53 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
           gpus: int = 0) -> CascadePix2WGAN:
     """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``.
     ``strategy``, ``gpus`` and the per-replica batch: as in :func:`pix2wgan.trainer.train`."""
-    run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
-    cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
-    dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
-    n_rep = training.replicas(dist)
-    print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
-          f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
-          f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
-          f"of {cfg.epochs}")
+    with training.undone_if_failed(run_dir):  # a failed start leaves no files
+        run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
+        cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
+        dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
+        n_rep = training.replicas(dist)
+        print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
+              f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
+              f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
+              f"of {cfg.epochs}")
 
-    def triplets(split, batch, ids, train_mode, seed=cfg.seed, drop=None):
-        return make_triplets(root, split, cfg.source, cfg.bridge, cfg.target, batch,
-                             training=train_mode, seed=seed, ids=ids,
-                             image_size=cfg.image_size, drop_remainder=drop)
-    # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
-    # Global batch = per-replica iteration batch x replicas (see pix2wgan.trainer).
-    train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True,
-                                 cfg.seed + first_epoch)
-    vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
-    val_ds, _ = triplets("test", vb, test_ids[:N_VAL], False, drop=vdrop)
-    sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],
-                                      False)[0]))
+        def triplets(split, batch, ids, train_mode, seed=cfg.seed, drop=None):
+            return make_triplets(root, split, cfg.source, cfg.bridge, cfg.target, batch,
+                                 training=train_mode, seed=seed, ids=ids,
+                                 image_size=cfg.image_size, drop_remainder=drop)
+        # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
+        # Global batch = per-replica iteration batch x replicas (see pix2wgan.trainer).
+        train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True,
+                                     cfg.seed + first_epoch)
+        vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
+        val_ds, _ = triplets("test", vb, test_ids[:N_VAL], False, drop=vdrop)
+        sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],
+                                          False)[0]))
 
-    def columns():  # SDSS | pseudo-DECaLS | pseudo-HSC | HSC
-        mid = model.bridge(sdss, training=False)
-        return sdss, mid, model.stage2.generator(mid, training=False), hsc
+        def columns():  # SDSS | pseudo-DECaLS | pseudo-HSC | HSC
+            mid = model.bridge(sdss, training=False)
+            return sdss, mid, model.stage2.generator(mid, training=False), hsc
 
-    run_dir = Path(run_dir)
-    callbacks = [
-        training.EpochLRDecay(model.optimizers, cfg.lr, cfg.lr_decay),
-        training.SampleGrid(columns, run_dir / "samples"),
-        training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        training.CheckpointEachEpoch(state),  # last: runs after the others have logged
-    ]
-    if first_epoch < cfg.epochs:
-        with pipeline.data_errors(checked):
-            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                      validation_data=val_ds, callbacks=callbacks,
-                      verbose=training.fit_verbose(verbose),
-                      shuffle=False)
-    save_generator(model.stage1.generator, run_dir / G1_FILE)
-    save_generator(model.stage2.generator, run_dir / G2_FILE)
-    print(f"wrote {run_dir}: {G1_FILE}, {G2_FILE} (epoch {cfg.epochs}), "
-          f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
-          f"with python -m cascade.predict --model {run_dir}")
-    return model
+        run_dir = Path(run_dir)
+        callbacks = [
+            training.EpochLRDecay(model.optimizers, cfg.lr, cfg.lr_decay),
+            training.SampleGrid(columns, run_dir / "samples"),
+            training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
+            keras.callbacks.TensorBoard(str(run_dir / "logs")),
+            training.CheckpointEachEpoch(state),  # last: runs after the others have logged
+        ]
+        if first_epoch < cfg.epochs:
+            with pipeline.data_errors(checked):
+                model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
+                          validation_data=val_ds, callbacks=callbacks,
+                          verbose=training.fit_verbose(verbose),
+                          shuffle=False)
+        save_generator(model.stage1.generator, run_dir / G1_FILE)
+        save_generator(model.stage2.generator, run_dir / G2_FILE)
+        print(f"wrote {run_dir}: {G1_FILE}, {G2_FILE} (epoch {cfg.epochs}), "
+              f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
+              f"with python -m cascade.predict --model {run_dir}")
+        return model
 
 
 def find_cascade(path: Path | str) -> Saved:

@@ -8,8 +8,10 @@ stopped; Keras ``fit`` provides the progress bar and TensorBoard.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -217,6 +219,28 @@ class RunState:
     def save(self, epochs_done: int) -> str:
         self.epoch.assign(epochs_done)
         return self.manager.save(checkpoint_number=epochs_done)
+
+
+@contextlib.contextmanager
+def undone_if_failed(run_dir: Path):
+    """Wrap a training call: if it raises before writing a checkpoint (bad data found in
+    the first epoch, a wrong flag caught late), remove what it created in ``run_dir``
+    (config.json, logs/, samples/, history.csv; the folder itself if it was new), so a
+    failed start leaves nothing behind. Entries that were there before the call are
+    never touched; once a checkpoint exists the run is kept, for ``--resume``."""
+    run_dir = Path(run_dir)
+    existed = run_dir.is_dir()
+    before = set(run_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except Exception:
+        new = set(run_dir.iterdir()) - before if run_dir.is_dir() else set()
+        if not any(any(p.rglob("checkpoint")) for p in new if p.is_dir()):
+            for p in new:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+        raise
 
 
 class CheckpointEachEpoch(keras.callbacks.Callback):

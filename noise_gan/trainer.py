@@ -340,25 +340,26 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
     "pair_cfht"}`` (stretched float32) to use instead of ``data.lin_pipeline.lin_dataset``
     on ``cfg.data`` (tests); its first element's pairs then feed the sample grids.
     """
-    run_dir = Path(run_dir)
-    cfg, steps = prepare_run(cfg, run_dir, step, resume)
-    print(training.describe_config(cfg))
-    root = None if dataset is not None else resolve_data(cfg)
-    print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
-    print(f"data: {root if root is not None else 'injected dataset'}; steps "
-          f"{', '.join(steps)}; "
-          + ", ".join(f"step {s}: {cfg.iterations_of(s)} iterations" for s in steps))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    training.save_config(cfg, run_dir)
-    samples = fixed_samples(cfg, root, dataset)
-    for s in steps:
-        train_step_of(cfg, run_dir, s, dataset, root, samples, progress)
-    print(f"wrote {run_dir}: " + ", ".join(
-        f"step{s}/ ({cfg.iterations_of(s)} iterations: {training.CHECKPOINTS}/, "
-        f"{training.HISTORY})" for s in steps)
-        + f", samples/, logs/; translate with python -m noise_gan.predict --run-dir "
-          f"{run_dir}")
-    return run_dir
+    with training.undone_if_failed(run_dir):  # a failed start leaves no files
+        run_dir = Path(run_dir)
+        cfg, steps = prepare_run(cfg, run_dir, step, resume)
+        print(training.describe_config(cfg))
+        root = None if dataset is not None else resolve_data(cfg)
+        print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
+        print(f"data: {root if root is not None else 'injected dataset'}; steps "
+              f"{', '.join(steps)}; "
+              + ", ".join(f"step {s}: {cfg.iterations_of(s)} iterations" for s in steps))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        training.save_config(cfg, run_dir)
+        samples = fixed_samples(cfg, root, dataset)
+        for s in steps:
+            train_step_of(cfg, run_dir, s, dataset, root, samples, progress)
+        print(f"wrote {run_dir}: " + ", ".join(
+            f"step{s}/ ({cfg.iterations_of(s)} iterations: {training.CHECKPOINTS}/, "
+            f"{training.HISTORY})" for s in steps)
+            + f", samples/, logs/; translate with python -m noise_gan.predict --run-dir "
+              f"{run_dir}")
+        return run_dir
 
 
 def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progress):

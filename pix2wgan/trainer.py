@@ -151,49 +151,50 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
     so not part of the saved config: a run may be resumed on another machine).
     ``cfg.batch_size`` is per replica; the global batch is that times the replicas.
     """
-    run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
-    cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
-    dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
-    n_rep = training.replicas(dist)
-    print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
-          f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
-          f"{cfg.epochs}")
+    with training.undone_if_failed(run_dir):  # a failed start leaves no files
+        run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
+        cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
+        dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
+        n_rep = training.replicas(dist)
+        print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
+              f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
+              f"{cfg.epochs}")
 
-    # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
-    # Keras splits each global batch along axis 0 into one slice per replica, and each
-    # replica splits its slice into n_critic critic batches (model.train_step).
-    train_ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target,
-                                     cfg.iteration_batch * n_rep, training=True,
-                                     seed=cfg.seed + first_epoch, drop_remainder=True,
-                                     ids=train_ids, image_size=cfg.image_size)
-    vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
-    val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, vb,
-                                   training=False, ids=test_ids[:N_VAL],
-                                   image_size=cfg.image_size, drop_remainder=vdrop)
-    x_low, x_high = next(iter(pipeline.make_dataset(
-        root, "test", cfg.source, cfg.target, cfg.n_samples, training=False,
-        ids=test_ids[:cfg.n_samples], image_size=cfg.image_size)))
+        # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
+        # Keras splits each global batch along axis 0 into one slice per replica, and each
+        # replica splits its slice into n_critic critic batches (model.train_step).
+        train_ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target,
+                                         cfg.iteration_batch * n_rep, training=True,
+                                         seed=cfg.seed + first_epoch, drop_remainder=True,
+                                         ids=train_ids, image_size=cfg.image_size)
+        vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
+        val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, vb,
+                                       training=False, ids=test_ids[:N_VAL],
+                                       image_size=cfg.image_size, drop_remainder=vdrop)
+        x_low, x_high = next(iter(pipeline.make_dataset(
+            root, "test", cfg.source, cfg.target, cfg.n_samples, training=False,
+            ids=test_ids[:cfg.n_samples], image_size=cfg.image_size)))
 
-    run_dir = Path(run_dir)
-    callbacks = [
-        training.EpochLRDecay([model.g_optimizer, model.d_optimizer], cfg.lr, cfg.lr_decay),
-        training.SampleGrid(lambda: (x_low, model.generator(x_low, training=False), x_high),
-                            run_dir / "samples"),
-        training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        training.CheckpointEachEpoch(state),  # last: runs after the others have logged
-    ]
-    if first_epoch < cfg.epochs:
-        with pipeline.data_errors(train_ds):
-            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                      validation_data=val_ds, callbacks=callbacks,
-                      verbose=training.fit_verbose(verbose),
-                      shuffle=False)  # the pipeline shuffles
-    save_generator(model.generator, run_dir / GENERATOR_FILE)
-    print(f"wrote {run_dir}: {GENERATOR_FILE} (epoch {cfg.epochs}), "
-          f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
-          f"with python -m pix2wgan.predict --model {run_dir}")
-    return model
+        run_dir = Path(run_dir)
+        callbacks = [
+            training.EpochLRDecay([model.g_optimizer, model.d_optimizer], cfg.lr, cfg.lr_decay),
+            training.SampleGrid(lambda: (x_low, model.generator(x_low, training=False), x_high),
+                                run_dir / "samples"),
+            training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
+            keras.callbacks.TensorBoard(str(run_dir / "logs")),
+            training.CheckpointEachEpoch(state),  # last: runs after the others have logged
+        ]
+        if first_epoch < cfg.epochs:
+            with pipeline.data_errors(train_ds):
+                model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
+                          validation_data=val_ds, callbacks=callbacks,
+                          verbose=training.fit_verbose(verbose),
+                          shuffle=False)  # the pipeline shuffles
+        save_generator(model.generator, run_dir / GENERATOR_FILE)
+        print(f"wrote {run_dir}: {GENERATOR_FILE} (epoch {cfg.epochs}), "
+              f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
+              f"with python -m pix2wgan.predict --model {run_dir}")
+        return model
 
 
 def save_generator(generator: keras.Model, path: Path) -> Path:

@@ -340,6 +340,7 @@ def test_nan_in_a_cube_ends_the_process_with_one_line(lin_set, tmp_path):
     # TensorFlow's start-up lines are hidden: the error is stderr's only line.
     assert out.stderr.splitlines() == [
         f"error: {victim}: 1 NaN/inf pixel(s) (first in band r)"], out.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # a failed start leaves no files
 
 
 def test_losses_on_hand_computed_cases():
