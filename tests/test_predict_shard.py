@@ -1,7 +1,6 @@
 """Survey-scale sharded inference: --manifest / --shard I/N / --merge of pix2wgan.predict
 (and cascade.predict), with bad rows, resume after a kill and bad flags."""
 import csv
-import json
 
 import numpy as np
 import pandas as pd
@@ -119,11 +118,11 @@ def test_killed_shard_resumes_after_its_last_recorded_row(catalogue, tmp_path):
 
 
 def test_shard_assignment_is_a_stable_hash():
-    assert [cli.shard_of(f"g{k}", 7) for k in range(6)] == \
-        [cli.shard_of(f"g{k}", 7) for k in range(6)]
-    # Pinned values: not Python's per-process salted hash().
-    assert json.dumps([cli.shard_of("J095000.01+021500.3", n) for n in (2, 16, 1000)]) \
-        == json.dumps([cli.shard_of("J095000.01+021500.3", n) for n in (2, 16, 1000)])
+    # Pinned values (computed once, 2026-12): a change of hash, of id encoding or of the
+    # modulo moves existing rows between shards, and this fails. Python's per-process
+    # salted hash() would also fail it in another process.
+    assert [cli.shard_of(f"g{k}", 7) for k in range(6)] == [0, 1, 4, 4, 6, 2]
+    assert [cli.shard_of("J095000.01+021500.3", n) for n in (2, 16, 1000)] == [1, 5, 565]
     import hashlib
     h = int.from_bytes(hashlib.blake2b(b"abc", digest_size=8).digest(), "big")
     assert cli.shard_of("abc", 16) == h % 16
