@@ -112,6 +112,22 @@ def plot(maps: dict, summary: pd.DataFrame, title: str):
     return fig
 
 
+def resembles(summary: pd.DataFrame) -> dict:
+    """Fig. 6's done-criterion "ours resembles the original more than case (a)".
+
+    ``summary``: :func:`summarise`'s rows. Returns ``{survey: (by_d, by_rho)}`` (plain
+    bools) for each survey with both ours and (a): ``by_d`` = d(ours) < d(a), d being
+    ``log_distance_to_original`` (mean |log10 ratio| to the original's map, >= 0, 0 =
+    equal); ``by_rho`` = rho(ours) > rho(a), rho being ``log_correlation_with_original``
+    (correlation of the log maps, in [-1, 1], blind to an overall amplitude factor;
+    NaN compares False).
+    """
+    d = summary.set_index(["survey", "case"]).log_distance_to_original
+    rho = summary.set_index(["survey", "case"]).log_correlation_with_original
+    return {s: (bool(d[s, "ours"] < d[s, "a"]), bool(rho[s, "ours"] > rho[s, "a"]))
+            for s in PANELS if (s, "ours") in d and (s, "a") in d}
+
+
 def report(summary: pd.DataFrame) -> None:
     print("\nFig. 6: stacked high-pass Fourier maps vs the original's "
           "(d = mean |log10 ratio|, lower = closer; rho = correlation of log maps)")
@@ -125,14 +141,15 @@ def report(summary: pd.DataFrame) -> None:
     print(f"paper (Fig. 6, §IV-D2): {lc.PAPER['fig6']}")
     d = summary.set_index(["survey", "case"]).log_distance_to_original
     rho = summary.set_index(["survey", "case"]).log_correlation_with_original
+    verdict = resembles(summary)
     for s in PANELS:
-        if (s, "ours") in d and (s, "a") in d:
-            ok = d[s, "ours"] < d[s, "a"]
+        if s in verdict:
+            by_d, by_rho = verdict[s]
             print(f"done-criterion 'ours resembles the original more than case (a)' on "
-                  f"{s.upper()}: {'holds' if ok else 'does NOT hold'} "
+                  f"{s.upper()}: {'holds' if by_d else 'does NOT hold'} "
                   f"(d ours {d[s, 'ours']:.3f} vs (a) {d[s, 'a']:.3f}); by the pattern "
                   f"alone (rho, blind to an overall amplitude factor): "
-                  f"{'holds' if rho[s, 'ours'] > rho[s, 'a'] else 'does NOT hold'} "
+                  f"{'holds' if by_rho else 'does NOT hold'} "
                   f"(rho ours {rho[s, 'ours']:.3f} vs (a) {rho[s, 'a']:.3f})")
         others = [c for c in lc.CASES if c != "ours" and (s, c) in d]
         if (s, "ours") in d and others:
