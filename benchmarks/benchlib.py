@@ -178,6 +178,23 @@ def conv_forward_flops(model, input_shapes) -> float:
     return float(np.float64(total))
 
 
+def train_step_flops(f_g: float, f_d: float, batch: int, n_critic: int = 3,
+                     stages: int = 1) -> float:
+    """Analytic FLOPs of one training step (one generator update and its ``n_critic``
+    critic updates) of Pix2WGAN (``stages`` 1) or the cascade (2), from the forward conv
+    FLOPs per image ``f_g``, ``f_d`` (:func:`conv_forward_flops`) and the critic batch
+    ``batch``. Per stage: ``n_critic`` critic updates of ``B (F_G + 12 F_D)`` each (G
+    forward; D forward + backward on real and fake = 3 + 3; gradient penalty = forward,
+    input gradient and their differentiation = 6) and a generator update of
+    ``B (2 F_G + 2 F_D)`` (G backward; D forward + input gradient), the last critic
+    batch's G forward shared with it: ``B ((n_c + 2) F_G + (12 n_c + 2) F_D)``, i.e.
+    ``B (5 F_G + 38 F_D)`` with the paper's ``n_c`` = 3. The cascade adds the bridge
+    (stage-1 G forward feeding stage 2) on every critic batch: ``(stages - 1) n_c B F_G``.
+    Normalisation, activations and optimizer updates are left out (a few %)."""
+    per_stage = batch * ((n_critic + 2) * f_g + (12 * n_critic + 2) * f_d)
+    return float(stages * per_stage + (stages - 1) * n_critic * batch * f_g)
+
+
 def graph_flops(concrete_fn) -> float | None:
     """FLOPs of one call of a ``tf.function`` concrete function, counted by the TF1
     profiler over its graph (ops with registered FLOP statistics: convolutions and their
