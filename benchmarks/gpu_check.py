@@ -728,8 +728,9 @@ def summary_lines(res: dict) -> list[str]:
             lines.append(f"{LABEL[kind]}: not measured ({p['why']})")
             continue
         t = p["target"]
+        tiny = " (tiny networks, --quick)" if res["mode"] == "quick" else ""
         lines.append(
-            f"{LABEL[kind]}: measured {p['img_s']:.1f} img/s ({p['best_config']}), epoch "
+            f"{LABEL[kind]}{tiny}: measured {p['img_s']:.1f} img/s ({p['best_config']}), epoch "
             f"{p['epoch_s']:.1f} s, 500 epochs {p['hours_500_epochs']:.2f} h | paper "
             f"(RTX 3090): {p['paper_hours_500_epochs']} h = {p['paper_img_s']:.0f} img/s"
             + (f" | target: epoch <= {TARGET_EPOCH_S:g} s: "
@@ -776,7 +777,8 @@ def markdown(res: dict) -> str:
         t = p["target"]
         tgt = (f"epoch <= {t['epoch_s']:g} s: {'met' if t['met'] else 'NOT met'}"
                if t.get("available") else f"not judged: {t['why']}")
-        L.append(f"| {LABEL[kind]} | {p['best_config']} | {_f(p['img_s'])} | "
+        tiny = " (tiny, --quick)" if res["mode"] == "quick" else ""
+        L.append(f"| {LABEL[kind]}{tiny} | {p['best_config']} | {_f(p['img_s'])} | "
                  f"{_f(p['epoch_s'])} s | {_f(p['hours_500_epochs'], 2)} h | "
                  f"{p['paper_hours_500_epochs']} h ({_f(p['paper_img_s'], 0)} img/s) | "
                  f"{tgt} |")
