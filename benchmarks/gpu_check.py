@@ -709,6 +709,22 @@ def _cell(rec: dict, fmt) -> str:
     return fmt(rec) if rec.get("available") else f"not measured: {rec['why']}"
 
 
+def _predict_verdict(res: dict) -> str:
+    """One line: Pix2WGAN's best measured predict rates against our target."""
+    t = res["projection"]["predict_target"]
+    best = {what: max((v["img_s"] for v in recs.values() if v.get("available")), default=None)
+            for what, recs in (("forward", res["predict"]["model"]["pix2wgan"]),
+                               ("--manifest", res["predict"]["manifest"]))}
+    got = ", ".join(f"{what} {_f(v)} img/s" for what, v in best.items() if v is not None)
+    if not t.get("available"):
+        verdict = f"not judged ({t['why']})"
+    else:
+        verdict = (f"forward {'met' if t['model_met'] else 'NOT met'}, --manifest "
+                   f"{'met' if t['manifest_met'] else 'NOT met'}")
+    return (f"Pix2WGAN predict: measured best {got or 'nothing'} | target >= "
+            f"{TARGET_PREDICT_IMG_S} img/s: {verdict}")
+
+
 def _mem_cell(mem: dict) -> str:
     """A table cell for a peak-memory record (the CPU's reason in full is in the JSON
     and under "Memory")."""
@@ -737,6 +753,7 @@ def summary_lines(res: dict) -> list[str]:
                + ("met" if t["met"] else "NOT met") if t.get("available") else
                (f" | target epoch <= {TARGET_EPOCH_S:g} s: not judged ({t['why']})"
                 if kind == "pix2wgan" else "")))
+    lines.append(_predict_verdict(res))
     for kind in MODELS:
         ag = res["train"][kind]["precision_agreement"]
         lines.append(f"{LABEL[kind]} precision check: " + _cell(ag, lambda r: (
@@ -832,7 +849,8 @@ def markdown(res: dict) -> str:
         L.append("")
     L += [f"Why these tolerances: {TOLERANCE_WHY}", ""]
     L += ["## Predict (measured)", "", f"Target (ours): >= {TARGET_PREDICT_IMG_S} img/s "
-          f"on one GPU at the paper width.", "", "| model | what | precision | batch | "
+          f"on one GPU at the paper width. {_predict_verdict(res)}.", "",
+          "| model | what | precision | batch | "
           "img/s | peak device memory |", "|---|---|---|---|---|---|"]
     rows = [(LABEL[k], "generator forward + copy to host", key, r)
             for k in MODELS for key, r in res["predict"]["model"][k].items()]
