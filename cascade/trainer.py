@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from cascade.config import CascadeConfig
 from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
-from data import pipeline
-from pix2wgan.trainer import (N_VAL, Saved, find_saved, load_archive, restore_nets,
-                              save_generator, setup_run, val_batch)
+from pix2wgan.trainer import (N_VAL, Saved, find_saved, fit_epochs, load_archive,
+                              restore_nets, save_generator, say_wrote, setup_run, val_batch)
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
 
@@ -52,7 +50,7 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
     with training.undone_if_failed(run_dir):  # a failed start leaves no files
         run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
         cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
-        dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
+        dist, model, first_epoch = run.strategy, run.model, run.first_epoch
         n_rep = training.replicas(dist)
         print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
               f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
@@ -76,25 +74,11 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
             mid = model.bridge(sdss, training=False)
             return sdss, mid, model.stage2.generator(mid, training=False), hsc
 
-        run_dir = Path(run_dir)
-        callbacks = [
-            training.EpochLRDecay(model.optimizers, cfg.lr, cfg.lr_decay),
-            training.SampleGrid(columns, run_dir / "samples"),
-            training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
-            keras.callbacks.TensorBoard(str(run_dir / "logs")),
-            training.CheckpointEachEpoch(state),  # last: runs after the others have logged
-        ]
-        if first_epoch < cfg.epochs:
-            with pipeline.data_errors(checked):
-                model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                          validation_data=val_ds, callbacks=callbacks,
-                          verbose=training.fit_verbose(verbose),
-                          shuffle=False)
-        save_generator(model.stage1.generator, run_dir / G1_FILE)
-        save_generator(model.stage2.generator, run_dir / G2_FILE)
-        print(f"wrote {run_dir}: {G1_FILE}, {G2_FILE} (epoch {cfg.epochs}), "
-              f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
-              f"with python -m cascade.predict --model {run_dir}")
+        fit_epochs(run, run_dir, train_ds, val_ds, checked, model.optimizers, columns,
+                   verbose)
+        save_generator(model.stage1.generator, Path(run_dir) / G1_FILE)
+        save_generator(model.stage2.generator, Path(run_dir) / G2_FILE)
+        say_wrote(run_dir, [G1_FILE, G2_FILE], cfg.epochs, "cascade.predict")
         return model
 
 

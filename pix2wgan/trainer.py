@@ -154,7 +154,7 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
     with training.undone_if_failed(run_dir):  # a failed start leaves no files
         run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
         cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
-        dist, model, state, first_epoch = run.strategy, run.model, run.state, run.first_epoch
+        dist, model, first_epoch = run.strategy, run.model, run.first_epoch
         n_rep = training.replicas(dist)
         print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
               f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
@@ -175,26 +175,42 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
             root, "test", cfg.source, cfg.target, cfg.n_samples, training=False,
             ids=test_ids[:cfg.n_samples], image_size=cfg.image_size)))
 
-        run_dir = Path(run_dir)
-        callbacks = [
-            training.EpochLRDecay([model.g_optimizer, model.d_optimizer], cfg.lr, cfg.lr_decay),
-            training.SampleGrid(lambda: (x_low, model.generator(x_low, training=False), x_high),
-                                run_dir / "samples"),
-            training.HistoryCSV(run_dir / training.HISTORY, first_epoch),
-            keras.callbacks.TensorBoard(str(run_dir / "logs")),
-            training.CheckpointEachEpoch(state),  # last: runs after the others have logged
-        ]
-        if first_epoch < cfg.epochs:
-            with pipeline.data_errors(train_ds):
-                model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first_epoch,
-                          validation_data=val_ds, callbacks=callbacks,
-                          verbose=training.fit_verbose(verbose),
-                          shuffle=False)  # the pipeline shuffles
-        save_generator(model.generator, run_dir / GENERATOR_FILE)
-        print(f"wrote {run_dir}: {GENERATOR_FILE} (epoch {cfg.epochs}), "
-              f"{training.CHECKPOINTS}/, {training.HISTORY}, samples/, logs/; convert images "
-              f"with python -m pix2wgan.predict --model {run_dir}")
+        fit_epochs(run, run_dir, train_ds, val_ds, train_ds,
+                   [model.g_optimizer, model.d_optimizer],
+                   lambda: (x_low, model.generator(x_low, training=False), x_high), verbose)
+        save_generator(model.generator, Path(run_dir) / GENERATOR_FILE)
+        say_wrote(run_dir, [GENERATOR_FILE], cfg.epochs, "pix2wgan.predict")
         return model
+
+
+def fit_epochs(run: RunSetup, run_dir: Path, train_ds, val_ds, checked, optimizers,
+               columns, verbose) -> None:
+    """The epochs of the Pix2WGAN and cascade trainers, from ``run.first_epoch`` to
+    ``run.cfg.epochs``: the lr of ``optimizers`` divided by ``lr_decay`` each epoch (Luo
+    §4.2), a sample grid of ``columns()``, history.csv, TensorBoard and a checkpoint each
+    epoch; an unreadable image behind ``checked`` (a dataset of :mod:`data.pipeline`)
+    becomes one ``DataError`` naming it."""
+    cfg, model, run_dir = run.cfg, run.model, Path(run_dir)
+    callbacks = [
+        training.EpochLRDecay(optimizers, cfg.lr, cfg.lr_decay),
+        training.SampleGrid(columns, run_dir / "samples"),
+        training.HistoryCSV(run_dir / training.HISTORY, run.first_epoch),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        training.CheckpointEachEpoch(run.state),  # last: runs after the others have logged
+    ]
+    if run.first_epoch < cfg.epochs:
+        with pipeline.data_errors(checked):
+            model.fit(train_ds, epochs=cfg.epochs, initial_epoch=run.first_epoch,
+                      validation_data=val_ds, callbacks=callbacks,
+                      verbose=training.fit_verbose(verbose),
+                      shuffle=False)  # the pipeline shuffles
+
+
+def say_wrote(run_dir: Path, models: list[str], epochs: int, predict: str) -> None:
+    """The closing line of a training run: what it wrote where, and how to use it."""
+    print(f"wrote {run_dir}: {', '.join(models)} (epoch {epochs}), {training.CHECKPOINTS}/, "
+          f"{training.HISTORY}, samples/, logs/; convert images with python -m {predict} "
+          f"--model {run_dir}")
 
 
 def save_generator(generator: keras.Model, path: Path) -> Path:
