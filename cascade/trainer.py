@@ -39,7 +39,8 @@ def run_state(model: CascadePix2WGAN, run_dir: Path) -> training.RunState:
         run_dir, g1=s1.generator, d1=s1.critic, g2=s2.generator, d2=s2.critic,
         g1_optimizer=s1.g_optimizer, d1_optimizer=s1.d_optimizer,
         g2_optimizer=s2.g_optimizer, d2_optimizer=s2.d_optimizer,
-        seed1=s1.seed_generator.state, seed2=s2.seed_generator.state)
+        seed1=s1.seed_generator.state, seed2=s2.seed_generator.state,
+        dropout_seeds=training.layer_seeds(s1.generator, s1.critic, s2.generator, s2.critic))
 
 
 def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,

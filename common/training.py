@@ -191,6 +191,15 @@ def replicas(strategy: tf.distribute.Strategy | None = None) -> int:
 
 # --- checkpoints --------------------------------------------------------------------------
 
+def layer_seeds(*nets) -> list:
+    """The seed-state variables of the layers of ``nets`` that draw random numbers
+    (Keras ``Dropout``: ``layer.seed_generator``), in layer order. A checkpoint that
+    holds them resumes the dropout masks where an uninterrupted run would be."""
+    return [layer.seed_generator.state for net in nets
+            for layer in net._flatten_layers(include_self=False, recursive=True)
+            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
+
+
 class RunState:
     """Networks, optimizers, seed state and epoch of one run, checkpointed together.
 

@@ -245,15 +245,15 @@ def _group_element(seed: int, stream: int, index: tf.Tensor) -> tf.Tensor:
 
 
 def _stream(paths: Sequence[Sequence[str]], sizes: Sequence[int], batch: int, seed: int,
-            stream: int, augment: bool, num_parallel_calls) -> tf.data.Dataset:
+            stream: int, augment: bool, start: int, num_parallel_calls) -> tf.data.Dataset:
     """Infinite, shuffled, batched stream of tuples of images: ``paths[j][i]`` are the
     members of item ``i`` (one member for unpaired images, two for a pair); all members
-    of one item get the same D4 element."""
+    of one item get the same D4 element. Starts at batch ``start``."""
     ds = tf.data.Dataset.from_tensor_slices(tuple(list(p) for p in paths))
     n = len(paths[0])
     # Shuffle the paths (never the images): a full permutation per pass, seeded.
     ds = ds.shuffle(n, seed=seed * 8 + stream, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate()
+    ds = ds.enumerate().skip(start * batch)  # paths only: skipping reads no file
 
     def load(i, files):
         images = [_load(f, s) for f, s in zip(files, sizes)]
@@ -271,7 +271,7 @@ def lin_dataset(root: str | Path, *, batch_unpaired: int = BATCH_UNPAIRED,
                 ids: Iterable[str] | None = None, sdss_size: int = LIN_SDSS_SIZE,
                 cfht_size: int = LIN_CFHT_SIZE, augment: bool = True,
                 paired_subset: str = PAIRED_TRAIN, unpaired_subset: str = UNPAIRED,
-                validate: bool = False,
+                validate: bool = False, start: int = 0,
                 num_parallel_calls: int | None = tf.data.AUTOTUNE) -> tf.data.Dataset:
     """Infinite training batches of Lin et al. §IV-B: unpaired SDSS, unpaired CFHT, pairs.
 
@@ -294,6 +294,8 @@ def lin_dataset(root: str | Path, *, batch_unpaired: int = BATCH_UNPAIRED,
             pairs for an ablation). ``sdss_size`` / ``cfht_size``: expected stamp sides
             (tiny test sets use smaller ones). ``augment=False``: no D4.
         validate: read every file once up front (slow for real survey sizes).
+        start: begin at this batch of the stream (a resumed run: the batches are those
+            an uninterrupted stream gives from there; skipped batches read no file).
     Raises:
         DataError (up front): a missing or empty folder, a pair member without partner,
         an unknown id; with ``validate``, any bad file. (A set smaller than its batch
@@ -311,7 +313,8 @@ def lin_dataset(root: str | Path, *, batch_unpaired: int = BATCH_UNPAIRED,
     if validate:
         validate_files(un_sdss + p_sdss, sdss_size)
         validate_files(un_cfht + p_cfht, cfht_size)
-    kw = dict(seed=seed, augment=augment, num_parallel_calls=num_parallel_calls)
+    kw = dict(seed=seed, augment=augment, start=start,
+              num_parallel_calls=num_parallel_calls)
     sdss = _stream([un_sdss], [sdss_size], batch_unpaired, stream=0, **kw)
     cfht = _stream([un_cfht], [cfht_size], batch_unpaired, stream=1, **kw)
     pairs = _stream([p_sdss, p_cfht], [sdss_size, cfht_size], batch_paired, stream=2, **kw)

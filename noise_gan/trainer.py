@@ -227,11 +227,12 @@ def resolve_data(cfg: NoiseGANConfig) -> Path:
     return Path(ensure_lin_simulated())
 
 
-def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int):
+def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int, start: int = 0):
+    """The training stream of ``root`` from its batch ``start`` on (a resumed step)."""
     from data.lin_pipeline import lin_dataset
     return lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
                        batch_paired=cfg.batch_paired, seed=seed, sdss_size=cfg.sdss_size,
-                       cfht_size=cfg.cfht_size)
+                       cfht_size=cfg.cfht_size, start=start)
 
 
 def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
@@ -296,8 +297,12 @@ def sample_columns(model, cfg: NoiseGANConfig, sdss, cfht):
     translated | target, both directions; noise added where the variant has it)."""
     def fn():
         if isinstance(model, NoiseStep1):
-            fx, fy = model.self_map(sdss, cfht)
-            return [sdss, model.a_x(sdss), fx, cfht, model.a_y(cfht), fy]
+            # Seeded noise, not the model's training seed state: drawing a grid must
+            # not change the noise that training draws next (nor what a resume draws).
+            tr = Translator(cfg, None, None, model.ne_x, model.ne_y)
+            ax, ay = (tf.cast(a, tf.float32) for a in (model.a_x(sdss), model.a_y(cfht)))
+            return [sdss, ax, ax + tr.noise_sdss(sdss.shape[0], seed=0),
+                    cfht, ay, ay + tr.noise_cfht(cfht.shape[0], seed=0)]
         tr = Translator(cfg, model.g_x2y, model.g_y2x, getattr(model, "ne_x", None),
                         getattr(model, "ne_y", None))
         return [sdss, tr.sdss_to_cfht(sdss, seed=0), cfht,
@@ -387,8 +392,11 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
                          f"a multiple of checkpoint_every {spe}")
     print(f"step {step}: starting at iteration {done + 1} of {total}; "
           f"lr {current_lr(optimizers_of(model)[0]):.3g}")
-    seed = cfg.seed + 1_000_003 * (int(step) - 1) + done  # no replay after a resume
-    ds = dataset if dataset is not None else make_dataset(cfg, root, seed)
+    # A resumed step continues the stream where the checkpoint left it (batch `done`),
+    # so it trains on the batches an uninterrupted run would.
+    seed = cfg.seed + 1_000_003 * (int(step) - 1)
+    ds = (dataset.skip(done) if dataset is not None
+          else make_dataset(cfg, root, seed, start=done))
     sdir = step_dir(run_dir, step)
     sdir.mkdir(parents=True, exist_ok=True)
     callbacks = [

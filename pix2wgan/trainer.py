@@ -63,7 +63,8 @@ def build(cfg: Pix2WGANConfig, strategy: tf.distribute.Strategy | None = None) -
 def run_state(model: Pix2WGAN, run_dir: Path) -> training.RunState:
     return training.RunState(run_dir, generator=model.generator, critic=model.critic,
                              g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                             seed=model.seed_generator.state)
+                             seed=model.seed_generator.state,
+                             dropout_seeds=training.layer_seeds(model.generator, model.critic))
 
 
 def split_ids(cfg, root: Path) -> tuple[list[str], list[str]]:

@@ -19,14 +19,17 @@ in the state of one uninterrupted ``epochs=N`` run in another folder:
 Exact comparisons, no tolerance: ``common.training.seed_everything`` documents that the
 same seed gives bit-identical weights on CPU, and every passing test here confirms it.
 
-Findings (each an ``xfail(strict=True)`` test naming the cause, so it turns red, asking
-for the marker to go, once the trainer is fixed; the companion tests take the cause
-away and show that everything else already resumes bit for bit):
+Findings, when this file was written (an open one is an ``xfail(strict=True)`` test
+naming the cause, so it turns red, asking for the marker to go, once fixed; companion
+tests take the cause away and show that everything else resumes bit for bit):
 
-1. Pix2WGAN and cascade, data order (:data:`DATA_ORDER`).
-2. Pix2WGAN and cascade, Dropout seed states not checkpointed (:data:`DROPOUT_SEEDS`).
-3. noise_gan step 1, the sample grid draws from the training seed (:data:`NG_GRID_SEED`).
-4. noise_gan, a step resumed mid-way restarts its data stream (:data:`NG_REPLAY`).
+1. Open: Pix2WGAN and cascade, data order (:data:`DATA_ORDER`).
+2. Fixed: Pix2WGAN and cascade, Dropout seed states not checkpointed
+   (:data:`DROPOUT_SEEDS`; ``common.training.layer_seeds``).
+3. Fixed: noise_gan step 1, the sample grid drew from the training seed
+   (:data:`NG_GRID_SEED`; the grid now draws seeded noise).
+4. Fixed: noise_gan, a step resumed mid-way restarted its data stream
+   (:data:`NG_REPLAY`; ``lin_dataset(start=...)``, ``dataset.skip``).
 
 Tiny and eager: 32 px, width 2, depth 3, batch 2, n_critic 1, two training galaxies
 (one step an epoch, still shuffled and augmented), 2 epochs stopped after 1; noise_gan
@@ -111,6 +114,9 @@ def _values(trackables: dict) -> list[tuple[str, str, np.ndarray]]:
             if hasattr(obj, "iterations"):
                 out.append((f"{name}.lr", f"{name} learning rate of the next update",
                             np.array(ng.current_lr(obj))))
+        elif isinstance(obj, list):  # a list of variables (the Dropout seed states)
+            out += [(f"{name}[{i}]", f"{name}[{i}] {v.path}", np.array(v))
+                    for i, v in enumerate(obj)]
         else:
             out.append((name, name, np.array(obj)))
     return out
@@ -276,7 +282,8 @@ class Trainer:
 def _p2w_trackables(m) -> dict:
     """What :func:`pix2wgan.trainer.run_state` checkpoints, under its names."""
     return {"generator": m.generator, "critic": m.critic, "g_optimizer": m.g_optimizer,
-            "d_optimizer": m.d_optimizer, "seed": m.seed_generator.state}
+            "d_optimizer": m.d_optimizer, "seed": m.seed_generator.state,
+            "dropout_seeds": training.layer_seeds(m.generator, m.critic)}
 
 
 def _cascade_trackables(m) -> dict:
@@ -285,7 +292,9 @@ def _cascade_trackables(m) -> dict:
     return {"g1": s1.generator, "d1": s1.critic, "g2": s2.generator, "d2": s2.critic,
             "g1_optimizer": s1.g_optimizer, "d1_optimizer": s1.d_optimizer,
             "g2_optimizer": s2.g_optimizer, "d2_optimizer": s2.d_optimizer,
-            "seed1": s1.seed_generator.state, "seed2": s2.seed_generator.state}
+            "seed1": s1.seed_generator.state, "seed2": s2.seed_generator.state,
+            "dropout_seeds": training.layer_seeds(s1.generator, s1.critic, s2.generator,
+                                                  s2.critic)}
 
 
 TRAINERS = {
@@ -341,7 +350,7 @@ def gan_runs(request, tmp_path_factory):
     return t, runs, cfg
 
 
-@pytest.mark.xfail(strict=True, reason=f"{DATA_ORDER}; and {DROPOUT_SEEDS}")
+@pytest.mark.xfail(strict=True, reason=DATA_ORDER)
 def test_resume_equals_uninterrupted(gan_runs):
     """Stopped after epoch 1 and resumed to 2 == 2 epochs in one go: history.csv, every
     variable of the restored final checkpoints and of the returned models."""
@@ -401,7 +410,6 @@ def test_resumed_epochs_train_on_the_uninterrupted_batches(gan_runs):
     assert runs.batches["resumed"] == full[per_epoch * STOP:]
 
 
-@pytest.mark.xfail(strict=True, reason=DROPOUT_SEEDS)
 def test_checkpoint_holds_every_variable(gan_runs):
     """Everything that steers training is in the checkpoint: the final checkpoint of the
     uninterrupted run, restored into a fresh build, equals the live model it was saved
@@ -596,7 +604,6 @@ def noise_stopped_mid_step(tmp_path_factory):
     return cfg, full, resumed
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NG_GRID_SEED}; and {NG_REPLAY}")
 def test_noise_gan_mid_step_resume_equals_uninterrupted(noise_stopped_mid_step):
     """Step 1 stopped after iteration 1 and resumed == 2 iterations in one go:
     history.csv and every variable."""
@@ -604,7 +611,6 @@ def test_noise_gan_mid_step_resume_equals_uninterrupted(noise_stopped_mid_step):
     _assert_noise_runs_equal(cfg, full, resumed, {"1": 2})
 
 
-@pytest.mark.xfail(strict=True, reason=NG_GRID_SEED)
 def test_noise_gan_stopped_checkpoint_is_the_uninterrupted_runs(noise_stopped_mid_step):
     """The stopped run's checkpoint after iteration 1 is the uninterrupted run's
     checkpoint after iteration 1, every variable (both trained on the same first batch,
@@ -617,7 +623,6 @@ def test_noise_gan_stopped_checkpoint_is_the_uninterrupted_runs(noise_stopped_mi
                  "noise_gan step 1: checkpoints after iteration 1")
 
 
-@pytest.mark.xfail(strict=True, reason=NG_REPLAY)
 def test_noise_gan_mid_step_resume_continues_the_stream(noise_stopped_mid_step):
     """The resumed iteration trains on the batch the uninterrupted run trained on at
     iteration 2, not on the stopped run's batch again."""
