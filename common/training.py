@@ -71,7 +71,7 @@ def seed_everything(seed: int) -> None:
     (the data pipeline's shuffles and augmentations are seeded separately, by the
     config's seed). Measured on CPU: two runs give bit-identical weights without
     ``tf.config.experimental.enable_op_determinism`` (tests/test_pix2wgan.py,
-    tests/test_cascade.py; and Table 1's 40-epoch cpu-preset Pix2WGAN retrained in a
+    tests/test_resume.py; and Table 1's 40-epoch cpu-preset Pix2WGAN retrained in a
     second process), so we do not pay for it. GPU kernels may still differ run to run.
     """
     keras.utils.set_random_seed(int(seed))

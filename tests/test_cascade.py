@@ -197,13 +197,3 @@ def test_train_cli_one_line_errors(tmp_path, capsys):
                            str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
-
-
-def test_same_seed_same_weights_other_seed_other_weights(tiny, tmp_path, eager):
-    """Same seed, same run (initialisers, dropout, data order, alpha draws)."""
-    got = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        model = train(_cfg(tiny, epochs=1, seed=seed), tmp_path / name, verbose=0)
-        got[name] = [w.copy() for net in _nets(model).values() for w in net.get_weights()]
-    assert all(np.array_equal(x, y) for x, y in zip(got["a"], got["b"]))
-    assert not all(np.array_equal(x, y) for x, y in zip(got["a"], got["c"]))
