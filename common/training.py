@@ -321,7 +321,8 @@ class HistoryCSV(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         if self.path.is_file():
-            keys = self.path.read_text().split("\n", 1)[0].split(",")[1:]
+            with open(self.path) as fh:
+                keys = fh.readline().rstrip("\n").split(",")[1:]
             head = ""
         else:
             keys = sorted(logs)
