@@ -27,18 +27,25 @@ def write_jpeg(path, arr, quality=95):
     Image.fromarray(arr).save(path, format="JPEG", quality=quality)
 
 
-def make_fake(root, *, size=32, n_train=6, n_test=3, identical=False, seed=0):
-    """Manifest + JPEGs for all ``SURVEYS`` under ``root``; returns ``root``.
-
-    ``identical``: all surveys of a galaxy share one image (target == input).
-    """
-    rng = np.random.default_rng(seed)
+def write_manifest(root, n_train, n_test):
+    """``root/manifest.csv`` of ids ``g00, g01, ...``: ``n_train`` then ``n_test``;
+    returns ``(ids, splits)``."""
     ids = [f"g{i:02d}" for i in range(n_train + n_test)]
     splits = ["train"] * n_train + ["test"] * n_test
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": ids, "ra": np.linspace(150, 151, len(ids)),
                   "dec": np.linspace(2, 3, len(ids)), "split": splits}).to_csv(
         root / "manifest.csv", index=False)
+    return ids, splits
+
+
+def make_fake(root, *, size=32, n_train=6, n_test=3, identical=False, seed=0):
+    """Manifest + JPEGs for all ``SURVEYS`` under ``root``; returns ``root``.
+
+    ``identical``: all surveys of a galaxy share one image (target == input).
+    """
+    rng = np.random.default_rng(seed)
+    ids, splits = write_manifest(root, n_train, n_test)
     for gid, split in zip(ids, splits):
         shared = fake_image(rng, size)
         for s in SURVEYS:

@@ -59,7 +59,7 @@ from noise_gan.model import NoiseStep1, NoiseStep2
 from pix2wgan import trainer as p2w
 from pix2wgan.config import Pix2WGANConfig
 from pix2wgan.model import Pix2WGAN
-from tests.fakes import SURVEYS, make_fake
+from tests.fakes import SURVEYS, make_fake, write_manifest
 
 #: fit runs eagerly here (see ``eager``); tf.data warns that this does not apply to it.
 pytestmark = pytest.mark.filterwarnings(
@@ -229,12 +229,7 @@ def make_order_free(root: Path, *, size=32, n_train=N_TRAIN, n_test=2) -> Path:
     one for the centre, one for the edges (the three orbits of the dihedral group),
     saved without chroma subsampling, so that the JPEG decodes each 8 x 8 block to a
     constant and the decoded image stays symmetric."""
-    ids = [f"g{i:02d}" for i in range(n_train + n_test)]
-    splits = ["train"] * n_train + ["test"] * n_test
-    root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": ids, "ra": np.linspace(150, 151, len(ids)),
-                  "dec": np.linspace(2, 3, len(ids)), "split": splits}).to_csv(
-        root / "manifest.csv", index=False)
+    ids, splits = write_manifest(root, n_train, n_test)
     for k, survey in enumerate(SURVEYS):
         m = np.full((4, 4), 60.0 + 20 * k)            # edges
         m[[0, 0, 3, 3], [0, 3, 0, 3]] = 40.0 + 10 * k  # corners
