@@ -13,6 +13,7 @@ from common import io
 from common.cli import Parser, positive_int
 from common.errors import run_cli
 from data.layout import DataError
+from tests.fakes import make_fake
 
 
 def test_files_get_the_users_umask(tmp_path):
@@ -60,7 +61,8 @@ def test_error_after_a_progress_bar_starts_its_own_line(capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["pix2wgan.train", "--out", "{blocker}/run", "--epochs", "1"],
+    ["pix2wgan.train", "--data", "{data}", "--out", "{blocker}/run", "--epochs", "1",
+     "--width", "2", "--image-size", "64", "--batch-size", "1", "--n-critic", "1"],
     ["data.simulate", "--out", "{blocker}/sim", "--n-train", "1", "--n-test", "0"],
     ["pix2wgan.predict", "--model", "{blocker}", "--input", "{blocker}",
      "--out", "{blocker}/out"],
@@ -70,8 +72,9 @@ def test_an_unwritable_out_is_one_line(argv, tmp_path, capsys):
     # cannot make a folder read-only for root, who runs CI), item 14.
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder\n")
+    data = make_fake(tmp_path / "ds", size=64, n_train=2, n_test=1)  # never the default set
     module = __import__(argv[0], fromlist=["main"])
-    args = [a.format(blocker=blocker) for a in argv[1:]]
+    args = [a.format(blocker=blocker, data=data) for a in argv[1:]]
     assert module.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], err
