@@ -61,20 +61,25 @@ def degrade(x: tf.Tensor, seed: tf.Tensor | None = None, *, factor=DEGRADE_FACTO
 def make_triplets(root: str | Path, split: str, source: str, bridge: str, target: str,
                   batch_size: int, *, training: bool, seed: int = 0, ids=None,
                   image_size: int = 128, drop_remainder: bool | None = None,
-                  progress: bool | None = None):
+                  progress: bool | None = None, epochs: tuple[int, int] = (0, 1)):
     """Batches ``(source, bridge, target)``, each ``[B, S, S, 3]`` float32 in [-1, 1].
 
     ``bridge``: a survey name, or ``"degraded-hsc"`` (:func:`degrade` applied to the
     target). ``seed`` is required (an int): it keeps the zipped streams aligned.
+    ``epochs``: as in :func:`data.pipeline.make_dataset` (training only); the degraded
+    bridge's noise of global batch ``i`` (counted from epoch 0) is drawn from
+    ``(seed, i)``, so it too resumes as an uninterrupted run.
     Returns ``(dataset, checked)``: ``checked`` is the ``source -> target`` stream, to
     pass to :func:`data.pipeline.data_errors`.
     """
     kw = dict(training=training, seed=int(seed), ids=ids, image_size=image_size,
-              drop_remainder=drop_remainder, progress=progress)
+              drop_remainder=drop_remainder, progress=progress, epochs=epochs)
     to_target = pipeline.make_dataset(root, split, source, target, batch_size, **kw)
     if bridge == "degraded-hsc":
-        noise_seeds = tf.data.Dataset.random(seed=int(seed) + 1,
-                                             rerandomize_each_iteration=True).batch(2)
+        first, last = epochs if training else (0, 1)
+        per_epoch = int(to_target.cardinality()) // max(1, last - first)
+        noise_seeds = tf.data.Dataset.random(seed=int(seed) + 1).batch(2).skip(
+            first * per_epoch)
         ds = tf.data.Dataset.zip(to_target, noise_seeds).map(
             lambda pair, s: (pair[0], degrade(pair[1], s), pair[1]),
             num_parallel_calls=tf.data.AUTOTUNE)

@@ -58,14 +58,14 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
               f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
               f"of {cfg.epochs}")
 
-        def triplets(split, batch, ids, train_mode, seed=cfg.seed, drop=None):
+        def triplets(split, batch, ids, train_mode, drop=None):
             return make_triplets(root, split, cfg.source, cfg.bridge, cfg.target, batch,
-                                 training=train_mode, seed=seed, ids=ids,
-                                 image_size=cfg.image_size, drop_remainder=drop)
-        # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
-        # Global batch = per-replica iteration batch x replicas (see pix2wgan.trainer).
-        train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True,
-                                     cfg.seed + first_epoch)
+                                 training=train_mode, seed=cfg.seed, ids=ids,
+                                 image_size=cfg.image_size, drop_remainder=drop,
+                                 epochs=(first_epoch, cfg.epochs))
+        # The epochs still to run, each ordered by (seed, epoch) alone (see
+        # pix2wgan.trainer). Global batch = per-replica iteration batch x replicas.
+        train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True)
         vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
         val_ds, _ = triplets("test", vb, test_ids[:N_VAL], False, drop=vdrop)
         sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],

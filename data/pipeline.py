@@ -306,7 +306,8 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
                  with_ids: bool = False, image_size: int = LUO_SIZE,
                  augment: bool | None = None, validate: bool = True,
                  progress: bool | None = None, layout: str = "auto",
-                 shuffle_buffer: int = SHUFFLE_RECORDS) -> tf.data.Dataset:
+                 shuffle_buffer: int = SHUFFLE_RECORDS,
+                 epochs: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Paired ``source -> target`` dataset of one split, streamed from disk.
 
     Two on-disk layouts give the same batches (same pixels, same checks):
@@ -326,7 +327,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         split: ``"train"`` or ``"test"``.
         source, target: survey names, e.g. ``"decals"``, ``"hsc"``.
         batch_size: images per batch.
-        training: shuffle (seeded, reshuffled every epoch); else keep manifest order.
+        training: shuffle (seeded, a new order every epoch); else keep manifest order.
         augment: apply a random flip / rot90 identically to each input and its target
             (default ``training``). Luo et al. do not describe augmentation; these eight
             transforms keep a pair aligned and galaxies have no preferred orientation.
@@ -346,6 +347,12 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
             ``"shards"``.
         shuffle_buffer: records in the shards' shuffle buffer (training only; each
             holds the survey JPEGs of one galaxy, ~10-30 kB at 128 px).
+        epochs: training only: the dataset is the epochs ``range(*epochs)`` back to
+            back (0-based), and epoch ``e``'s order and augmentation depend on
+            ``(seed, e)`` alone (:func:`epoch_seed`), so a run resumed at epoch ``k``
+            gets the batches an uninterrupted run gets from epoch ``k`` on. Each epoch
+            is :func:`batches_per_epoch` batches (pass that as Keras'
+            ``steps_per_epoch``).
     Returns:
         Batches ``(source, target)`` (``(source, target, ids)`` when ``with_ids``),
         each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (eq. 8).
@@ -361,6 +368,9 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     augment = training if augment is None else augment
+    ordered = seed is not None
+    if seed is None:  # a random stream, still a new order every epoch
+        seed = int.from_bytes(os.urandom(3), "little")
     blanks = (survey_blank(source), survey_blank(target))
     index = None
     if layout != "files":
@@ -376,23 +386,23 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
             validate_files(src + tgt, [blanks[0]] * len(src) + [blanks[1]] * len(tgt),
                            image_size, stamp_dir=Path(root) / _STAMP_DIR,
                            progress=progress)
-        ds = tf.data.Dataset.from_tensor_slices((src, tgt, ids))
-        if training:
-            # Shuffle the (tiny) path strings, not images: a full-size buffer is cheap.
-            ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
+        n, columns = len(ids), (tf.constant(src), tf.constant(tgt), tf.constant(ids))
+
+        def records(pass_seed):  # shuffle the (tiny) path strings, not images
+            if training:
+                order = _permutation(n, pass_seed)
+                return tf.data.Dataset.from_tensor_slices(
+                    tuple(tf.gather(c, order) for c in columns))
+            return tf.data.Dataset.from_tensor_slices(columns)
 
         def read(s_path, t_path, gid):
             return (_read_image(s_path, image_size, blanks[0]),
                     _read_image(t_path, image_size, blanks[1]), gid)
         check = functools.partial(_check_files, tuple(src + tgt), image_size)
     else:
-        ds, read, check = _shard_records(index, root, split, source, target, blanks,
-                                         ids, training, seed, image_size, validate,
-                                         shuffle_buffer)
-    if augment:
-        # One stateless seed [2] per pair, new every epoch, reproducible given `seed`.
-        pair_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, pair_seeds.batch(2))
+        n, records, read, check = _shard_records(index, root, split, source, target,
+                                                 blanks, ids, training, ordered,
+                                                 image_size, validate, shuffle_buffer)
 
     def load(rec, pair_seed=None):
         x, y, gid = read(*rec)
@@ -401,22 +411,68 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         out = (normalize(x), normalize(y))
         return out + (gid,) if with_ids else out
 
-    if augment:
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    drop = training if drop_remainder is None else drop_remainder
+
+    def one_pass(pass_seed):  # the batches of one epoch, all drawn from `pass_seed`
+        ds = records(pass_seed)
+        if augment:  # one stateless seed [2] per pair: (pass seed, position)
+            pair_seeds = tf.data.Dataset.range(n).map(
+                lambda j: tf.stack([tf.cast(pass_seed, tf.int64), j]))
+            ds = tf.data.Dataset.zip(ds, pair_seeds).map(
+                load, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda *rec: load(rec), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop)
+
+    if training:
+        first, last = epochs
+        if not 0 <= first <= last:
+            raise ValueError(f"epochs must be (first, last) with 0 <= first <= last, "
+                             f"got {epochs}")
+        ds = tf.data.Dataset.range(first, last).flat_map(
+            lambda e: one_pass(epoch_seed(seed, e)))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            (last - first) * batches_per_epoch(n, batch_size, drop)))
     else:
-        ds = ds.map(lambda *rec: load(rec), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
-                  else drop_remainder)
+        ds = one_pass(seed)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     _DATASET_CHECKS[ds] = check
     return ds
 
 
+#: Epochs a seed's stream can number before two (seed, epoch) pairs share an op seed.
+EPOCH_SEEDS = 2 ** 24
+
+
+def epoch_seed(seed: int, epoch):
+    """The op seed (int64 scalar) of training epoch ``epoch`` (0-based, an int or a
+    tensor) of a ``seed``'s stream: its shuffle and augmentation depend on the pair
+    alone, so any epoch can be rebuilt without replaying the earlier ones (issue 18:
+    a resumed run sees the batches of an uninterrupted one)."""
+    return tf.constant(seed, tf.int64) * EPOCH_SEEDS + tf.cast(epoch, tf.int64)
+
+
+def _permutation(n, pass_seed, block=-1) -> tf.Tensor:
+    """A permutation of ``range(n)`` (``n`` an int or int tensor), ``[n]`` int64 drawn statelessly from ``(pass_seed,
+    block)`` (negative ``block``: positions >= 0 are the augmentation's seeds). Stateless
+    because a tensor op seed inside ``flat_map`` trips ``Dataset.shuffle`` under a
+    global seed of 0 (TF 2.21 compares it as a Python bool)."""
+    seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.cast(block, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(tf.cast(n, tf.int64)), seed)
+
+
+def batches_per_epoch(n: int, batch_size: int, drop_remainder: bool = True) -> int:
+    """Batches of ``batch_size`` in one pass over ``n`` records."""
+    return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
 def _shard_records(index: Path, root, split, source, target, blanks, ids, training,
-                   seed, image_size, validate, shuffle_buffer):
-    """The shards half of :func:`make_dataset`: a dataset of ``(shard path, serialized
-    record)``, the function decoding one into ``(source [S,S,3] uint8, target, id)``,
-    and the damage finder for :func:`data_errors`."""
+                   ordered, image_size, validate, shuffle_buffer):
+    """The shards half of :func:`make_dataset`: the number of records, a function of
+    a seed giving one pass of ``(shard path, serialized record)`` (shuffled with that
+    seed when ``training``), the function decoding one into ``(source [S,S,3] uint8,
+    target, id)``, and the damage finder for :func:`data_errors`."""
     from data import shard
 
     entry = shard.load_split(index, split, (source, target), image_size, root=root)
@@ -459,26 +515,34 @@ def _shard_records(index: Path, root, split, source, target, blanks, ids, traini
     def tagged(f):
         return tf.data.TFRecordDataset(f).map(lambda r: (f, r))
 
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if training:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        ds = files.interleave(tagged, cycle_length=min(len(paths), SHARD_CYCLE),
-                              num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=seed is not None)
-    else:  # one shard after another: records come in manifest order
-        ds = files.interleave(tagged, cycle_length=1)
+    shard_files = tf.constant(paths)
     id_spec = {"id": tf.io.FixedLenFeature([], tf.string)}
-    if keep is not None:
-        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keep), tf.ones([len(keep)], tf.int32)), default_value=0)
-        ds = ds.filter(lambda f, r: table.lookup(
-            tf.io.parse_single_example(r, id_spec)["id"]) > 0)
-    # Known length (Keras then shows steps per epoch); a shard holding fewer records
-    # than its index entry fails here, and data_errors names it.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(
-        len(known) if keep is None else len(keep)))
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    n = len(known) if keep is None else len(keep)
+    table = None if keep is None else tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keep), tf.ones([n], tf.int32)),
+        default_value=0)
+
+    def records(pass_seed):
+        if training:  # shards in a shuffled order, SHARD_CYCLE read at a time
+            files = tf.data.Dataset.from_tensor_slices(
+                tf.gather(shard_files, _permutation(len(paths), pass_seed)))
+            ds = files.interleave(tagged, cycle_length=min(len(paths), SHARD_CYCLE),
+                                  num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=ordered)
+        else:  # one shard after another: records come in manifest order
+            ds = tf.data.Dataset.from_tensor_slices(shard_files).interleave(
+                tagged, cycle_length=1)
+        if table is not None:
+            ds = ds.filter(lambda f, r: table.lookup(
+                tf.io.parse_single_example(r, id_spec)["id"]) > 0)
+        if training:  # then shuffled in blocks of shuffle_buffer records (memory flat)
+            def shuffle_block(k, block):  # block: ([m] shard paths, [m] records)
+                order = _permutation(tf.size(block[0]), pass_seed, -2 - k)
+                return tuple(tf.gather(b, order) for b in block)
+            ds = ds.batch(shuffle_buffer).enumerate().map(shuffle_block).unbatch()
+        # Known length (Keras then shows steps per epoch); a shard holding fewer records
+        # than its index entry fails here, and data_errors names it.
+        return ds.apply(tf.data.experimental.assert_cardinality(n))
     keys = (shard.feature_key(source), shard.feature_key(target))
     spec = dict(id_spec, **{k: tf.io.FixedLenFeature([], tf.string) for k in keys})
 
@@ -490,7 +554,7 @@ def _shard_records(index: Path, root, split, source, target, blanks, ids, traini
                 for k, s, b in zip(keys, (source, target), blanks))
         return x, y, gid
     check = functools.partial(_check_shards, index, tuple(used), keys, image_size)
-    return ds, read, check
+    return n, records, read, check
 
 
 def list_images(paths: str | Path | Iterable[str | Path]) -> list[str]:

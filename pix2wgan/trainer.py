@@ -161,12 +161,13 @@ def train(cfg: Pix2WGANConfig, run_dir: Path, resume: bool = False,
               f"{cfg.source} -> {cfg.target}; starting at epoch {first_epoch + 1} of "
               f"{cfg.epochs}")
 
-        # The shuffle seed moves with the epoch so a resumed run does not replay epoch 1.
-        # Keras splits each global batch along axis 0 into one slice per replica, and each
-        # replica splits its slice into n_critic critic batches (model.train_step).
+        # The epochs still to run; each epoch's order depends on (seed, epoch) alone, so
+        # a resumed run gets the batches of an uninterrupted one. Keras splits each
+        # global batch along axis 0 into one slice per replica, and each replica splits
+        # its slice into n_critic critic batches (model.train_step).
         train_ds = pipeline.make_dataset(root, "train", cfg.source, cfg.target,
                                          cfg.iteration_batch * n_rep, training=True,
-                                         seed=cfg.seed + first_epoch, drop_remainder=True,
+                                         seed=cfg.seed, epochs=(first_epoch, cfg.epochs),
                                          ids=train_ids, image_size=cfg.image_size)
         vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
         val_ds = pipeline.make_dataset(root, "test", cfg.source, cfg.target, vb,
@@ -190,7 +191,8 @@ def fit_epochs(run: RunSetup, run_dir: Path, train_ds, val_ds, checked, optimize
     ``run.cfg.epochs``: the lr of ``optimizers`` divided by ``lr_decay`` each epoch (Luo
     §4.2), a sample grid of ``columns()``, history.csv, TensorBoard and a checkpoint each
     epoch; an unreadable image behind ``checked`` (a dataset of :mod:`data.pipeline`)
-    becomes one ``DataError`` naming it."""
+    becomes one ``DataError`` naming it. ``train_ds`` holds the remaining epochs back to
+    back (``make_dataset(epochs=...)``), one global batch per iteration."""
     cfg, model, run_dir = run.cfg, run.model, Path(run_dir)
     callbacks = [
         training.EpochLRDecay(optimizers, cfg.lr, cfg.lr_decay),
@@ -201,8 +203,10 @@ def fit_epochs(run: RunSetup, run_dir: Path, train_ds, val_ds, checked, optimize
     ]
     if run.first_epoch < cfg.epochs:
         with pipeline.data_errors(checked):
+            steps = pipeline.batches_per_epoch(
+                len(run.train_ids), cfg.iteration_batch * training.replicas(run.strategy))
             model.fit(train_ds, epochs=cfg.epochs, initial_epoch=run.first_epoch,
-                      validation_data=val_ds, callbacks=callbacks,
+                      steps_per_epoch=steps, validation_data=val_ds, callbacks=callbacks,
                       verbose=training.fit_verbose(verbose),
                       shuffle=False)  # the pipeline shuffles
 

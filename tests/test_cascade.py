@@ -63,7 +63,7 @@ def test_shapes_and_chain():
 def test_triplets_stay_aligned_under_augmentation(tiny):
     kw = dict(training=True, seed=5, image_size=64)
     ds, _ = make_triplets(tiny, "train", "sdss", "decals", "hsc", 3, **kw)
-    triplets = list(ds)  # one pass = one epoch (each pass reshuffles)
+    triplets = list(ds)  # one epoch (epochs=(0, 1))
     to_hsc = list(pipeline.make_dataset(tiny, "train", "sdss", "hsc", 3, **kw))
     to_dec = list(pipeline.make_dataset(tiny, "train", "sdss", "decals", 3, **kw))
     assert len(triplets) == len(to_hsc) == 2

@@ -108,19 +108,26 @@ def test_augment_off_shuffles_only(root):
         np.testing.assert_array_equal(x[k].numpy(), want.numpy())
 
 
-def test_seed_determinism_and_reshuffle(root):
-    def epochs(seed, n=2):
-        ds = _ds(root, "train", batch_size=2, training=True, seed=seed, with_ids=True)
-        return [[(x.numpy(), y.numpy(), i.numpy()) for x, y, i in ds] for _ in range(n)]
+def test_seed_determinism_reshuffle_and_any_epoch_rebuilt_alone(root):
+    def epochs(seed, first=0, last=2):  # the stream's batches, cut into its epochs
+        ds = _ds(root, "train", batch_size=2, training=True, seed=seed, with_ids=True,
+                 epochs=(first, last))
+        batches = [(x.numpy(), y.numpy(), i.numpy()) for x, y, i in ds]
+        per = pipeline.batches_per_epoch(N_TRAIN, 2)
+        assert len(batches) == per * (last - first)
+        return [batches[k:k + per] for k in range(0, len(batches), per)]
 
     def flat(epoch, part):
         return np.concatenate([b[part] for b in epoch])
 
     a, b, c = epochs(7), epochs(7), epochs(8)
-    for ea, eb in zip(a, b):  # same seed: same order and augmentation, epoch by epoch
+    for ea, eb in zip(a + epochs(7, 1, 2), b + b[1:]):
+        # same seed: same order and augmentation, epoch by epoch; and epoch 1 built on
+        # its own (a resumed run) is the full stream's epoch 1
         for part in range(3):
             np.testing.assert_array_equal(flat(ea, part), flat(eb, part))
-    # A new epoch reshuffles or re-augments; another seed differs.
+    # A new epoch reshuffles and re-augments; another seed differs.
+    assert not np.array_equal(flat(a[0], 2), flat(a[1], 2))
     assert not np.array_equal(flat(a[0], 0), flat(a[1], 0))
     assert not np.array_equal(flat(a[0], 0), flat(c[0], 0))
 

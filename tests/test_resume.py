@@ -19,11 +19,12 @@ in the state of one uninterrupted ``epochs=N`` run in another folder:
 Exact comparisons, no tolerance: ``common.training.seed_everything`` documents that the
 same seed gives bit-identical weights on CPU, and every passing test here confirms it.
 
-Findings, when this file was written (an open one is an ``xfail(strict=True)`` test
-naming the cause, so it turns red, asking for the marker to go, once fixed; companion
-tests take the cause away and show that everything else resumes bit for bit):
+Findings, when this file was written (each was an ``xfail(strict=True)`` test naming
+the cause until fixed; companion tests take a cause away and show that everything else
+resumes bit for bit):
 
-1. Open: Pix2WGAN and cascade, data order (:data:`DATA_ORDER`).
+1. Fixed: Pix2WGAN and cascade, data order (:data:`DATA_ORDER`; each epoch's order and
+   augmentation now come from ``(seed, epoch)``, ``data.pipeline.epoch_seed``).
 2. Fixed: Pix2WGAN and cascade, Dropout seed states not checkpointed
    (:data:`DROPOUT_SEEDS`; ``common.training.layer_seeds``).
 3. Fixed: noise_gan step 1, the sample grid drew from the training seed
@@ -345,7 +346,6 @@ def gan_runs(request, tmp_path_factory):
     return t, runs, cfg
 
 
-@pytest.mark.xfail(strict=True, reason=DATA_ORDER)
 def test_resume_equals_uninterrupted(gan_runs):
     """Stopped after epoch 1 and resumed to 2 == 2 epochs in one go: history.csv, every
     variable of the restored final checkpoints and of the returned models."""
@@ -393,7 +393,6 @@ def test_resume_keeps_counters_learning_rate_and_seed_states(gan_runs):
     assert checked == 2 + n_seeds + 3 * n_optimizers
 
 
-@pytest.mark.xfail(strict=True, reason=DATA_ORDER)
 def test_resumed_epochs_train_on_the_uninterrupted_batches(gan_runs):
     """The batches of epoch 1 (stopped run) then epoch 2 (resumed run) are, in order,
     the uninterrupted run's (same shuffle, same flips and rotations)."""

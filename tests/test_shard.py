@@ -207,18 +207,20 @@ def test_make_dataset_shards_equal_files(packed):
 
 
 def test_training_over_shards_covers_each_galaxy_once_and_is_seeded(packed):
-    def epochs(seed):
+    def epochs(seed, first=0, last=2):  # 8 galaxies: 4 batches an epoch
         ds = _ds(packed, "train", batch_size=2, training=True, seed=seed, with_ids=True,
-                 drop_remainder=False)
-        return [_arrays(ds) for _ in range(2)]
+                 drop_remainder=False, epochs=(first, last), shuffle_buffer=4)
+        batches = _arrays(ds)
+        return [batches[k:k + 4] for k in range(0, len(batches), 4)]
     a, b = epochs(4), epochs(4)
-    for ea, eb in zip(a, b):
+    for ea, eb in zip(a + epochs(4, 1, 2), b + b[1:]):  # epoch 1 alone: a resumed run
         for ba, bb in zip(ea, eb):
             for x, y in zip(ba, bb):
                 np.testing.assert_array_equal(x, y)
     order = [[g.decode() for bt in e for g in bt[2]] for e in a]
     assert sorted(order[0]) == sorted(order[1]) == [f"g0{i}" for i in range(8)]
-    assert order[0] != order[1] or not np.array_equal(a[0][0][0], a[1][0][0])
+    assert order[0] != order[1]  # a new order every epoch
+    assert order[0] != [g.decode() for bt in epochs(5, 0, 1)[0] for g in bt[2]]
 
 
 def test_unusable_index_is_a_data_error(packed):
