@@ -64,8 +64,26 @@ def test_frechet_distance_matches_scipy_sqrtm_on_full_covariances():
     ref = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
            - 2 * np.trace(linalg.sqrtm(s1 @ s2)).real)
     assert P.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(ref, rel=1e-9)
+    assert P.FID_EPS == 0.0 and P.frechet_distance(mu1, s1, mu2, s2) == P.frechet_distance(
+        mu1, s1, mu2, s2, eps=0.0)
     # eps moves a well-conditioned value only slightly
-    assert P.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, abs=1e-4)
+    assert P.frechet_distance(mu1, s1, mu2, s2, eps=1e-6) == pytest.approx(ref, abs=1e-4)
+
+
+def test_low_rank_route_equals_eigen_route_for_singular_covariances():
+    # N <= D: fid_from_features uses singular values of A1 A2^T; frechet_distance the
+    # rank-clipped eigen route. Without the rank clip the eigen route is ~1e-7 high.
+    f1, f2 = P.parity_features(30, 256, 1), P.parity_features(40, 256, 2, 0.2)
+    with pytest.warns(P.FewSamplesWarning, match="no eps"):
+        fast = P.fid_from_features(f1, f2)["value"]
+    slow = P.frechet_distance(*P.feature_stats(f1), *P.feature_stats(f2))
+    assert fast == pytest.approx(slow, rel=1e-12) and fast > 0
+    with pytest.warns(P.FewSamplesWarning, match="eps=0.001 added"):
+        with_eps = P.fid_from_features(f1, f2, eps=1e-3)["value"]  # the eigen route
+    assert with_eps == pytest.approx(P.frechet_distance(
+        *P.feature_stats(f1), *P.feature_stats(f2), eps=1e-3), rel=1e-12)
+    with pytest.raises(ValueError, match="one D"):
+        P.fid_from_features(f1, f2[:, :100])
 
 
 def test_singular_covariances_stay_finite_and_warn_below_2048():
@@ -80,16 +98,54 @@ def test_singular_covariances_stay_finite_and_warn_below_2048():
         assert P.fid_from_features(g, g)["warning"] is None
 
 
-def test_pt_inception_is_an_explicit_not_supported_error():
-    for name in ("pt_inception", "tf2015"):
-        with pytest.raises(P.ExtractorNotSupported, match="not supported yet"):
-            P.build_fid_extractor(name)
+def test_fid_extractors_aliases_and_default():
+    assert P.FID_EXTRACTORS[0] == "pt_inception"  # the default: comparable FIDs
+    assert P._check_extractor("tf2015") == "pt_inception"
+    with pytest.raises(ValueError, match="unknown FID extractor 'inception'.*pt_inception"):
+        P.build_fid_extractor("inception")
+
+
+def test_pt_inception_lookup_order_and_one_line_refusal(tmp_path, monkeypatch):
+    with pytest.raises(P.WeightsNotFound) as err:
+        P.fid_weights_path("pt_inception", download=True)  # nothing to download ready-made
+    msg = str(err.value)
+    assert "\n" not in msg and P.FID_ENV in msg and "convert_fid_weights.py" in msg
+    assert P.cache_path(P.PT_INCEPTION_NPZ) in msg and os.environ["KERAS_HOME"] in msg
+    cached, env, arg = (str(tmp_path / n) for n in ("c.npz", "e.npz", "a.npz"))
+    for f in (env, arg):
+        open(f, "wb").close()
+    os.makedirs(os.path.dirname(P.cache_path(P.PT_INCEPTION_NPZ)))
+    open(P.cache_path(P.PT_INCEPTION_NPZ), "wb").close()
+    assert P.fid_weights_path() == P.cache_path(P.PT_INCEPTION_NPZ)  # default extractor
+    monkeypatch.setenv(P.FID_ENV, env)
+    assert P.fid_weights_path("tf2015") == env
+    assert P.fid_weights_path("pt_inception", weights=arg) == arg
+    with pytest.raises(P.WeightsNotFound, match="no such file"):
+        P.fid_weights_path("pt_inception", weights=cached)
+
+
+def test_pt_inception_random_init_is_labelled_and_npz_loads(tmp_path):
+    raw = P.build_fid_extractor("pt_inception", allow_uncalibrated=True, size=75, seed=1)
+    assert raw.label == P.UNCALIBRATED and "pt_inception" in raw.describe()
+    assert "not comparable" not in raw.describe()
+    imgs = np.random.default_rng(5).integers(0, 256, (2, 40, 40, 3)).astype(np.uint8)
+    x = raw.prepare(imgs)
+    assert x.shape == (2, 75, 75, 3) and -1 <= float(np.min(x)) <= float(np.max(x)) <= 1
+    state = P.seeded_state_dict(P.pt_inception_layout(raw.model), 2)
+    path = str(tmp_path / "w.npz")
+    np.savez(path, **P.pt_inception_from_torch(state, raw.model))
+    loaded = P.build_fid_extractor(weights=path, size=75)
+    assert loaded.label == "calibrated" and loaded.weights == path
+    feats = loaded(imgs)
+    assert feats.shape == (2, 2048) and feats.dtype == np.float64 and (feats >= 0).all()
+    assert not np.allclose(feats, raw(imgs))
 
 
 def test_fid_extractor_weights_round_trip_and_labels(tmp_path, monkeypatch):
+    kind = "keras-inceptionv3"
     with pytest.raises(P.WeightsNotFound, match=P.FID_ENV):
-        P.build_fid_extractor(size=75)
-    raw = P.build_fid_extractor(allow_uncalibrated=True, size=75, seed=1)
+        P.build_fid_extractor(kind, size=75)
+    raw = P.build_fid_extractor(kind, allow_uncalibrated=True, size=75, seed=1)
     assert raw.label == P.UNCALIBRATED and P.UNCALIBRATED in raw.describe()
     imgs = np.random.default_rng(5).integers(0, 256, (2, 40, 40, 3)).astype(np.uint8)
     feats = raw(imgs)
@@ -97,7 +153,7 @@ def test_fid_extractor_weights_round_trip_and_labels(tmp_path, monkeypatch):
     path = str(tmp_path / "inc.weights.h5")
     raw.model.save_weights(path)
     monkeypatch.setenv(P.FID_ENV, path)
-    loaded = P.build_fid_extractor(size=75)
+    loaded = P.build_fid_extractor(kind, size=75)
     assert loaded.label == "calibrated" and loaded.weights == path
     assert "keras-inceptionv3" in loaded.describe()
     np.testing.assert_allclose(loaded(imgs), feats, rtol=1e-5, atol=1e-6)
@@ -267,4 +323,84 @@ def test_preplaced_cache_file_skips_the_download(monkeypatch):
                         P.Source(src.url, keras_src.fname, file_hash=src.file_hash))
     with open(P.cache_path(keras_src.fname), "wb") as f:
         f.write(body)
-    assert P.fid_weights_path() == P.cache_path(keras_src.fname)
+    assert P.fid_weights_path("keras-inceptionv3") == P.cache_path(keras_src.fname)
+
+
+# ----------------------------------------------------------------------------- converters
+
+def load_tool(name: str):
+    """A script of tools/ as a module (tools/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fid_converter_round_trip_gives_identical_keras_weights(tmp_path):
+    conv = load_tool("convert_fid_weights")
+    model = P.build_pt_inception()
+    state = P.seeded_state_dict(P.pt_inception_layout(model), 7)
+    # what pytorch-fid's file has besides: the 1008-class logits and BN step counters
+    extra = {"fc.weight": np.ones((1008, 2048), np.float32), "fc.bias": np.ones(1008, np.float32),
+             "Mixed_5b.branch1x1.bn.num_batches_tracked": np.array(0)}
+    out = conv.write_npz({**state, **extra}, str(tmp_path / "w.npz"), "ab" * 32)
+    P.load_pt_inception(model, out)
+    back, n_conv = {}, 0
+    for layer in model.layers:  # Keras weights -> torch layout again
+        if layer.name.endswith(".conv"):
+            back[f"{layer.name}.weight"] = layer.get_weights()[0].transpose(3, 2, 0, 1)
+            n_conv += 1
+        elif layer.name.endswith(".bn"):
+            for (_, t), w in zip(P._BN, layer.get_weights()):
+                back[f"{layer.name}.{t}"] = w
+    assert n_conv == 94 and back.keys() == state.keys()
+    for k, v in state.items():
+        np.testing.assert_array_equal(back[k], v, err_msg=k)  # identical, not close
+    with np.load(out) as z:
+        assert str(z["source_sha256"]) == "ab" * 32 and str(z["extractor"]) == "pt_inception"
+
+
+def test_wrong_state_dicts_and_weight_files_are_one_line_errors(tmp_path):
+    model = P.build_pt_inception()
+    state = P.seeded_state_dict(P.pt_inception_layout(model), 0)
+    aux = {**state, "AuxLogits.conv0.conv.weight": np.zeros((128, 768, 1, 1), np.float32)}
+    cases = [(lambda: P.pt_inception_from_torch(aux, model), "unexpected key AuxLogits"),
+             (lambda: P.pt_inception_from_torch(
+                 {k: v for k, v in state.items() if "Mixed_7c" not in k}, model),
+              "missing key Mixed_7c"),
+             (lambda: P.pt_inception_from_torch(
+                 {**state, "Conv2d_1a_3x3.conv.weight": np.zeros((32, 3, 5, 5))}, model),
+              r"shape \(32, 3, 5, 5\)")]
+    alex = P.build_lpips("alex", allow_uncalibrated=True)
+    P.save_npz(alex.model, "alex", str(tmp_path / "lpips.npz"))
+    (tmp_path / "keras.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    cases += [(lambda: P.load_pt_inception(model, str(tmp_path / "lpips.npz")),
+               "not pt_inception weights"),
+              (lambda: P.load_pt_inception(model, str(tmp_path / "keras.h5")),
+               "not a pt_inception .npz"),
+              (lambda: P.from_torch("vgg", {"features.0.weight": np.zeros(1)}, {}),
+               "lacks features.0.bias")]
+    for fn, says in cases:
+        with pytest.raises(ValueError, match=says) as err:
+            fn()
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("tool, argv, says", [
+    ("convert_fid_weights", ["--pth", "{bad}"], "does not start with 6726825d"),
+    ("convert_lpips_weights", ["--backbone", "{bad}", "--lin", "{bad}"],
+     "does not start with 7be5be79"),
+    ("convert_fid_weights", ["--pth", "{tmp}/none.pth"], "no such file")])
+def test_converters_refuse_a_wrong_file_in_one_line(tool, argv, says, tmp_path, capfd):
+    bad = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    bad.write_bytes(b"not the weights")  # right name, wrong hash: checked before torch
+    argv = [a.replace("{bad}", str(bad)).replace("{tmp}", str(tmp_path)) for a in argv]
+    capfd.readouterr()
+    assert load_tool(tool).main([*argv, "--out", str(tmp_path / "o.npz")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and says in err
+    assert not list(tmp_path.glob("o.npz*"))

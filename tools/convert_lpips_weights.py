@@ -8,10 +8,11 @@ Inputs: the torchvision backbone (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923a
 and the LPIPS v0.1 lin layers (``lpips/weights/v0.1/alex.pth`` / ``vgg.pth`` of
 richzhang/PerceptualSimilarity); URLs in ``common.perceptual.SOURCES``. Without
 ``--backbone``/``--lin`` they are downloaded into ``$KERAS_HOME/models`` (torchvision
-files checked against the sha256 prefix in their names; the lin files have no published
-hash). The output (default ``$KERAS_HOME/models/lpips_<net>_v0.1.npz``, where
-``common.perceptual`` looks) is described by ``common.perceptual.npz_layout``; copy it to
-an offline machine's cache or point ``$LPIPS_WEIGHTS`` at it.
+files checked against the sha256 prefix in their names, a local ``--backbone`` too; the
+lin files have no published hash). The output (default
+``$KERAS_HOME/models/lpips_<net>_v0.1.npz``, where ``common.perceptual`` looks) is
+described by ``common.perceptual.npz_layout``; copy it to an offline machine's cache or
+point ``$LPIPS_WEIGHTS`` at it.
 
 Needs torch only to read the ``.pth`` files; torch is imported lazily and is not a
 project requirement (``pip install torch`` once, anywhere, then copy the .npz).
@@ -30,22 +31,11 @@ from common import perceptual as P  # noqa: E402  (TensorFlow-free until a netwo
 from common.cli import Parser, add_verbose  # noqa: E402
 
 
-def read_pth(path: str) -> dict[str, np.ndarray]:
-    """A torch state dict file -> name -> numpy array (imports torch here)."""
-    try:
-        import torch
-    except ImportError:
-        raise SystemExit("convert_lpips_weights needs torch to read .pth files "
-                         "(pip install torch, once; it is not a project requirement)")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.detach().cpu().numpy() for k, v in sd.items()}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     ap = Parser(prog="python tools/convert_lpips_weights.py",
                 description=__doc__.split("\n")[0])
     ap.add_argument("--net", choices=P.NETS, default="alex", help="LPIPS backbone")
-    ap.add_argument("--backbone", help="torchvision .pth (default: download)")
+    ap.add_argument("--backbone", help="torchvision .pth, sha256-checked (default: download)")
     ap.add_argument("--lin", help="LPIPS v0.1 lin-layer .pth (default: download)")
     ap.add_argument("--out", help="output .npz (default: $KERAS_HOME/models/lpips_<net>_v0.1.npz)")
     add_verbose(ap)
@@ -66,9 +56,11 @@ def convert(a: argparse.Namespace) -> str:
     for flag, path in (("--backbone", a.backbone), ("--lin", a.lin)):
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path}: no such file")
-    backbone = a.backbone or P.fetch(a.net)
-    lin = a.lin or P.fetch(f"lin-{a.net}")
-    arrays = P.from_torch(a.net, read_pth(backbone), read_pth(lin))
+    backbone = a.backbone or P.fetch(a.net)  # a download is checked by fetch
+    if a.backbone:
+        P.check_sha256(backbone, a.net)  # torchvision's published sha256 prefix
+    lin = a.lin or P.fetch(f"lin-{a.net}")  # no published hash: not checked
+    arrays = P.from_torch(a.net, P.read_pth(backbone), P.read_pth(lin))
     out = a.out or P.cache_path(P.lpips_cache_name(a.net))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".part"
