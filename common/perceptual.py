@@ -784,9 +784,10 @@ def pt_inception_from_torch(state: dict, model=None) -> dict[str, np.ndarray]:
     return out
 
 
-def load_pt_inception(model, path: str) -> None:
+def load_pt_inception(model, path: str) -> str:
     """Set :func:`build_pt_inception`'s weights from a converted ``.npz``
-    (:func:`pt_inception_from_torch`); one-line ``ValueError`` on another file."""
+    (:func:`pt_inception_from_torch`); one-line ``ValueError`` on another file. Returns
+    the sha256 of the ``.pth`` it was converted from ("" when not recorded)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -809,6 +810,7 @@ def load_pt_inception(model, path: str) -> None:
             if data[k].shape != w.shape:
                 raise ValueError(f"{path}: {k} has shape {data[k].shape}, expected {w.shape}")
         layer.set_weights([np.asarray(data[k], np.float32) for k in keys])
+    return str(data.get("source_sha256", ""))
 
 
 class InceptionFeatures:
@@ -892,7 +894,8 @@ def build_fid_extractor(extractor: str = FID_EXTRACTORS[0], weights: str | None 
         return InceptionFeatures(model, f"random init seed {seed} ({UNCALIBRATED})", False,
                                  size, extractor)
     if extractor == "pt_inception":
-        load_pt_inception(model, path)
+        sha = load_pt_inception(model, path)
+        path += f" (from .pth sha256 {sha[:16]}...)" if sha else ""
     else:
         model.load_weights(path)
     return InceptionFeatures(model, path, True, size, extractor)

@@ -184,8 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the preset's precision (auto: bf16 on a CPU with bf16 "
                         "units, fp16 on a GPU, else float32)")
     p.add_argument("--lpips-weights", help="LPIPS .npz (else $LPIPS_WEIGHTS, KERAS_HOME)")
-    p.add_argument("--fid-weights", help="InceptionV3 notop .h5 (else $FID_WEIGHTS, "
-                                         "KERAS_HOME)")
+    p.add_argument("--fid-extractor", default="pt_inception",
+                   choices=("pt_inception", "tf2015", "keras-inceptionv3"),
+                   help="FID features: pt_inception (alias tf2015) is the 2015 TF "
+                        "Inception graph of published FIDs, the paper's included; "
+                        "keras-inceptionv3 gives FIDs not comparable to the paper's")
+    p.add_argument("--fid-weights", help="weights of --fid-extractor: pt_inception .npz "
+                                         "(tools/convert_fid_weights.py) or InceptionV3 "
+                                         "notop .h5 (else $FID_WEIGHTS, KERAS_HOME)")
     p.add_argument("--allow-uncalibrated", action="store_true",
                    help="random-init LPIPS/FID networks when no weights are found "
                         "(labelled 'uncalibrated' in every output)")
@@ -455,7 +461,7 @@ def perceptual_networks(args):
     the lines saying which extractor and weights produce the LPIPS/FID columns."""
     from common.perceptual import PerceptualSet
     ps = PerceptualSet.build(lpips_weights=args.lpips_weights,
-                             fid_weights=args.fid_weights,
+                             fid_extractor=args.fid_extractor, fid_weights=args.fid_weights,
                              allow_uncalibrated=args.allow_uncalibrated)
     return ps, ps.describe()
 
