@@ -1,4 +1,5 @@
 """Cascade Pix2WGAN end to end on a tiny hand-made dataset (64 px, width 4)."""
+import contextlib
 import json
 import shutil
 
@@ -24,13 +25,22 @@ def tiny(tmp_path_factory):
     return make_fake(tmp_path_factory.mktemp("ds") / "tiny", size=64, n_train=6, n_test=2)
 
 
+@contextlib.contextmanager
+def eagerly():
+    """Run ``fit`` eagerly: for these tiny nets tracing the four-network step costs far
+    more than it saves. The compiled cascade step is covered by tests/test_gpu_check.py
+    (``train_step`` under ``tf.function`` in float32, fp16 and bf16)."""
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
 @pytest.fixture
 def eager():
-    """Run ``fit`` eagerly: for these tiny nets tracing the four-network step costs far
-    more than it saves. The ``run`` fixture keeps the compiled path covered."""
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+    with eagerly():
+        yield
 
 
 def _cfg(data, **kw):
@@ -46,7 +56,8 @@ def _nets(model):
 def run(tiny, tmp_path_factory):
     """One one-epoch run (6 images = 1 iteration of 3 critic batches of 2)."""
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    return run_dir, train(_cfg(tiny, epochs=1), run_dir, verbose=0)
+    with eagerly():
+        return run_dir, train(_cfg(tiny, epochs=1), run_dir, verbose=0)
 
 
 def test_shapes_and_chain():

@@ -13,12 +13,8 @@ from experiments import (figure1, figure3_4, figure5, figure6, figure7, figure8_
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from data.simulate import SimConfig, ensure_simulated
-    base = tmp_path_factory.mktemp("figs")
-    root = ensure_simulated(SimConfig(out=base / "sim", workers=1, progress=False,
-                                      **lc.TINY["sim"]))
-    return root, base
+def tiny(luo_tiny_sim, tmp_path_factory):
+    return luo_tiny_sim, tmp_path_factory.mktemp("figs")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """experiments/run_all.py: targets run once, are skipped while up to date, rerun when
 an input (code, data, command) changes or with --force; failures block dependants."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,12 +94,9 @@ def test_registry_covers_both_papers():
     assert "--run" not in run_all.command(run_all.TARGETS["figure1"], ctx)
 
 
-def test_real_luo_target_runs_then_skips(tmp_path, monkeypatch, capsys):
+def test_real_luo_target_runs_then_skips(luo_tiny_sim, tmp_path, monkeypatch, capsys):
     """figure1 (no model needed) through run_all on a tiny simulated set."""
-    from data.simulate import SimConfig, ensure_simulated
-    from experiments import luo_common
-    data = ensure_simulated(SimConfig(out=tmp_path / "sim", workers=1, progress=False,
-                                      **luo_common.TINY["sim"]))
+    data = Path(shutil.copytree(luo_tiny_sim, tmp_path / "sim"))  # its manifest changes
     res = tmp_path / "res"
     argv = ["--preset", "tiny", "--data", str(data), "--results", str(res),
             "--only", "figure1"]
