@@ -254,16 +254,29 @@ def identity_terms(g_x2y, g_y2x, px, py):
     return mse(g_x2y(px, training=True), py), mse(g_y2x(py, training=True), px)
 
 
+def _weigh(weight: float, term):
+    """``weight × term``; a weight of exactly 1 adds no op, so the default graph (and its
+    numbers) stay those of the paper's unweighted sum."""
+    return term if weight == 1.0 else weight * term
+
+
 class NoiseStep2(_LinGAN):
     """Step two: ``G^{X->Y}, G^{Y->X}`` minimise eq. 4 (pairs) + eq. 5 (unpaired, noise from
     the frozen ``NE^X, NE^Y`` added mid-cycle), weights 1 and 1 (released code). No
-    discriminator, no autoencoder; one optimizer, over the generators only."""
+    discriminator, no autoencoder; one optimizer, over the generators only.
+
+    ``weight_sdss`` / ``weight_cfht`` (issue 13; default 1, the paper) multiply the terms
+    compared in each domain: SDSS ``cyc_x`` and ``id_y2x`` (``G^{Y->X}(py)`` vs ``px``),
+    CFHT ``cyc_y`` and ``id_x2y``. The logged ``id_loss``, ``cyc_loss``, ``g_loss`` are
+    weighted, the four single terms are not."""
 
     TERMS = ("g_loss", "id_loss", "id_x2y", "id_y2x", "cyc_loss", "cyc_x", "cyc_y")
 
-    def __init__(self, g_x2y, g_y2x, ne_x, ne_y, **kwargs):
+    def __init__(self, g_x2y, g_y2x, ne_x, ne_y, weight_sdss=1.0, weight_cfht=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.g_x2y, self.g_y2x, self.ne_x, self.ne_y = g_x2y, g_y2x, ne_x, ne_y
+        self.weight_sdss, self.weight_cfht = float(weight_sdss), float(weight_cfht)
 
     def compile(self, gen_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -283,7 +296,9 @@ class NoiseStep2(_LinGAN):
         with tf.GradientTape() as tape:
             id_x2y, id_y2x = identity_terms(self.g_x2y, self.g_y2x, px, py)      # eq. 4
             cyc_x, cyc_y, _, _ = cycle_terms(self.g_x2y, self.g_y2x, x, y, n_y, n_x)  # eq. 5
-            id_loss, cyc_loss = id_x2y + id_y2x, cyc_x + cyc_y
+            wx, wy = self.weight_sdss, self.weight_cfht
+            id_loss = _weigh(wy, id_x2y) + _weigh(wx, id_y2x)
+            cyc_loss = _weigh(wx, cyc_x) + _weigh(wy, cyc_y)
             loss = id_loss + cyc_loss
             scaled = self.gen_optimizer.scale_loss(loss)
         self.update(self.gen_optimizer, tape, scaled, _variables(self.g_x2y, self.g_y2x))

@@ -587,6 +587,64 @@ def build_noise_emulator(size: int, bands: int = 5, hidden: int = 64,
     return keras.Model([z1, z2], noise, name=name)
 
 
+def emulator_rms(emulator, draws: int = 4096, seed: int = 0, shift=None) -> np.ndarray:
+    """Expected output rms per band of a :func:`build_noise_emulator` model, ``[bands]``
+    float64, without drawing z2: ``noise_b = K_b * (a_b z2_b)`` with z2 white and unit,
+    so its variance is ``E[a_b²] ||K_b||²``. ``E[a_b²]`` is averaged over ``draws`` seeds
+    z1 ~ N(0, 1) from NumPy's ``default_rng(seed)`` (TensorFlow's random state is not
+    touched). ``shift``: ``[bands]`` added to the last FC layer's output before softplus
+    (what :func:`init_emulator_amplitude` solves for)."""
+    pre, kernel = _amplitude_logits(emulator, draws, seed)
+    if shift is not None:
+        pre = pre + np.asarray(shift, np.float64)
+    amp = np.logaddexp(0.0, pre)                                    # softplus, [draws, bands]
+    return np.sqrt(np.mean(amp ** 2, axis=0)) * np.sqrt(np.sum(kernel ** 2, axis=(0, 1)))
+
+
+def _amplitude_logits(emulator, draws: int, seed: int):
+    """``([draws, bands] float64 pre-softplus amplitudes, [7, 7, bands] float64 kernel)``."""
+    bands = emulator.get_layer("amplitude").output.shape[-1]
+    z1 = np.random.default_rng(seed).standard_normal((draws, bands)).astype(np.float32)
+    h = emulator.get_layer("z1_per_band")(tf.constant(z1))
+    for name in ("fc1", "fc1_act", "fc2", "fc2_act", "fc3"):
+        h = emulator.get_layer(name)(h)
+    kernel = emulator.get_layer("symmetric_filter").kernel
+    return (np.asarray(h, np.float64)[..., 0], np.asarray(kernel, np.float64))
+
+
+def init_emulator_amplitude(emulator, target, draws: int = 4096, seed: int = 0,
+                            ) -> np.ndarray:
+    """Issue 13's ``noise_init="data"``: shift the bias of each band's last FC layer
+    (``fc3``, before the softplus of Fig. 2(e)) so the emulator's expected output rms
+    (:func:`emulator_rms`) equals ``target`` (``[bands]`` > 0, stretched units, e.g.
+    ``noise_gan.evaluate.robust_noise_sigma`` of the training images).
+
+    Why the bias: the paper's initialisation gives ~0.3-0.45 rms, 22x (SDSS) and 252x
+    (CFHT) the data's noise in r (issue 13), and the emulator has to crawl down at the
+    learning rate. A small amplitude sits where ``softplus(x) ≈ exp(x)``, so the bias
+    becomes a log-amplitude: each Adam step then changes the amplitude by a ratio, and
+    the spread z1 gives (the image-to-image depth) is kept. The MLP weights and the 7x7
+    filter (its shape, hence its spectrum) are left as initialised. Solved per band by
+    bisection (the rms grows monotonically with the shift). Returns the achieved rms
+    ``[bands]``.
+    """
+    pre, kernel = _amplitude_logits(emulator, draws, seed)
+    norm = np.sqrt(np.sum(kernel ** 2, axis=(0, 1)))                   # [bands]
+    target = np.broadcast_to(np.asarray(target, np.float64), norm.shape)
+    if not np.all(np.isfinite(target) & (target > 0)):
+        raise ValueError(f"emulator target rms must be finite and > 0, got {target}")
+    lo, hi = np.full(norm.shape, -80.0), np.full(norm.shape, 80.0)
+    for _ in range(80):                                                 # |hi - lo| < 1e-22
+        mid = (lo + hi) / 2
+        rms = np.sqrt(np.mean(np.logaddexp(0.0, pre + mid) ** 2, axis=0)) * norm
+        low = rms < target
+        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+    fc3 = emulator.get_layer("fc3")
+    shift = ((lo + hi) / 2).astype(np.float32)
+    fc3.bias.assign(fc3.bias + tf.constant(shift[:, None]))
+    return emulator_rms(emulator, draws, seed)
+
+
 def sample_noise_inputs(batch: int, size: int, bands: int = 5,
                         seed=None) -> tuple[tf.Tensor, tf.Tensor]:
     """Draw the noise emulator's seeds ``z1 [batch, bands]`` and

@@ -136,6 +136,9 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
         from noise_gan.trainer import load_translator
         tr = load_translator(run_dir)
         cfg = tr.cfg
+        if cfg.bands != 5:  # FITS cubes in and out are ugriz (issue 13's band subsets)
+            raise ValueError(f"{run_dir} was trained on bands {cfg.band_set!r}; predict "
+                             f"writes ugriz cubes and needs a run trained on all five")
         to_cfht = direction == "sdss_to_cfht"
         in_size, out_size = ((cfg.sdss_size, cfg.cfht_size) if to_cfht
                              else (cfg.cfht_size, cfg.sdss_size))

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from common.choices import PRECISIONS
 from common.cli import Parser, add_verbose, quiet_tensorflow
-from noise_gan.config import ADV_REDUCTIONS, STEPS, VARIANTS, NoiseGANConfig
+from noise_gan.config import (ADV_REDUCTIONS, NOISE_INITS, STEPS, VARIANTS,
+                              NoiseGANConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
     p.add_argument("--noise-hidden", type=int, default=d.noise_hidden,
                    help="filters of the noise emulators")
-    p.add_argument("--bands", type=int, default=d.bands, help=argparse.SUPPRESS)
+    p.add_argument("--bands", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--band-set", default=d.band_set,
+                   help="bands of the ugriz cubes to train on, in ugriz order (default "
+                        "%(default)s, the paper's; e.g. r)")
     p.add_argument("--sdss-size", type=int, default=d.sdss_size,
                    help="SDSS cutout, pixels a side")
     p.add_argument("--cfht-size", type=int, default=d.cfht_size,
@@ -73,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="... every this many iterations")
     p.add_argument("--clip-norm", type=float, default=d.clip_norm,
                    help="gradient norm clipping")
+    recipe = p.add_argument_group(
+        "training recipe (issue 13; the defaults are the paper's)")
+    for role, what in (("auto", "autoencoders"), ("disc", "discriminators"),
+                       ("noise", "noise emulators"), ("gen", "generators")):
+        recipe.add_argument(f"--lr-{role}", type=float, default=getattr(d, f"lr_{role}"),
+                            help=f"initial rate of the {what} (default: --lr)")
+    recipe.add_argument("--noise-init", choices=NOISE_INITS, default=d.noise_init,
+                        help="noise emulator amplitude: paper (as built) or data (output "
+                             "rms = robust noise estimate of the training images)")
+    recipe.add_argument("--auto-pretrain", type=int, default=d.auto_pretrain,
+                        help="autoencoder-only iterations before step 1 (paper: 0)")
+    recipe.add_argument("--step2-weight-sdss", type=float, default=d.step2_weight_sdss,
+                        help="step 2 weight of the SDSS-domain cycle + identity terms")
+    recipe.add_argument("--step2-weight-cfht", type=float, default=d.step2_weight_cfht,
+                        help="step 2 weight of the CFHT-domain cycle + identity terms")
     p.add_argument("--content-weight", type=float, default=d.content_weight,
                    help="baselines a-e: weight of the content losses")
     p.add_argument("--adv-reduction", choices=ADV_REDUCTIONS, default=d.adv_reduction,
@@ -102,6 +121,8 @@ def parse_args(argv=None):
     a one-line argparse error."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.bands is None:  # the networks get one channel per band read
+        args.bands = len(args.band_set)
     fields = {f.name for f in dataclasses.fields(NoiseGANConfig)}
     cfg = NoiseGANConfig(**{k: v for k, v in vars(args).items() if k in fields})
     try:

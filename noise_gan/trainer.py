@@ -28,7 +28,7 @@ import tensorflow as tf
 from common import training
 from common.io import atomic_write_text
 from noise_gan import networks as nets
-from noise_gan.config import STEPS, VARIANTS, NoiseGANConfig
+from noise_gan.config import ALL_BANDS, STEPS, VARIANTS, NoiseGANConfig
 from noise_gan.model import NoiseStep1, NoiseStep2, OneStepGAN
 
 FINISHED = "finished.json"
@@ -37,21 +37,38 @@ FINISHED = "finished.json"
 RUN_FIELDS = ("iterations", "step2_iterations", "data")
 #: Display order of the sample grids' RGB: (R, G, B) = (i, r, g) for ugriz.
 RGB_BANDS = (3, 2, 1)
+# Issue 13's noise checks and recipe.
+#: Unpaired images per domain behind the robust noise estimate: the first batches of the
+#: training stream (at most ``ESTIMATE_BATCHES`` of them).
+ESTIMATE_IMAGES = 256
+ESTIMATE_BATCHES = 32
+#: Test pairs behind the truth reference of a simulated set (observed - noise-free truth).
+TRUTH_PAIRS = 64
+#: Emulator draws per domain behind each logged ratio, and their stateless seed.
+CHECK_DRAWS = 16
+CHECK_SEED = 1
+REFERENCE_FILE = "noise_reference.json"
+PRETRAIN_FILE = "pretrain.json"
 
 
 # --- optimizers -------------------------------------------------------------------------
 
-def lr_schedule(cfg: NoiseGANConfig):
+def lr_schedule(cfg: NoiseGANConfig, lr: float | None = None):
     """§IV-B: ``lr / lr_drop ** floor(iteration / lr_drop_every)``, evaluated on the
-    optimizer's own (checkpointed) iteration count, so a resumed run keeps its place."""
+    optimizer's own (checkpointed) iteration count, so a resumed run keeps its place.
+    ``lr``: the initial rate (default ``cfg.lr``; issue 13's per-network rates)."""
     return keras.optimizers.schedules.ExponentialDecay(
-        cfg.lr, decay_steps=cfg.lr_drop_every, decay_rate=1.0 / cfg.lr_drop, staircase=True)
+        cfg.lr if lr is None else lr, decay_steps=cfg.lr_drop_every,
+        decay_rate=1.0 / cfg.lr_drop, staircase=True)
 
 
-def make_optimizer(cfg: NoiseGANConfig):
+def make_optimizer(cfg: NoiseGANConfig, role: str | None = None):
     """Adam with default betas, gradients clipped to global norm ``clip_norm`` (§IV-B),
-    wrapped in dynamic loss scaling under fp16 (as ``common.training.make_adam``)."""
-    opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg), global_clipnorm=cfg.clip_norm)
+    wrapped in dynamic loss scaling under fp16 (as ``common.training.make_adam``).
+    ``role`` ("auto", "disc", "noise", "gen"): start at ``cfg.lr_of(role)``."""
+    lr = cfg.lr if role is None else cfg.lr_of(role)
+    opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg, lr),
+                                global_clipnorm=cfg.clip_norm)
     if cfg.precision == "fp16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -103,11 +120,13 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
     if cfg.two_step and step == "1":
         n = build_networks(cfg, ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y"))
         model = NoiseStep1(**n, **_common(cfg), name="noise_step1")
-        model.compile(make_optimizer(cfg), make_optimizer(cfg), make_optimizer(cfg), **kw)
+        model.compile(make_optimizer(cfg, "auto"), make_optimizer(cfg, "disc"),
+                      make_optimizer(cfg, "noise"), **kw)
     elif cfg.two_step:
         n = build_networks(cfg, ("g_x2y", "g_y2x", "ne_x", "ne_y"))
-        model = NoiseStep2(**n, **_common(cfg), name="noise_step2")
-        model.compile(make_optimizer(cfg), **kw)
+        model = NoiseStep2(**n, **_common(cfg), weight_sdss=cfg.step2_weight_sdss,
+                           weight_cfht=cfg.step2_weight_cfht, name="noise_step2")
+        model.compile(make_optimizer(cfg, "gen"), **kw)
     else:
         if step != "1":
             raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "
@@ -116,13 +135,15 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
         n = build_networks(cfg, names)
         model = OneStepGAN(cfg.variant, **n, content_weight=cfg.content_weight,
                            **_common(cfg), name=f"variant_{cfg.variant}")
-        model.compile(make_optimizer(cfg), make_optimizer(cfg),
-                      make_optimizer(cfg) if cfg.has_noise else None, **kw)
+        model.compile(make_optimizer(cfg, "gen"), make_optimizer(cfg, "disc"),
+                      make_optimizer(cfg, "noise") if cfg.has_noise else None, **kw)
     return model
 
 
 NETWORK_NAMES = ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y", "g_x2y", "g_y2x")
 OPTIMIZER_NAMES = ("auto_optimizer", "disc_optimizer", "noise_optimizer", "gen_optimizer")
+#: Optimizer attribute -> its role in ``NoiseGANConfig.lr_of``.
+OPTIMIZER_ROLES = dict(zip(OPTIMIZER_NAMES, ("auto", "disc", "noise", "gen")))
 
 
 def trackables(model) -> dict:
@@ -227,12 +248,24 @@ def resolve_data(cfg: NoiseGANConfig) -> Path:
     return Path(ensure_lin_simulated())
 
 
+def select_bands(cfg: NoiseGANConfig, images):
+    """``[..., 5]`` ugriz images -> ``[..., len(band_set)]`` (issue 13's band set); the
+    tensor itself for ugriz."""
+    if cfg.band_set == ALL_BANDS:
+        return images
+    return tf.gather(images, cfg.band_indices, axis=-1)
+
+
 def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int, start: int = 0):
-    """The training stream of ``root`` from its batch ``start`` on (a resumed step)."""
+    """The training stream of ``root`` from its batch ``start`` on (a resumed step),
+    restricted to ``cfg.band_set``."""
     from data.lin_pipeline import lin_dataset
-    return lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
-                       batch_paired=cfg.batch_paired, seed=seed, sdss_size=cfg.sdss_size,
-                       cfht_size=cfg.cfht_size, start=start)
+    ds = lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
+                     batch_paired=cfg.batch_paired, seed=seed, sdss_size=cfg.sdss_size,
+                     cfht_size=cfg.cfht_size, start=start)
+    if cfg.band_set == ALL_BANDS:
+        return ds
+    return ds.map(lambda d: {k: select_bands(cfg, v) for k, v in d.items()})
 
 
 def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
@@ -245,7 +278,8 @@ def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
     from data.lin_pipeline import iterate_checked
     first = next(iterate_checked(paired_test_dataset(
         root, cfg.n_samples, sdss_size=cfg.sdss_size, cfht_size=cfg.cfht_size)))
-    return first["sdss"][:cfg.n_samples], first["cfht"][:cfg.n_samples]
+    return (select_bands(cfg, first["sdss"][:cfg.n_samples]),
+            select_bands(cfg, first["cfht"][:cfg.n_samples]))
 
 
 # --- sample grids -------------------------------------------------------------------------
@@ -313,15 +347,56 @@ def sample_columns(model, cfg: NoiseGANConfig, sdss, cfht):
 # --- callbacks ------------------------------------------------------------------------------
 
 class LogLearningRate(keras.callbacks.Callback):
-    """Put the rate of the first optimizer (all follow one schedule) into the epoch logs."""
+    """Put the rate of the first optimizer into the epoch logs as ``lr`` (all follow one
+    schedule by default); ``each`` (``{role: optimizer}``, issue 13's separate rates)
+    adds one ``lr_<role>`` column per optimizer."""
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer, each: dict | None = None):
         super().__init__()
-        self.optimizer = optimizer
+        self.optimizer, self.each = optimizer, dict(each or {})
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["lr"] = current_lr(self.optimizer)
+            for role, opt in self.each.items():
+                logs[f"lr_{role}"] = current_lr(opt)
+
+
+class NoiseCheck(keras.callbacks.Callback):
+    """What the critic sees (issue 13): at each checkpoint, the emulators' noise rms
+    against the data's, per band, in total and after the Fig. 2(g) high-pass filter.
+
+    Logs ``noise_ratio_{x,y}_<band>`` and ``noise_ratio_hp_{x,y}_<band>`` (x = SDSS,
+    y = CFHT; emulator / data, 1 = matched) from ``draws`` emulator samples per domain
+    drawn from fixed stateless seeds (the same seeds at every checkpoint, and training's
+    seed state is not touched). ``reference``: ``{"sdss": ..., "cfht": ...}`` as
+    ``noise_gan.evaluate.reference_sigmas`` returns them. Judge a run with
+    ``noise_gan.evaluate.history_convergence(step1/history.csv)``.
+    """
+
+    def __init__(self, cfg: NoiseGANConfig, ne_x, ne_y, reference: dict,
+                 draws: int = CHECK_DRAWS):
+        super().__init__()
+        self.cfg, self.reference, self.draws = cfg, reference, draws
+        self.translator = Translator(cfg, None, None, ne_x, ne_y)
+
+    def ratios(self) -> dict:
+        """``{column: ratio}`` for the emulators as they are now."""
+        from noise_gan.evaluate import noise_sigmas, sigma_ratios
+        out = {}
+        for dom, key, draw in (("x", "sdss", self.translator.noise_sdss),
+                               ("y", "cfht", self.translator.noise_cfht)):
+            r = sigma_ratios(noise_sigmas(draw(self.draws, seed=CHECK_SEED).numpy()),
+                             self.reference[key])
+            for i, band in enumerate(self.cfg.band_set if self.cfg.bands == len(
+                    self.cfg.band_set) else [str(c) for c in range(self.cfg.bands)]):
+                out[f"noise_ratio_{dom}_{band}"] = float(r["total"][i])
+                out[f"noise_ratio_hp_{dom}_{band}"] = float(r["hp"][i])
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.ratios())
 
 
 class CheckpointIterations(keras.callbacks.Callback):
@@ -333,6 +408,95 @@ class CheckpointIterations(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.state.save((epoch + 1) * self.spe)
+
+
+# --- noise levels and recipe options (issue 13) -------------------------------------------
+
+def training_images(stream, n: int = ESTIMATE_IMAGES, batches: int = ESTIMATE_BATCHES):
+    """``(sdss [m, s, s, b], cfht [m, c, c, b])`` float32 numpy: the first ``m <= n``
+    unpaired images of each domain of a training stream (at most ``batches`` batches)."""
+    from data.lin_pipeline import lin_data_errors
+    xs, ys = [], []
+    with lin_data_errors():
+        for d in stream.take(batches):
+            xs.append(np.asarray(d["sdss"], np.float32))
+            ys.append(np.asarray(d["cfht"], np.float32))
+            if sum(len(x) for x in xs) >= n:
+                break
+    return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+
+
+def truth_noise(cfg: NoiseGANConfig, root: Path | None, n: int = TRUTH_PAIRS):
+    """``(sdss, cfht)`` noise maps ``[m, size, size, b]`` (stretched observed - stretched
+    noise-free truth) of the first ``m <= n`` test pairs of a simulated set, or None when
+    ``root`` has no truth folders (real data, or an injected dataset)."""
+    from data.lin_pipeline import (PAIRED_TEST, TRUTH_PREFIX, iterate_checked,
+                                   paired_test_dataset)
+    if root is None or not all((Path(root) / PAIRED_TEST / f"{TRUTH_PREFIX}{s}").is_dir()
+                               for s in ("sdss", "cfht")):
+        return None
+    first = next(iterate_checked(paired_test_dataset(
+        root, n, truth=True, sdss_size=cfg.sdss_size, cfht_size=cfg.cfht_size)))
+    return tuple(np.asarray(select_bands(cfg, first[s] - first[f"{TRUTH_PREFIX}{s}"]))
+                 for s in ("sdss", "cfht"))
+
+
+def _jsonable(ref: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ref.items()}
+
+
+def noise_levels(cfg: NoiseGANConfig, root: Path | None, stream, estimate: bool) -> dict:
+    """The data's noise per domain: ``{"sdss": ref, "cfht": ref}``, each as
+    ``noise_gan.evaluate.reference_sigmas`` returns it (the simulated truth where there
+    is one, else the robust estimate), plus ``"estimate"``: the robust estimate per domain
+    (``[b]``, stretched units) when ``estimate`` or when it is the reference."""
+    from noise_gan.evaluate import reference_sigmas, robust_noise_sigma
+    truth = truth_noise(cfg, root)
+    images = training_images(stream) if (estimate or truth is None) else None
+    out = {}
+    for k, key in enumerate(("sdss", "cfht")):
+        out[key] = reference_sigmas(None if images is None else images[k],
+                                    None if truth is None else truth[k])
+    if images is not None:
+        out["estimate"] = {key: robust_noise_sigma(images[k])
+                           for k, key in enumerate(("sdss", "cfht"))}
+    return out
+
+
+def init_noise_from_data(model, estimate: dict) -> dict:
+    """``noise_init="data"``: each emulator's expected output rms set to the robust
+    estimate of its domain (``networks.init_emulator_amplitude``); returns the achieved
+    rms per domain."""
+    got = {"sdss": nets.init_emulator_amplitude(model.ne_x, estimate["sdss"]),
+           "cfht": nets.init_emulator_amplitude(model.ne_y, estimate["cfht"])}
+    print("noise_init data: emulator rms set to the robust noise estimate of the training "
+          "images: " + "; ".join(f"{k.upper()} " + " ".join(f"{v:.4g}" for v in got[k])
+                                 for k in got))
+    return got
+
+
+def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path) -> dict:
+    """``cfg.auto_pretrain`` autoencoder-only updates (eq. 1, sub-step (i) of step one)
+    before step one's first iteration, on the first batches of the training stream (which
+    step one then trains on again). Issue 13: the critic then compares noise with noise,
+    not with the blur of an untrained autoencoder. The autoencoders' optimizer counts these
+    updates, so their rate schedule is ``auto_pretrain`` iterations ahead of the others'.
+    Not checkpointed on its own: a run killed before its first checkpoint pre-trains
+    again. Writes ``step1/pretrain.json``; returns the last losses."""
+    from data.lin_pipeline import lin_data_errors
+    fn = (model.autoencoder_step if cfg.eager
+          else tf.function(model.autoencoder_step, jit_compile=cfg.jit_compile))
+    first = last = None
+    with lin_data_errors():
+        for d in stream.take(cfg.auto_pretrain):
+            last = {k: float(v) for k, v in fn(d["sdss"], d["cfht"]).items()}
+            first = first or last
+    print(f"auto_pretrain: {cfg.auto_pretrain} autoencoder iterations at lr "
+          f"{cfg.lr_of('auto'):.3g}: auto_x {first['auto_x']:.4g} -> {last['auto_x']:.4g}, "
+          f"auto_y {first['auto_y']:.4g} -> {last['auto_y']:.4g}")
+    atomic_write_text(sdir / PRETRAIN_FILE, json.dumps(
+        {"iterations": cfg.auto_pretrain, "first": first, "last": last}, indent=2) + "\n")
+    return last
 
 
 # --- training -------------------------------------------------------------------------------
@@ -349,6 +513,9 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
         run_dir = Path(run_dir)
         cfg, steps = prepare_run(cfg, run_dir, step, resume)
         print(training.describe_config(cfg))
+        if dataset is None and cfg.bands != len(cfg.band_set):
+            raise ValueError(f"--band-set {cfg.band_set} reads {len(cfg.band_set)} band(s) "
+                             f"of the cubes but the networks have bands={cfg.bands}")
         root = None if dataset is not None else resolve_data(cfg)
         print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
         print(f"data: {root if root is not None else 'injected dataset'}; steps "
@@ -399,8 +566,32 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
           else make_dataset(cfg, root, seed, start=done))
     sdir = step_dir(run_dir, step)
     sdir.mkdir(parents=True, exist_ok=True)
+    # Issue 13. Everything here reads its own pass over the stream from batch 0 (the same
+    # in a resumed run) and draws no random number from training's state, so with the
+    # defaults (paper init, no pre-training) training is the paper's, bit for bit.
+    checks = []
+    if model_trains_noise(model):
+        stream0 = dataset if dataset is not None else make_dataset(cfg, root, seed)
+        fresh = done == 0
+        levels = noise_levels(cfg, root, stream0, estimate=fresh and cfg.noise_init == "data")
+        record = {k: _jsonable(v) for k, v in levels.items() if k != "estimate"}
+        if "estimate" in levels:
+            record["estimate"] = {k: v.tolist() for k, v in levels["estimate"].items()}
+        if fresh and cfg.noise_init == "data":
+            got = init_noise_from_data(model, levels["estimate"])
+            record["init_rms"] = {k: v.tolist() for k, v in got.items()}
+        if fresh:
+            atomic_write_text(sdir / REFERENCE_FILE, json.dumps(record, indent=2) + "\n")
+        checks.append(NoiseCheck(cfg, model.ne_x, model.ne_y, levels))
+    if done == 0 and cfg.auto_pretrain and isinstance(model, NoiseStep1):
+        pretrain_autoencoders(cfg, model, dataset if dataset is not None
+                              else make_dataset(cfg, root, seed), sdir)
+    separate = any(getattr(cfg, f"lr_{r}") is not None for r in OPTIMIZER_ROLES.values())
     callbacks = [
-        LogLearningRate(optimizers_of(model)[0]),
+        LogLearningRate(optimizers_of(model)[0], {
+            OPTIMIZER_ROLES[n]: getattr(model, n) for n in OPTIMIZER_NAMES
+            if separate and getattr(model, n, None) is not None}),
+        *checks,
         SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
                     cfg.sample_every, total, cfg.cfht_size),
         training.HistoryCSV(sdir / training.HISTORY, done, "iteration", spe),
@@ -414,6 +605,12 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
                   verbose=training.fit_verbose("auto" if progress else 0), shuffle=False)
     atomic_write_text(sdir / FINISHED, json.dumps({"iterations": total}) + "\n")
     return model
+
+
+def model_trains_noise(model) -> bool:
+    """Whether ``model`` trains noise emulators (step one of ours, variant f)."""
+    return isinstance(model, NoiseStep1) or (isinstance(model, OneStepGAN)
+                                             and model.has_noise)
 
 
 # --- inference ------------------------------------------------------------------------------
