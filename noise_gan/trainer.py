@@ -388,8 +388,7 @@ class NoiseCheck(keras.callbacks.Callback):
                                ("y", "cfht", self.translator.noise_cfht)):
             r = sigma_ratios(noise_sigmas(draw(self.draws, seed=CHECK_SEED).numpy()),
                              self.reference[key])
-            for i, band in enumerate(self.cfg.band_set if self.cfg.bands == len(
-                    self.cfg.band_set) else [str(c) for c in range(self.cfg.bands)]):
+            for i, band in enumerate(band_names(self.cfg)):
                 out[f"noise_ratio_{dom}_{band}"] = float(r["total"][i])
                 out[f"noise_ratio_hp_{dom}_{band}"] = float(r["hp"][i])
         return out
@@ -569,10 +568,12 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
     # Issue 13. Everything here reads its own pass over the stream from batch 0 (the same
     # in a resumed run) and draws no random number from training's state, so with the
     # defaults (paper init, no pre-training) training is the paper's, bit for bit.
-    checks = []
-    if model_trains_noise(model):
+    checks, fresh = [], done == 0
+    pretrain = fresh and cfg.auto_pretrain > 0 and isinstance(model, NoiseStep1)
+    stream0 = None
+    if model_trains_noise(model) or pretrain:
         stream0 = dataset if dataset is not None else make_dataset(cfg, root, seed)
-        fresh = done == 0
+    if model_trains_noise(model):
         levels = noise_levels(cfg, root, stream0, estimate=fresh and cfg.noise_init == "data")
         record = {k: _jsonable(v) for k, v in levels.items() if k != "estimate"}
         if "estimate" in levels:
@@ -583,9 +584,8 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         if fresh:
             atomic_write_text(sdir / REFERENCE_FILE, json.dumps(record, indent=2) + "\n")
         checks.append(NoiseCheck(cfg, model.ne_x, model.ne_y, levels))
-    if done == 0 and cfg.auto_pretrain and isinstance(model, NoiseStep1):
-        pretrain_autoencoders(cfg, model, dataset if dataset is not None
-                              else make_dataset(cfg, root, seed), sdir)
+    if pretrain:
+        pretrain_autoencoders(cfg, model, stream0, sdir)
     separate = any(getattr(cfg, f"lr_{r}") is not None for r in OPTIMIZER_ROLES.values())
     callbacks = [
         LogLearningRate(optimizers_of(model)[0], {
@@ -605,6 +605,14 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
                   verbose=training.fit_verbose("auto" if progress else 0), shuffle=False)
     atomic_write_text(sdir / FINISHED, json.dumps({"iterations": total}) + "\n")
     return model
+
+
+def band_names(cfg: NoiseGANConfig) -> list[str]:
+    """Column suffix of each channel: its band letter, or its index for networks whose
+    channel count is not the band set's (injected datasets in tests)."""
+    if cfg.bands == len(cfg.band_set):
+        return list(cfg.band_set)
+    return [str(c) for c in range(cfg.bands)]
 
 
 def model_trains_noise(model) -> bool:
