@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filters of the noise emulators")
     p.add_argument("--bands", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--band-set", default=d.band_set,
-                   help="bands of the ugriz cubes to train on, in ugriz order (default "
-                        "%(default)s, the paper's; e.g. r)")
+                   help="bands of the ugriz cubes to train on, in ugriz order, e.g. r "
+                        "(the paper: all five)")
     p.add_argument("--sdss-size", type=int, default=d.sdss_size,
                    help="SDSS cutout, pixels a side")
     p.add_argument("--cfht-size", type=int, default=d.cfht_size,
