@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from common.choices import AUTO, PRECISIONS  # noqa: E402
 from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write_text  # noqa: E402
+from common.perceptual import FID_ALIASES, FID_EXTRACTORS  # noqa: E402
 from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,  # noqa: E402
                           TABLE1_METRICS)
 from common.stats import RULE, combine, paired_verdict  # noqa: E402
@@ -184,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the preset's precision (auto: bf16 on a CPU with bf16 "
                         "units, fp16 on a GPU, else float32)")
     p.add_argument("--lpips-weights", help="LPIPS .npz (else $LPIPS_WEIGHTS, KERAS_HOME)")
-    p.add_argument("--fid-extractor", default="pt_inception",
-                   choices=("pt_inception", "tf2015", "keras-inceptionv3"),
+    p.add_argument("--fid-extractor", default=FID_EXTRACTORS[0],
+                   choices=(*FID_EXTRACTORS, *FID_ALIASES),
                    help="FID features: pt_inception (alias tf2015) is the 2015 TF "
                         "Inception graph of published FIDs, the paper's included; "
                         "keras-inceptionv3 gives FIDs not comparable to the paper's")
