@@ -72,7 +72,7 @@ _DATASET_CHECKS: "weakref.WeakKeyDictionary[tf.data.Dataset, Callable[[], None]]
     weakref.WeakKeyDictionary()
 #: make_dataset's on-disk layouts (see its docstring).
 LAYOUTS = ("auto", "files", "shards")
-#: Shards read in parallel while training, and records in their shuffle buffer.
+#: Shards read in parallel while training, and records shuffled together (one block).
 SHARD_CYCLE = 4
 SHUFFLE_RECORDS = 2048
 
@@ -320,7 +320,8 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
       copy of the manifest and needs no JPEGs). Shards are read one after another when
       not ``training`` (manifest order); when ``training`` they are visited in a
       shuffled order, :data:`SHARD_CYCLE` at a time in parallel, and their records
-      pass a ``shuffle_buffer``-record buffer (memory stays flat however large the set).
+      are shuffled in blocks of ``shuffle_buffer`` (memory stays flat however large the
+      set).
 
     Args:
         root: dataset folder (see :mod:`data.layout`), or a shard folder.
@@ -345,7 +346,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         progress: tqdm bar during validation (``None``: only on a terminal).
         layout: ``"auto"`` (shards if an index is found, else files), ``"files"`` or
             ``"shards"``.
-        shuffle_buffer: records in the shards' shuffle buffer (training only; each
+        shuffle_buffer: records shuffled together from the shards (training only; each
             holds the survey JPEGs of one galaxy, ~10-30 kB at 128 px).
         epochs: training only: the dataset is the epochs ``range(*epochs)`` back to
             back (0-based), and epoch ``e``'s order and augmentation depend on
@@ -453,10 +454,11 @@ def epoch_seed(seed: int, epoch):
 
 
 def _permutation(n, pass_seed, block=-1) -> tf.Tensor:
-    """A permutation of ``range(n)`` (``n`` an int or int tensor), ``[n]`` int64 drawn statelessly from ``(pass_seed,
-    block)`` (negative ``block``: positions >= 0 are the augmentation's seeds). Stateless
-    because a tensor op seed inside ``flat_map`` trips ``Dataset.shuffle`` under a
-    global seed of 0 (TF 2.21 compares it as a Python bool)."""
+    """A permutation ``[n]`` int64 of ``range(n)`` (``n`` an int or an int tensor), drawn
+    statelessly from ``(pass_seed, block)``; ``block`` is negative (positions >= 0 are
+    the augmentation's seeds). Stateless because a tensor op seed inside ``flat_map``
+    trips ``Dataset.shuffle`` under a global seed of 0 (TF 2.21 compares it as a
+    Python bool)."""
     seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.cast(block, tf.int64)])
     return tf.random.experimental.stateless_shuffle(
         tf.range(tf.cast(n, tf.int64)), seed)

@@ -4,7 +4,6 @@ One module fixture simulates 8 + 6 galaxies with high defect rates; the first sc
 that needs a model trains it (width 4, one epoch, eagerly) into the run folder that
 every later script reuses, as the scripts reuse Table 1's runs.
 """
-import numpy as np
 import pandas as pd
 import pytest
 
