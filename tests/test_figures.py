@@ -1,6 +1,7 @@
 """Luo et al. figure scripts (and physics.py's CLI) end to end on a tiny simulated set.
 
-One module fixture simulates 8 + 6 galaxies with high defect rates; the first script
+The session's tiny set (``luo_tiny_sim``, tests/conftest.py: 8 + 6 galaxies with high
+defect rates) is shared with test_run_all; the first script
 that needs a model trains it (width 4, one epoch, eagerly) into the run folder that
 every later script reuses, as the scripts reuse Table 1's runs.
 """
