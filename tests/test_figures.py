@@ -1,9 +1,9 @@
 """Luo et al. figure scripts (and physics.py's CLI) end to end on a tiny simulated set.
 
 The session's tiny set (``luo_tiny_sim``, tests/conftest.py: 8 + 6 galaxies with high
-defect rates) is shared with test_run_all; the first script
-that needs a model trains it (width 4, one epoch, eagerly) into the run folder that
-every later script reuses, as the scripts reuse Table 1's runs.
+defect rates) is shared with test_run_all; the first script that needs a model trains
+it (width 4, one epoch, eagerly) into the run folder that every later script reuses,
+as the scripts reuse Table 1's runs.
 """
 import pandas as pd
 import pytest
