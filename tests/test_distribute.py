@@ -97,8 +97,10 @@ _WORKER = textwrap.dedent(r'''
     tmp = Path(tempfile.mkdtemp())
     data = make_fake(tmp / "ds", size=64, n_train=8, n_test=4)
     cfg = Pix2WGANConfig(data=str(data), width=4, image_size=64, batch_size=2,
-                         n_critic=1, n_samples=2, epochs=1)  # n_critic 1: a smaller trace
+                         n_critic=1, n_samples=2, epochs=1)
+    tf.config.run_functions_eagerly(True)  # the step was compiled above; no second trace
     model = train(cfg, tmp / "run", verbose=0, strategy="mirrored")
+    tf.config.run_functions_eagerly(False)
     fresh = build(cfg)
     out["trainer_moved"] = float(np.mean([
         not np.allclose(a, b) for a, b in zip(model.get_weights(), fresh.get_weights())]))
