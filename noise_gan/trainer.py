@@ -240,12 +240,13 @@ def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
     return cfg, steps
 
 
-def resolve_data(cfg: NoiseGANConfig) -> Path:
-    """The FITS root; the default simulated Lin et al. set is generated on first use."""
+def resolve_data(cfg: NoiseGANConfig, progress: bool = True) -> Path:
+    """The FITS root; the default simulated Lin et al. set is generated on first use
+    (with a progress bar when ``progress``, as training's)."""
     if cfg.data:
         return Path(cfg.data)
-    from data.simulate import ensure_lin_simulated
-    return Path(ensure_lin_simulated())
+    from data.simulate import LinSimConfig, ensure_lin_simulated
+    return Path(ensure_lin_simulated(LinSimConfig(progress=progress)))
 
 
 def select_bands(cfg: NoiseGANConfig, images):
@@ -515,7 +516,7 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
         if dataset is None and cfg.bands != len(cfg.band_set):
             raise ValueError(f"--band-set {cfg.band_set} reads {len(cfg.band_set)} band(s) "
                              f"of the cubes but the networks have bands={cfg.bands}")
-        root = None if dataset is not None else resolve_data(cfg)
+        root = None if dataset is not None else resolve_data(cfg, progress)
         print(f"variant {cfg.variant}: {VARIANTS[cfg.variant]}")
         print(f"data: {root if root is not None else 'injected dataset'}; steps "
               f"{', '.join(steps)}; "
