@@ -1,11 +1,34 @@
-"""Shared pytest settings: quiet TensorFlow, fixed seeds, tiny sizes; and the tiny
-simulated Luo set, simulated once per test session (per worker under pytest-xdist)."""
+"""Shared pytest settings: quiet TensorFlow, fixed seeds, tiny sizes; eager fitting; and
+the tiny simulated Luo set, simulated once per test session (per worker under
+pytest-xdist)."""
+import contextlib
 import os
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@contextlib.contextmanager
+def eagerly():
+    """``fit`` (every ``tf.function``, not tf.data's functions) runs eagerly inside: at
+    the tests' sizes tracing a GAN step costs far more than the few steps it runs. The
+    compiled steps are covered by the tests that do not use it (tests/test_pix2wgan.py's
+    ``run`` fixture, tests/test_gpu_check.py's float32/fp16/bf16 steps)."""
+    import tensorflow as tf
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture
+def eager():
+    """:func:`eagerly` for one test."""
+    with eagerly():
+        yield
 
 
 @pytest.fixture(scope="session")

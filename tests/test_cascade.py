@@ -1,5 +1,4 @@
 """Cascade Pix2WGAN end to end on a tiny hand-made dataset (64 px, width 4)."""
-import contextlib
 import json
 import shutil
 
@@ -14,6 +13,7 @@ from cascade.config import CascadeConfig
 from cascade.data import degrade, make_triplets
 from cascade.trainer import build, load_cascade, run_state, train
 from data import pipeline
+from tests.conftest import eagerly
 from tests.fakes import make_fake
 
 TINY = dict(width=4, image_size=64, batch_size=2, n_samples=2)
@@ -23,24 +23,6 @@ NETS = ("g1", "d1", "g2", "d2")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_fake(tmp_path_factory.mktemp("ds") / "tiny", size=64, n_train=6, n_test=2)
-
-
-@contextlib.contextmanager
-def eagerly():
-    """Run ``fit`` eagerly: for these tiny nets tracing the four-network step costs far
-    more than it saves. The compiled cascade step is covered by tests/test_gpu_check.py
-    (``train_step`` under ``tf.function`` in float32, fp16 and bf16)."""
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
-
-
-@pytest.fixture
-def eager():
-    with eagerly():
-        yield
 
 
 def _cfg(data, **kw):

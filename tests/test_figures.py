@@ -10,6 +10,7 @@ import pytest
 
 from experiments import (figure1, figure3_4, figure5, figure6, figure7, figure8_9,
                          luo_common as lc, physics)
+from tests.conftest import eagerly
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +20,8 @@ def tiny(luo_tiny_sim, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def eager():
-    import tensorflow as tf
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+    with eagerly():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -31,17 +31,6 @@ def _cfg(data, **kw):
     return Pix2WGANConfig(data=str(data), **{**TINY, **kw})
 
 
-@pytest.fixture
-def eager():
-    """Run ``fit`` eagerly where the compiled step is covered elsewhere (the ``run``
-    fixture; fp16/bf16 ``train_step`` under ``tf.function`` in tests/test_gpu_check.py):
-    tracing costs more here."""
-    import tensorflow as tf
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
 def _weights(model):
     return [w.copy() for w in model.get_weights()]
 

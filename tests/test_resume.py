@@ -60,6 +60,7 @@ from noise_gan.model import NoiseStep1, NoiseStep2
 from pix2wgan import trainer as p2w
 from pix2wgan.config import Pix2WGANConfig
 from pix2wgan.model import Pix2WGAN
+from tests.conftest import eagerly
 from tests.fakes import SURVEYS, make_fake, write_manifest
 
 #: fit runs eagerly here (see ``eager``); tf.data warns that this does not apply to it.
@@ -208,12 +209,10 @@ class BatchLog:
 
 @pytest.fixture(scope="module", autouse=True)
 def eager():
-    """Run ``fit`` eagerly: at these sizes tracing a GAN step costs far more than the few
-    steps it runs (same ops; the compiled path's same-seed determinism is checked by
-    tests/test_pix2wgan.py and tests/test_cascade.py)."""
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+    """Every run of this file fits eagerly (same ops; the compiled path's same-seed
+    determinism is checked by tests/test_pix2wgan.py)."""
+    with eagerly():
+        yield
 
 
 # --- an order-free JPEG set ----------------------------------------------------------------

@@ -28,15 +28,6 @@ def tiny(tmp_path_factory):
     return make_fake(tmp_path_factory.mktemp("ds") / "tiny", size=128, n_train=6, n_test=3)
 
 
-@pytest.fixture
-def eager():
-    """Fit eagerly: tracing four tiny models' steps costs more than it saves."""
-    import tensorflow as tf
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
 def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, eager,
                                                       monkeypatch):
     for var in ("LPIPS_WEIGHTS", "FID_WEIGHTS"):
