@@ -442,6 +442,7 @@ def truth_noise(cfg: NoiseGANConfig, root: Path | None, n: int = TRUTH_PAIRS):
 
 
 def _jsonable(ref: dict) -> dict:
+    """``ref`` with its numpy arrays as lists (for noise_reference.json)."""
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ref.items()}
 
 
@@ -576,12 +577,9 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         stream0 = dataset if dataset is not None else make_dataset(cfg, root, seed)
     if model_trains_noise(model):
         levels = noise_levels(cfg, root, stream0, estimate=fresh and cfg.noise_init == "data")
-        record = {k: _jsonable(v) for k, v in levels.items() if k != "estimate"}
-        if "estimate" in levels:
-            record["estimate"] = {k: v.tolist() for k, v in levels["estimate"].items()}
+        record = {k: _jsonable(v) for k, v in levels.items()}
         if fresh and cfg.noise_init == "data":
-            got = init_noise_from_data(model, levels["estimate"])
-            record["init_rms"] = {k: v.tolist() for k, v in got.items()}
+            record["init_rms"] = _jsonable(init_noise_from_data(model, levels["estimate"]))
         if fresh:
             atomic_write_text(sdir / REFERENCE_FILE, json.dumps(record, indent=2) + "\n")
         checks.append(NoiseCheck(cfg, model.ne_x, model.ne_y, levels))
