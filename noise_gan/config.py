@@ -1,5 +1,6 @@
 """Configuration of the semi-supervised noise-reconstructed GAN of Lin, Fouchez & Pasquet
-(2021) and of its ablations (a)-(f): one dataclass whose defaults are the paper's settings.
+(2021), of its ablations (a)-(f) and of the benchmarks (g) CycleGAN and (h) AugCGAN: one
+dataclass whose defaults are the paper's settings.
 
 Section numbers refer to the paper (§III: model, §IV-B: experiment details); "notes" is
 ``shared/notes/lin2021.md`` (facts read from the authors' released TF1 code).
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Variant -> one-line description (§IV-B). Cases (g) CycleGAN and (h) Augmented CycleGAN
-#: use other architectures and regridded 64 px CFHT images; they are not built here.
+#: Variant -> one-line description (§IV-B). Cases (g) and (h) use other architectures
+#: (``noise_gan.cyclegan``) and CFHT regridded to the SDSS grid.
 VARIANTS = {
     "ours": "our model: step 1 autoencoders + noise emulators + per-band discriminators "
             "(eqs. 1-3), step 2 generators with the frozen noise emulators (eqs. 4-5)",
@@ -22,12 +23,22 @@ VARIANTS = {
     "f": "(f) Ours-Auto: generators + noise emulators + discriminators in one step, no "
          "autoencoders; generators on cycle + identity only, noise emulators on the "
          "adversarial loss",
+    "g": "(g) CycleGAN: Zhu et al.'s 6-residual-block generators and 70x70 PatchGANs on "
+         "CFHT regridded to 64 px; LSGAN + 10 x L1 cycle, unpaired only",
+    "h": "(h) AugCGAN: (g) with 16-d latent codes injected by conditional instance norm, "
+         "latent encoders and critics (Almahairi et al.), + the supervised identity loss "
+         "on pairs",
 }
 
 #: Variants trained in two steps (§III-A); every other variant has one step.
 TWO_STEP = ("ours",)
 #: Variants with noise emulators (F = G + NE).
 NOISY = ("ours", "f")
+#: Benchmark variants on CFHT bilinearly regridded to the SDSS grid (§IV-B: "The regridded
+#: 64x64 CFHT images are used in Cases (g) and (h)"); their CFHT side is ``sdss_size`` px.
+REGRIDDED = ("g", "h")
+#: Smallest SDSS size of (g)/(h): the 70x70 PatchGAN's score map is empty below 24 px.
+REGRIDDED_MIN_SIZE = 24
 #: How eqs. 2-3 reduce the per-band sigmoid cross-entropies ``[B, bands]``: "sum" over
 #: bands, mean over the batch (the paper's eqs. 2-3); "mean" over both (the released
 #: code's ``reduce_mean``: the adversarial terms are 1/bands of the paper's).
@@ -46,7 +57,8 @@ LR_ROLES = ("auto", "disc", "noise", "gen")
 @dataclass
 class NoiseGANConfig:
     # model
-    variant: str = "ours"       # §IV-B: "ours" or an ablation case a..f (see VARIANTS)
+    variant: str = "ours"       # §IV-B: "ours", an ablation case a..f or a benchmark g, h
+                                # (see VARIANTS)
     # data (§IV-A)
     data: str = ""              # FITS root (data.layout); "" = the simulated default set
     sdss_size: int = 64         # §IV-A: SDSS cutouts 64x64 px (0.396"/px)
@@ -61,6 +73,7 @@ class NoiseGANConfig:
     noise_hidden: int = 64      # Fig. 2(e): FC64 -> FC64 -> FC1 amplitude branch of NE
     # losses
     content_weight: float = 1000.0  # §IV-B: baselines (a)-(e): 1000 x content + adversarial
+                                    # ((g)/(h) weigh their terms as Zhu et al. do)
     adv_reduction: str = "sum"  # eqs. 2-3 sum over bands (released code: mean)
     # optimisation (§IV-B)
     iterations: int = 60000     # §IV-B: 60,000 iterations per step (and per ablation)
@@ -112,6 +125,17 @@ class NoiseGANConfig:
     def upsample(self) -> str:
         """Generator upsampling: nearest-neighbour (§III-B), PixelShuffle for case (e)."""
         return "pixelshuffle" if self.variant == "e" else "nearest"
+
+    @property
+    def regridded(self) -> bool:
+        """Whether the variant sees CFHT regridded to the SDSS grid ((g), (h))."""
+        return self.variant in REGRIDDED
+
+    @property
+    def cfht_out_size(self) -> int:
+        """Side of the variant's CFHT-domain images: ``cfht_size`` (136), or ``sdss_size``
+        (64) for the regridded benchmarks (g), (h)."""
+        return self.sdss_size if self.regridded else self.cfht_size
 
     def lr_of(self, role: str) -> float:
         """Initial rate of the optimizer of ``role`` (one of ``LR_ROLES``): its own
@@ -170,6 +194,16 @@ class NoiseGANConfig:
             yield (w > 0, f"--step2-weight-{dom} must be > 0, got {w}")
             yield (w == 1.0 or self.two_step,
                    f"--step2-weight-{dom}: variant {self.variant} has no step 2")
+        v = self.variant
+        yield (self.content_weight == NoiseGANConfig.content_weight or not self.regridded,
+               f"--content-weight: variant {v} weighs its terms as CycleGAN does (cycle "
+               f"x10), not by the content weight of (a)-(e)")
+        yield (self.adv_reduction == NoiseGANConfig.adv_reduction or not self.regridded,
+               f"--adv-reduction: variant {v} has no per-band discriminators (its "
+               f"PatchGAN takes a least-squares loss)")
+        yield (self.sdss_size >= REGRIDDED_MIN_SIZE or not self.regridded,
+               f"--sdss-size must be >= {REGRIDDED_MIN_SIZE} for variant {v} (the 70x70 "
+               f"PatchGAN leaves no patch below), got {self.sdss_size}")
 
     def _checks(self):
         """``(ok, message)`` pairs, lazily: a later check may divide by a value an

@@ -15,6 +15,12 @@ them), so an interrupted conversion resumes; temporaries a killed run left in ``
 are removed at the start. With ``--seed S`` each image's noise is drawn from a seed made
 of ``S`` and the file's stem, so an output does not depend on the batch it was in, nor on
 whether the run was resumed.
+
+Benchmarks (g)/(h) translate to and from CFHT regridded to the SDSS grid: ``sdss_to_cfht``
+writes ``sdss_size`` (64) px cubes whose pixel scale is CFHT's times ``cfht_size /
+sdss_size`` (0.397"/px), and ``cfht_to_sdss`` reads 136 px CFHT cubes. (h) draws its
+latent code per file (from ``--seed`` and the stem, as the noise), or uses z = 0 with
+``--no-noise``.
 """
 from __future__ import annotations
 
@@ -140,13 +146,16 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
             raise ValueError(f"{run_dir} was trained on bands {cfg.band_set!r}; predict "
                              f"writes ugriz cubes and needs a run trained on all five")
         to_cfht = direction == "sdss_to_cfht"
-        in_size, out_size = ((cfg.sdss_size, cfg.cfht_size) if to_cfht
+        in_size, out_size = ((cfg.sdss_size, tr.cfht_out_size) if to_cfht
                              else (cfg.cfht_size, cfg.sdss_size))
         target = surveys.CFHT if to_cfht else surveys.SDSS
+        # (g)/(h) write regridded CFHT: the same sky on fewer, larger pixels.
+        pixscale = target.pixel_scale * (cfg.cfht_size / out_size if to_cfht else 1.0)
         translate = tr.sdss_to_cfht if to_cfht else tr.cfht_to_sdss
         emulate = tr.noise_cfht if to_cfht else tr.noise_sdss
         with_noise = noise and tr.has_noise
-        if noise and not tr.has_noise:
+        per_file = noise and tr.latent_dim > 0  # (h): a latent draw per file
+        if noise and not tr.has_noise and not per_file:
             print(f"note: variant {cfg.variant} has no noise emulators; writing generator "
                   f"outputs")
         bar = tqdm(total=len(todo), unit="img", disable=not progress, desc="predict")
@@ -154,20 +163,23 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
             chunk = todo[start:start + batch_size]
             read = [read_input(f, in_size) for f in chunk]
             x = tf.constant(stretch(np.stack([r[0] for r in read])).astype(np.float32))
-            out = translate(x, noise=False).numpy()
+            out = None if per_file else translate(x, noise=False).numpy()
             for k, (f, (_, hdr, wcs)) in enumerate(zip(chunk, read)):
-                y = out[k]
+                s = None if seed is None else file_seed(seed, f.stem)
+                y = (translate(x[k:k + 1], noise=True, seed=s).numpy()[0] if per_file
+                     else out[k])
                 if with_noise:
-                    s = None if seed is None else file_seed(seed, f.stem)
                     y = y + emulate(1, seed=s).numpy()[0]
                 cube = unstretch(y).astype(np.float32).transpose(2, 0, 1)
                 ra, dec = centre_of(hdr, wcs, in_size)
                 header = cube_header(
-                    stamp_wcs(ra, dec, out_size, target.pixel_scale), target,
+                    stamp_wcs(ra, dec, out_size, pixscale), target,
                     str(hdr.get("OBJID", f.stem)), ra, dec,
                     extra={"SAMPLING": ("translated", "noise_gan generator output"),
                            "TRANSLAT": (direction, "noise_gan.predict direction"),
-                           "NOISE": (bool(with_noise), "emulator noise added"),
+                           "NOISE": (bool(with_noise or per_file),
+                                     "emulator noise added / latent drawn"),
+                           "PIXSCALE": (pixscale, "arcsec/px"),
                            "NSEED": (-1 if seed is None else int(seed),
                                      "--seed (-1: fresh random)"),
                            "SRCFILE": f.name[:68],

@@ -1,11 +1,13 @@
-"""Train the noise-reconstructed GAN of Lin et al. (2021) or one of its ablations:
+"""Train the noise-reconstructed GAN of Lin et al. (2021), one of its ablations or one of
+its benchmarks:
 ``python -m noise_gan.train --step both --run-dir runs/noise_gan``.
 
 ``--variant ours`` (default) trains in two steps (§III-A): ``--step 1`` (autoencoders,
 noise emulators, discriminators), ``--step 2`` (generators, with step one's noise
 emulators frozen; refuses to start without a finished step 1) or ``--step both``.
-Variants a-f train in one step: ``--step 1`` or ``both`` (the same thing); ``--step 2``
-is an error.
+Variants a-h train in one step: ``--step 1`` or ``both`` (the same thing); ``--step 2``
+is an error. Benchmarks g (CycleGAN) and h (Augmented CycleGAN) translate between SDSS and
+CFHT regridded to the SDSS grid (``noise_gan.cyclegan``).
 
 Writes to ``--run-dir RUN_DIR``::
 
@@ -38,13 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m noise_gan.train",
         description="Train the semi-supervised noise-reconstructed GAN of Lin, Fouchez & "
-                    "Pasquet (2021) (SDSS <-> CFHT, ugriz FITS), or ablation a-f.",
+                    "Pasquet (2021) (SDSS <-> CFHT, ugriz FITS), ablation a-f, or "
+                    "benchmark g (CycleGAN) / h (Augmented CycleGAN).",
         epilog="variants:\n" + "\n".join(f"  {k:5s} {v}" for k, v in VARIANTS.items()))
     p.add_argument("--step", choices=STEPS, default="both",
                    help="which step of variant ours to train; one-step variants accept "
                         "1 or both")
     p.add_argument("--variant", choices=list(VARIANTS), default=d.variant,
-                   help="our model or ablation a-f (listed below)")
+                   help="our model, ablation a-f, or benchmark g / h (listed below)")
     p.add_argument("--run-dir", default="runs/noise_gan", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint")
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--step2-weight-cfht", type=float, default=d.step2_weight_cfht,
                         help="step 2 weight of the CFHT-domain cycle + identity terms")
     p.add_argument("--content-weight", type=float, default=d.content_weight,
-                   help="baselines a-e: weight of the content losses")
+                   help="baselines a-e: weight of the content losses (g, h: fixed "
+                        "CycleGAN weights)")
     p.add_argument("--adv-reduction", choices=ADV_REDUCTIONS, default=d.adv_reduction,
                    help="per-band cross-entropies: sum (paper eqs. 2-3) or mean "
                         "(released code)")

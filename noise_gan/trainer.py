@@ -13,7 +13,7 @@ Run layout::
     RUN_DIR/logs/step1, logs/step2   TensorBoard scalars (x axis: checkpoints)
     RUN_DIR/samples/stepN_<iter>.png sample grids of fixed paired test galaxies
 
-One-step variants (a)-(f) have only ``step1/``.
+One-step variants (a)-(h) have only ``step1/``.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from common import training
 from common.io import atomic_write_text
+from noise_gan import cyclegan
 from noise_gan import networks as nets
 from noise_gan.config import ALL_BANDS, STEPS, VARIANTS, NoiseGANConfig
 from noise_gan.model import NoiseStep1, NoiseStep2, OneStepGAN
@@ -85,8 +86,11 @@ def current_lr(optimizer) -> float:
 
 def build_networks(cfg: NoiseGANConfig, names) -> dict:
     """The named networks of ``cfg`` (``a_x, a_y, ne_x, ne_y, d_x, d_y, g_x2y, g_y2x``;
-    X = SDSS, Y = CFHT), built under the current dtype policy."""
+    X = SDSS, Y = CFHT; for (g)/(h) ``noise_gan.cyclegan``'s, on the SDSS grid, with
+    (h)'s ``e_x, e_y, dz_x, dz_y``), built under the current dtype policy."""
     s, c, b, w = cfg.sdss_size, cfg.cfht_size, cfg.bands, cfg.width
+    if cfg.regridded:
+        return cyclegan.build_networks(cfg.variant, names, size=s, bands=b, width=w)
     gen = dict(bands=b, width=w, upsample=cfg.upsample, sdss_size=s, cfht_size=c)
     makers = {
         "a_x": lambda: nets.build_autoencoder(s, bands=b, width=w, name="A_sdss"),
@@ -111,8 +115,9 @@ def _common(cfg):
 def build_step(cfg: NoiseGANConfig, step: str = "1"):
     """Networks + compiled model of one training step (sets the precision policy first).
 
-    ``"ours"``: step "1" -> :class:`NoiseStep1`, step "2" -> :class:`NoiseStep2`; any
-    other variant -> :class:`OneStepGAN` (step "1" only).
+    ``"ours"``: step "1" -> :class:`NoiseStep1`, step "2" -> :class:`NoiseStep2`; (a)-(f)
+    -> :class:`OneStepGAN`, (g)/(h) -> :class:`noise_gan.cyclegan.CycleGANBenchmark`
+    (step "1" only).
     """
     training.set_precision(cfg.precision)
     keras.utils.set_random_seed(cfg.seed + (0 if step == "1" else 1))
@@ -131,6 +136,12 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
         if step != "1":
             raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "
                              f"both, not {step}")
+        if cfg.regridded:
+            n = build_networks(cfg, cyclegan.NETWORKS[cfg.variant])
+            model = cyclegan.CycleGANBenchmark(cfg.variant, **n, **_common(cfg),
+                                               name=f"variant_{cfg.variant}")
+            model.compile(make_optimizer(cfg, "gen"), make_optimizer(cfg, "disc"), **kw)
+            return model
         names = ("g_x2y", "g_y2x", "d_x", "d_y") + (("ne_x", "ne_y") if cfg.has_noise else ())
         n = build_networks(cfg, names)
         model = OneStepGAN(cfg.variant, **n, content_weight=cfg.content_weight,
@@ -140,7 +151,8 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
     return model
 
 
-NETWORK_NAMES = ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y", "g_x2y", "g_y2x")
+NETWORK_NAMES = ("a_x", "a_y", "ne_x", "ne_y", "d_x", "d_y", "g_x2y", "g_y2x",
+                 "e_x", "e_y", "dz_x", "dz_y")  # the last four: (h)'s encoders, latent critics
 OPTIMIZER_NAMES = ("auto_optimizer", "disc_optimizer", "noise_optimizer", "gen_optimizer")
 #: Optimizer attribute -> its role in ``NoiseGANConfig.lr_of``.
 OPTIMIZER_ROLES = dict(zip(OPTIMIZER_NAMES, ("auto", "disc", "noise", "gen")))
@@ -629,12 +641,22 @@ class Translator:
     ``[n, 136, 136, 5]``. With ``noise=True`` and a variant that has noise emulators
     ("ours", "f"), freshly drawn emulator noise is added to the generator output
     (``F = G + NE``); ``seed`` (an int) makes that draw reproducible.
+
+    Benchmarks (g)/(h) work on CFHT regridded to the SDSS grid: ``sdss_to_cfht`` returns
+    ``[n, 64, 64, 5]`` regridded-CFHT images and ``cfht_to_sdss`` takes 136 px CFHT (or
+    64 px regridded CFHT) and regrids it first; ``cfht_out_size`` is the side of the
+    CFHT-domain images the translator returns (136, or 64 for (g)/(h)). (h) draws its
+    latent code ``z ~ N(0, I)`` per image with ``noise=True`` (from the stateless seed
+    ``(seed, direction)`` when ``seed`` is an int) and uses ``z = 0``, the prior's mean,
+    with ``noise=False``; ``latent_dim`` is its size (0 for every other variant).
     """
 
     def __init__(self, cfg: NoiseGANConfig, g_x2y, g_y2x, ne_x=None, ne_y=None,
                  iteration: int = 0):
         self.cfg, self.iteration = cfg, iteration
         self.g_x2y, self.g_y2x, self.ne_x, self.ne_y = g_x2y, g_y2x, ne_x, ne_y
+        self.cfht_out_size = cfg.cfht_out_size
+        self.latent_dim = cyclegan.latent_dim_of(cfg.variant)
 
     @property
     def has_noise(self) -> bool:
@@ -658,16 +680,35 @@ class Translator:
         """``[n, 136, 136, bands]`` samples of ``NE^Y`` (CFHT noise, stretched units)."""
         return self._noise(self.ne_y, n, self.cfg.cfht_size, seed)
 
+    def _generate(self, generator, images, noise, seed, direction: int):
+        """``generator(images)``; for (h) with a latent code (see the class docstring)."""
+        if not self.latent_dim:
+            return tf.cast(generator(images, training=False), tf.float32)
+        shape = (tf.shape(images)[0], self.latent_dim)
+        if not noise:
+            z = tf.zeros(shape)
+        elif seed is None:
+            z = tf.random.normal(shape)
+        else:
+            z = tf.random.stateless_normal(shape, tf.constant([int(seed), direction],
+                                                              tf.int64))
+        return tf.cast(generator([images, z], training=False), tf.float32)
+
     def sdss_to_cfht(self, x, noise: bool = True, seed=None) -> tf.Tensor:
-        """``F^{X->Y}(x) = G^{X->Y}(x) [+ NE^Y(z)]``: ``[n, 64, 64, b] -> [n, 136, 136, b]``."""
-        out = tf.cast(self.g_x2y(x, training=False), tf.float32)
+        """``F^{X->Y}(x) = G^{X->Y}(x) [+ NE^Y(z)]``: ``[n, 64, 64, b] -> [n, 136, 136, b]``
+        (``[n, 64, 64, b]`` regridded CFHT for (g)/(h): ``cfht_out_size``)."""
+        out = self._generate(self.g_x2y, x, noise, seed, 1)
         if noise and self.has_noise:
             out = out + self.noise_cfht(tf.shape(out)[0], seed)
         return out
 
     def cfht_to_sdss(self, y, noise: bool = True, seed=None) -> tf.Tensor:
-        """``F^{Y->X}(y) = G^{Y->X}(y) [+ NE^X(z)]``: ``[n, 136, 136, b] -> [n, 64, 64, b]``."""
-        out = tf.cast(self.g_y2x(y, training=False), tf.float32)
+        """``F^{Y->X}(y) = G^{Y->X}(y) [+ NE^X(z)]``: ``[n, 136, 136, b] -> [n, 64, 64, b]``
+        ((g)/(h): 136 px CFHT is regridded to 64 px first; 64 px input is taken as
+        already regridded)."""
+        if self.cfg.regridded and y.shape[1] != self.cfht_out_size:
+            y = cyclegan.regrid_cfht(y, self.cfht_out_size)
+        out = self._generate(self.g_y2x, y, noise, seed, 2)
         if noise and self.has_noise:
             out = out + self.noise_sdss(tf.shape(out)[0], seed)
         return out
@@ -675,7 +716,7 @@ class Translator:
 
 def load_translator(run_dir: Path | str) -> Translator:
     """The translator of a run: for "ours" from step two's newest checkpoint (its noise
-    emulators are step one's, frozen), for (a)-(f) from the single step's. Networks are
+    emulators are step one's, frozen), for (a)-(h) from the single step's. Networks are
     built in float32 whatever the run's precision (the checkpointed variables are
     float32 either way); the global dtype policy is left as it was."""
     run_dir = Path(run_dir)

@@ -215,7 +215,7 @@ def test_mixed_precision_step_is_finite():
 
 def test_config_validation_names_the_bad_value():
     with pytest.raises(ValueError, match="--variant"):
-        NoiseGANConfig(variant="g").validate()
+        NoiseGANConfig(variant="z").validate()
     with pytest.raises(ValueError, match="--cfht-size must be 2 x"):
         NoiseGANConfig(cfht_size=128).validate()
     with pytest.raises(ValueError, match="--iterations 7 must be a multiple"):
