@@ -41,7 +41,8 @@ COLUMNS = {"sdss": ("sdss", "sdss", "SDSS original", 0.396),
            "sdss_rec": ("sdss_rec", "sdss", "SDSS from CFHT", 0.396),
            "cfht": ("cfht", "cfht", "CFHT original", 0.187),
            "cfht_rec": ("cfht_rec", "cfht", "CFHT from SDSS", 0.187)}
-BANDS = ("r", "z")
+BANDS = ("r", "z")          # the upper panel's bands (the paper's)
+RGB_BANDS = ("i", "r", "g")  # the lower panel's colours
 RGB_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 
@@ -75,12 +76,20 @@ def choose(t: dict, chosen, n_rgb: int) -> tuple[list[int], list[int]]:
     return upper, lower
 
 
+def shown_bands(t: dict) -> tuple[list[str], bool]:
+    """``(bands of the upper panel, whether the RGB panel can be drawn)``: the paper's
+    r and z, and RGB = (i, r, g), as far as the case was trained on them (``--band-set``)."""
+    have = lc.bands_of(t)
+    return [b for b in BANDS if b in have], all(b in have for b in RGB_BANDS)
+
+
 def table(t: dict, upper, lower) -> pd.DataFrame:
     from noise_gan import evaluate as ev
     rows = []
+    bands, _ = shown_bands(t)
     for role, idx in (("bands", upper), ("rgb", lower)):
         for i in idx:
-            for band in ev.BANDS if role == "rgb" else BANDS:
+            for band in ev.BANDS if role == "rgb" else bands:
                 for panel, (key, okey, _, _) in COLUMNS.items():
                     img = t[key][i:i + 1]
                     plane = img[0, ..., ev.band_index(band)]
@@ -99,13 +108,14 @@ def plot(t: dict, upper, lower, title: str):
     import matplotlib.pyplot as plt
     from data.lin_pipeline import unstretch
     from noise_gan import evaluate as ev
-    n_up, n_low = len(upper) * len(BANDS), len(lower)
+    bands, _ = shown_bands(t)
+    n_up, n_low = len(upper) * len(bands), len(lower)
     fig = plt.figure(figsize=(8.4, 2.0 * (n_up + n_low) + 0.6))
     top, bottom = fig.subfigures(2, 1, height_ratios=[max(n_up, 1), max(n_low, 1)])
     axes = top.subplots(max(n_up, 1), len(COLUMNS), squeeze=False)
     row = 0
     for i in upper:
-        for band in BANDS:
+        for band in bands:
             b = ev.band_index(band)
             for survey in ("sdss", "cfht"):        # one colour scale per survey pair
                 o = t[survey][i, ..., b]
@@ -122,7 +132,7 @@ def plot(t: dict, upper, lower, title: str):
                     cb = top.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
                     cb.ax.tick_params(labelsize=5)
             row += 1
-    top.suptitle("r and z bands, stretched units sign(I)(sqrt(|I|+1)-1)", fontsize=7)
+    top.suptitle(f"{' and '.join(bands)} band(s), stretched units sign(I)(sqrt(|I|+1)-1)", fontsize=7)
     axes = bottom.subplots(max(n_low, 1), len(COLUMNS), squeeze=False)
     for r, i in enumerate(lower):
         for j, (key, _, name, scale) in enumerate(COLUMNS.values()):
@@ -145,6 +155,11 @@ def run(args) -> pd.DataFrame:
     run_dir = lc.ensure_case("ours", args.preset, root, args.runs, not args.quiet)
     t = lc.translate_test_set(run_dir, root, args.seed, cache)
     upper, lower = choose(t, args.galaxy, args.n_rgb)
+    bands, rgb = shown_bands(t)
+    if not rgb:
+        print(f"the case was trained on band(s) {lc.bands_of(t)} only: the upper panel shows "
+              f"{', '.join(bands) or 'no band'} of r, z; the RGB panel (i, r, g) is left out")
+        lower = []
     df = table(t, upper, lower)
     out = lc.out_dir(args, "lin_fig3")
     lc.save_csv(df, out, "fig3.csv")

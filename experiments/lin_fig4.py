@@ -39,13 +39,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(prog="python experiments/lin_fig4.py",
                description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
-                   help=f"cases to train and plot (default: {' '.join(lc.CASES)})")
-    p.add_argument("--band", default="z", choices=("u", "g", "r", "i", "z"),
-                   help="passband (the paper shows z)")
+    lc.add_cases_arg(p)
+    p.add_argument("--band", choices=("u", "g", "r", "i", "z"),
+                   help="passband (default: z, the paper's, when the cases were trained "
+                        "on it, else the first band they were trained on)")
     p.add_argument("--out", help="output folder (default results/lin_fig4, or "
                                  "results/lin_fig4-PRESET for a preset other than cpu)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    lc.resolve_cases(args)
+    return args
+
+
+def default_band(translated: dict) -> str:
+    """z (the paper's Fig. 4) when the first case was trained on it, else its first band."""
+    have = lc.bands_of(next(iter(translated.values())))
+    return "z" if "z" in have else have[0]
 
 
 def hp_rms(img, band: str) -> float:
@@ -65,10 +73,10 @@ def table(translated: dict, i: int, band: str) -> pd.DataFrame:
                      "summed_abs_flux": float(ev.total_flux(target[None], band)[0]),
                      "highpass_rms": hp_rms(target, band)})
         for case, t in translated.items():
-            img = t[rec][i]
+            img, own = t[rec][i], t[tgt][i]     # own: regridded for (g), (h) on CFHT
             rows.append({"direction": direction, "case": case, "id": str(t["id"][i]),
                          "band": band,
-                         "flux_difference": float(ev.flux_difference(img[None], target[None],
+                         "flux_difference": float(ev.flux_difference(img[None], own[None],
                                                                      band)[0]),
                          "summed_abs_flux": float(ev.total_flux(img[None], band)[0]),
                          "highpass_rms": hp_rms(img, band)})
@@ -108,6 +116,7 @@ def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 4")
     translated = lc.translate_cases(args, root, cache)
+    args.band = lc.check_band(translated, args.band or default_band(translated))
     first = next(iter(translated.values()))
     i = lc.pick_galaxies(first["id"], first["sdss"], 1, args.galaxy[:1] if args.galaxy
                          else None)[0]

@@ -47,23 +47,21 @@ PANELS = {"sdss": ("sdss_rec", "sdss", "SDSS (reconstructed from CFHT)"),
 #: σ within this factor of the data's own noise σ.
 SIGMA_TOLERANCE = 1.5
 COLOURS = {"ours": "k", "a": "tab:blue", "b": "tab:orange", "c": "tab:green",
-           "d": "tab:red", "e": "tab:purple", "f": "tab:brown"}
+           "d": "tab:red", "e": "tab:purple", "f": "tab:brown", "g": "tab:pink",
+           "h": "tab:olive"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(prog="python experiments/lin_fig5.py",
                description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
-                   help="cases to train and plot (ours is always included: its emulators "
-                        f"give sigma; default: {' '.join(lc.CASES)})")
+    lc.add_cases_arg(p)
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
     p.add_argument("--out", help="output folder (default results/lin_fig5, or "
                                  "results/lin_fig5-PRESET for a preset other than cpu)")
     args = p.parse_args(argv)
-    if "ours" not in args.cases:
-        args.cases = ["ours"] + args.cases
+    lc.resolve_cases(args, first=("ours",))    # ours' emulators give sigma
     return args
 
 
@@ -98,12 +96,14 @@ def perfect_model(ours: dict, run_dir, seed: int, batch: int = 32) -> dict | Non
 
 
 def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = None,
-            perfect: dict | None = None):
+            perfect: dict | None = None, check: dict | None = None):
     """``(points, summary)`` DataFrames from ``{case: translate_test_set(...)}``.
 
     ``sigma``: ``{survey: σ}`` of ours' emulators; ``true_sigma``: the same statistic
     of the data's own noise where the simulator's truth is known (else None);
-    ``perfect``: :func:`perfect_model` (else None), whose points are case "perfect".
+    ``perfect``: :func:`perfect_model` (else None), whose points are case "perfect";
+    ``check``: :func:`emulator_check` (else None), whose columns go on ours' rows and
+    enter its criterion.
     """
     from noise_gan import evaluate as ev
     points, rows = [], []
@@ -125,8 +125,10 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
             below = ev.fraction_below(y, np.sqrt(2) * s)
             calib = noise_band_columns(y, ref.get(survey), s)
             k = s / true_sigma[survey] if true_sigma else np.nan
+            own = (check or {}).get(survey, {}) if case == "ours" else {}
             rows.append({
                 "case": case, "survey": survey, "band": band, "n": len(y),
+                "grid_px": t[rec].shape[1],   # 64 for (g), (h) on CFHT: regridded
                 "noise_added": bool(t["has_noise"]),
                 "sigma": s, "true_noise_sigma": (true_sigma or {}).get(survey, np.nan),
                 "frac_below_sqrt2_sigma": below,
@@ -138,7 +140,9 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
                 "median_flux_difference": float(np.median(y)),
                 "loglog_slope": slope(x, y),
                 **calib, "sigma_over_true": k,
-                "criterion_holds": criterion_holds(calib["frac_within_noise_band"], below, k),
+                **{c: own.get(c, np.nan) for c in CHECK_COLUMNS},
+                "criterion_holds": criterion_holds(calib["frac_within_noise_band"], below, k,
+                                                   own),
             })
     return pd.concat(points, ignore_index=True), pd.DataFrame(rows)
 
@@ -157,22 +161,80 @@ def noise_band_columns(y, perfect_y, sigma: float) -> dict:
             "median_over_perfect": float(np.median(np.asarray(y) / perfect_y))}
 
 
-def criterion_holds(frac_within: float, frac_below_line: float, sigma_over_true: float) -> bool:
+def criterion_holds(frac_within: float, frac_below_line: float, sigma_over_true: float,
+                    check: dict | None = None) -> bool:
     """The done-criterion "within the noise line for most galaxies".
 
     With the truth known (``frac_within`` not NaN): most galaxies within the noise band,
     and the emulators' σ within ``SIGMA_TOLERANCE`` of the data's own (``sigma_over_true``;
-    NaN = unknown, not checked). Without it: the raw test, most below √2·σ.
+    NaN = unknown, not checked). Without it: the raw test, most below √2·σ. With
+    ``check`` (:func:`emulator_check` of ours, one survey) also: its rms ratios in total
+    and after the high-pass filter within the tolerance, and step one's ratios converged
+    over its last third.
     """
     if np.isnan(frac_within):
-        return bool(frac_below_line > 0.5)
-    right_noise = np.isnan(sigma_over_true) or noise_amplitude_ok(sigma_over_true)
-    return bool(frac_within > 0.5 and right_noise)
+        holds = frac_below_line > 0.5
+    else:
+        holds = frac_within > 0.5 and (np.isnan(sigma_over_true)
+                                       or noise_amplitude_ok(sigma_over_true))
+    if check:
+        holds = (holds and noise_amplitude_ok(check["emulator_rms_ratio"])
+                 and noise_amplitude_ok(check["emulator_hp_ratio"])
+                 and check["step1_converged"] is True)
+    return bool(holds)
 
 
 def noise_amplitude_ok(sigma_over_true: float) -> bool:
     """Is the emulators' σ within ``SIGMA_TOLERANCE`` of the data's own noise σ?"""
     return 1 / SIGMA_TOLERANCE <= sigma_over_true <= SIGMA_TOLERANCE
+
+
+#: :func:`emulator_check`'s columns in the summary (ours' rows; NaN for the others).
+CHECK_COLUMNS = ("emulator_rms", "emulator_hp_rms", "data_noise_rms", "data_noise_hp_rms",
+                 "emulator_rms_ratio", "emulator_hp_ratio", "data_noise_source",
+                 "step1_converged")
+#: Emulator draws per survey behind :func:`emulator_check`.
+CHECK_DRAWS = 64
+
+
+def emulator_check(ours: dict, run_dir, band: str, seed: int) -> dict:
+    """What the critic sees, per survey: ours' emulator noise against the data's own.
+
+    ``ours``: ours' :func:`lc.translate_test_set` result; the data's noise is the
+    simulator's truth (observed − noise-free, test set) where known, else the robust
+    estimate of the test originals (``noise_gan.evaluate.emulator_noise_report``).
+    Returns ``{survey: {column of CHECK_COLUMNS: value}}``: rms of ``CHECK_DRAWS`` fresh
+    draws in total and after the Fig. 2(g) filter, the data's, their ratios, and whether
+    every ``noise_ratio*`` column of this band in ``step1/history.csv`` stayed within
+    ``SIGMA_TOLERANCE`` over the last third of step one (``history_convergence``; None
+    for a run without those columns).
+    """
+    from noise_gan import evaluate as ev
+    from noise_gan.trainer import load_translator
+    tr = load_translator(run_dir)
+    k = tr.cfg.band_set.index(band)
+    i = ev.band_index(band)
+    try:
+        conv = ev.history_convergence(Path(run_dir) / "step1" / "history.csv",
+                                      tol=SIGMA_TOLERANCE)
+    except (FileNotFoundError, ValueError):   # no step one log, or one from before issue 13
+        conv = None
+    out = {}
+    for survey, draw, dom in (("sdss", tr.noise_sdss, "x"), ("cfht", tr.noise_cfht, "y")):
+        noise = np.asarray(draw(CHECK_DRAWS, seed=seed * 1_000_003 + 15_485_863))
+        truth = ours.get(f"truth_{survey}")
+        rep = ev.emulator_noise_report(
+            noise[..., k:k + 1], 0, images=ours[survey][..., i:i + 1],
+            truth_noise=None if truth is None else (ours[survey] - truth)[..., i:i + 1])
+        cols = [f"noise_ratio_{dom}_{band}", f"noise_ratio_hp_{dom}_{band}"]
+        out[survey] = {
+            "emulator_rms": rep["sigma"], "emulator_hp_rms": rep["sigma_hp"],
+            "data_noise_rms": rep["ref"], "data_noise_hp_rms": rep["ref_hp"],
+            "emulator_rms_ratio": rep["ratio"], "emulator_hp_ratio": rep["ratio_hp"],
+            "data_noise_source": rep["source"],
+            "step1_converged": (None if conv is None or any(c not in conv for c in cols)
+                                else all(conv[c] for c in cols))}
+    return out
 
 
 def true_noise_sigma(orig: dict, band: str) -> dict | None:
@@ -228,12 +290,14 @@ def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 5")
     translated = lc.translate_cases(args, root, cache)
+    lc.check_band(translated, args.band)
     t_train = time.time() - t0
     sigma = {s: lc.sigma_of(translated["ours"], s, args.band) for s in PANELS}
     true_sigma = true_noise_sigma(translated["ours"], args.band)
-    perfect = perfect_model(translated["ours"], lc.run_dir_of("ours", args.preset, args.runs),
-                            args.seed)
-    points, summary = measure(translated, sigma, args.band, true_sigma, perfect)
+    ours_dir = lc.run_dir_of("ours", args.preset, args.runs)
+    perfect = perfect_model(translated["ours"], ours_dir, args.seed)
+    check = emulator_check(translated["ours"], ours_dir, args.band, args.seed)
+    points, summary = measure(translated, sigma, args.band, true_sigma, perfect, check)
 
     out = lc.out_dir(args, "lin_fig5")
     lc.save_csv(points, out, "fig5_points.csv")
@@ -267,6 +331,15 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
         name = (f"done-criterion 'the two-step model's flux difference is within the noise "
                 f"line for most galaxies' on {s.upper()}")
         verdict = "holds" if r.criterion_holds else "does NOT hold"
+        if not pd.isna(r.emulator_rms_ratio):
+            c = r.step1_converged
+            conv = ("not logged (no check columns)" if pd.isna(c)
+                    else "within" if c else "NOT within")
+            print(f"  {s.upper()}: what the critic sees: emulator rms / the data's noise "
+                  f"({r.data_noise_source}) = {r.emulator_rms_ratio:.2f} in total, "
+                  f"{r.emulator_hp_ratio:.2f} after the high-pass filter (tolerance "
+                  f"{SIGMA_TOLERANCE:g}x); step one's logged ratios over its last third: "
+                  f"{conv} {SIGMA_TOLERANCE:g}x")
         if np.isnan(r.frac_within_noise_band):  # no truth: only the raw line test
             print(f"{name}: {verdict} by the raw test ({100 * r.frac_below_sqrt2_sigma:.0f}% "
                   f"below sqrt(2) sigma; no noise-free truth here, so no perfect-model "

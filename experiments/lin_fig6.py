@@ -38,22 +38,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(prog="python experiments/lin_fig6.py",
                description=__doc__.split("\n\n")[0])
     lc.add_common_args(p)
-    p.add_argument("--cases", nargs="+", default=list(lc.CASES), choices=lc.CASES,
-                   help=f"cases to train and plot (default: {' '.join(lc.CASES)})")
+    lc.add_cases_arg(p)
     p.add_argument("--band", default="r", choices=("u", "g", "r", "i", "z"),
                    help="passband (the paper shows r)")
     p.add_argument("--out", help="output folder (default results/lin_fig6, or "
                                  "results/lin_fig6-PRESET for a preset other than cpu)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    lc.resolve_cases(args)
+    return args
 
 
 def stacked_maps(translated: dict, band: str) -> dict:
     """``{survey: {"original": map, case: map, ...}}`` of stacked high-pass |FFT|."""
     from noise_gan import evaluate as ev
-    first = next(iter(translated.values()))
+    # the originals on their own grid (every case but (g), (h) has them; see below)
+    first = max(translated.values(), key=lambda t: t["cfht"].shape[1])
     maps = {s: {"original": ev.stacked_fourier(first[s], band)} for s in PANELS}
     for case, t in translated.items():
         for s, (rec, _) in PANELS.items():
+            if t[rec].shape[1:3] != first[s].shape[1:3]:
+                continue   # (g), (h) on CFHT: regridded images, not compared (§IV-D2)
             maps[s][case] = ev.stacked_fourier(t[rec], band)
     return maps
 
@@ -96,6 +100,10 @@ def plot(maps: dict, summary: pd.DataFrame, title: str):
         hi = max(v.max() for v in logs.values())
         for j, case in enumerate(cols):
             ax = axes[i, j]
+            if case not in m:   # (g), (h) on CFHT: regridded, not compared (§IV-D2)
+                ax.set_axis_off()
+                ax.set_title(f"{lc.CASE_LABELS[case]}\nregridded: not compared", fontsize=6)
+                continue
             im = ax.imshow(logs[case], origin="lower", cmap="viridis", vmin=lo, vmax=hi)
             label = "Original" if case == "original" else lc.CASE_LABELS[case]
             if case != "original":
@@ -163,6 +171,7 @@ def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 6")
     translated = lc.translate_cases(args, root, cache)
+    lc.check_band(translated, args.band)
     t_train = time.time() - t0
     maps = stacked_maps(translated, args.band)
     summary = summarise(maps)

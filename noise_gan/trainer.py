@@ -682,6 +682,7 @@ class Translator:
 
     def _generate(self, generator, images, noise, seed, direction: int):
         """``generator(images)``; for (h) with a latent code (see the class docstring)."""
+        images = tf.convert_to_tensor(images, tf.float32)   # numpy or tensor alike
         if not self.latent_dim:
             return tf.cast(generator(images, training=False), tf.float32)
         shape = (tf.shape(images)[0], self.latent_dim)

@@ -386,13 +386,15 @@ def test_lupton_rgb_shapes_colours_and_pixel_scale():
 # set LIN_FIGS_TRAIN=1 to let these tests train the cases for real instead (not the
 # --jobs test, whose stand-in trainer makes the two processes meet).
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from experiments import lin_common as lc
 
-FIG_CASES = ("ours", "a", "e", "f")   # two-step, one-step, PixelShuffle, one-step + NE
+FIG_CASES = ("ours", "a", "e", "f", "h")   # two-step, one-step, PixelShuffle, one-step + NE,
+#                                             regridded CFHT with a latent code
 
 
 def _fake_train(cfg, run_dir, step="both", resume=False, dataset=None, progress=True):
@@ -453,6 +455,55 @@ def test_ensure_case_reuses_finished_runs(lin_env):
     assert len(_fake_train.calls) == calls          # finished: nothing trained again
     assert lc.is_finished(again, "a", lc.PRESETS["tiny"]["train"]["iterations"])
     assert not lc.is_finished(lin_env["base"] / "nothing", "a", 2)
+
+
+def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
+    ours = lc.case_config("ours", "cpu", tmp_path)
+    a = lc.case_config("a", "cpu", tmp_path)
+    f = lc.case_config("f", "cpu", tmp_path)
+    for cfg in (ours, a, f):   # r band: one channel in every network
+        assert (cfg.band_set, cfg.bands) == ("r", 1)
+        assert cfg.lr_of("disc") == 1e-4 and cfg.lr_of("gen") == 1e-3
+    assert (ours.noise_init, ours.auto_pretrain, ours.lr_of("noise")) == ("data", 5000, 1e-4)
+    assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto) == ("paper", 0, None, None)
+    assert (f.noise_init, f.auto_pretrain, f.lr_of("noise")) == ("data", 0, 1e-4)
+    assert lc.PRESETS["cpu"]["cases"] == ("ours", "a")
+
+
+def test_a_run_trained_under_other_settings_is_refused(lin_env, tmp_path):
+    from common import training
+    from data.layout import DataError
+    cfg = lc.case_config("a", "tiny", lin_env["root"])
+    old = tmp_path / "lin" / "tiny" / "a"
+    old.mkdir(parents=True)
+    training.save_config(dataclasses.replace(cfg, width=3), old)
+    with pytest.raises(DataError, match=r"other settings than preset tiny.*width 3 -> 2"):
+        lc.ensure_case("a", "tiny", lin_env["root"], tmp_path, progress=False)
+    lc.check_settings(lin_env["run_dirs"]["a"], cfg, "tiny")   # its own run: accepted
+
+
+def test_a_band_set_run_has_nan_for_the_bands_it_lacks(lin_env, tmp_path):
+    from noise_gan.config import NoiseGANConfig
+    cfg = NoiseGANConfig(variant="ours", data=str(lin_env["root"]), band_set="r", bands=1,
+                         **lc.PRESETS["tiny"]["train"]).validate()
+    run = _fake_train(cfg, tmp_path / "ours")
+    t = lc.translate_test_set(run, lin_env["root"], cache_dir=tmp_path / "cache", n_noise=4)
+    assert lc.bands_of(t) == "r"
+    for k in ("sdss_rec", "cfht_rec", "noise_sum_sdss", "noise_sum_cfht"):
+        assert t[k].shape[-1] == 5, k
+        assert np.isfinite(t[k][..., 2]).all() and np.isnan(t[k][..., [0, 1, 3, 4]]).all()
+    assert np.isfinite(t["sdss"]).all()                   # the originals stay ugriz
+    assert lc.check_band({"ours": t}, "r") == "r"
+    with pytest.raises(ValueError, match="--band z: case ours was trained on band"):
+        lc.check_band({"ours": t}, "z")
+    np.testing.assert_array_equal(lc.to_ugriz(np.ones((2, 3, 1)), [4])[..., 4], 1.0)
+
+
+def test_cases_default_to_the_presets_and_all_means_every_case():
+    from experiments import lin_fig5, lin_fig6
+    assert lin_fig6.parse_args(["--preset", "cpu"]).cases == ["ours", "a"]
+    assert lin_fig6.parse_args(["--cases", "all"]).cases == list(lc.CASES)
+    assert lin_fig5.parse_args(["--cases", "b"]).cases == ["ours", "b"]
 
 
 def test_translate_test_set_shapes_and_cache(lin_env):
@@ -519,6 +570,8 @@ def test_fig5_end_to_end(lin_env, capsys):
     # The simulated set has truth: the perfect model is there, one point per galaxy.
     assert pts.groupby(["case", "survey"]).size().eq(n).all()
     assert set(pts.case) == {"perfect", *FIG_CASES}
+    grid = s.set_index(["case", "survey"]).grid_px   # (h): CFHT regridded to 64 px
+    assert grid["h", "cfht"] == 64 and grid["ours", "cfht"] == 136 and grid["h", "sdss"] == 64
     # Every summary column recomputed from the points (CSVs hold 6 significant digits).
     for r in s.itertuples():
         y = pts[(pts.case == r.case) & (pts.survey == r.survey)].flux_difference.to_numpy()
@@ -533,6 +586,17 @@ def test_fig5_end_to_end(lin_env, capsys):
         assert r.median_over_perfect == pytest.approx(np.median(y / ref.to_numpy()), rel=1e-4)
         assert r.sigma_over_true == pytest.approx(r.sigma / r.true_noise_sigma, rel=1e-4)
         ok = r.frac_within_noise_band > 0.5 and 1 / 1.5 <= r.sigma_over_true <= 1.5
+        if r.case == "ours":   # what the critic sees, against the simulated truth
+            assert r.data_noise_source == "truth"
+            assert r.emulator_rms_ratio == pytest.approx(r.emulator_rms / r.data_noise_rms,
+                                                         rel=1e-4)
+            assert r.emulator_hp_ratio == pytest.approx(
+                r.emulator_hp_rms / r.data_noise_hp_rms, rel=1e-4)
+            # the stand-in trainer logs no step one: convergence unknown, so no verdict
+            assert pd.isna(r.step1_converged)
+            ok = False
+        else:
+            assert pd.isna(r.emulator_rms_ratio)
         assert r.criterion_holds == ok, r
     ours = s[s.case == "ours"].set_index("survey").criterion_holds
     printed = capsys.readouterr().out
@@ -549,6 +613,8 @@ def test_fig6_end_to_end(lin_env, capsys):
     m = pd.read_csv(out / "fig6_maps.csv")
     summ = pd.read_csv(out / "fig6_summary.csv")
     assert set(m.case) == set(summ.case) == {"original", *FIG_CASES}
+    # (h) translates regridded CFHT: its CFHT map is not compared (§IV-D2), its SDSS one is
+    assert set(summ[summ.survey == "cfht"].case) == {"original", *FIG_CASES} - {"h"}
     assert m[m.survey == "sdss"].groupby("case").size().eq(60 * 60).all()
     assert m[m.survey == "cfht"].groupby("case").size().eq(132 * 132).all()
     # The summary recomputed from the maps (6 significant digits in the CSVs).
