@@ -468,6 +468,7 @@ def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
     assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto) == ("paper", 0, None, None)
     assert (f.noise_init, f.auto_pretrain, f.lr_of("noise")) == ("data", 0, 1e-4)
     assert lc.PRESETS["cpu"]["cases"] == ("ours", "a")
+    assert (ours.step2_weight_cfht, a.step2_weight_cfht) == (25.0, 1.0)
 
 
 def test_a_run_trained_under_other_settings_is_refused(lin_env, tmp_path):
