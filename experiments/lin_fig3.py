@@ -111,7 +111,10 @@ def plot(t: dict, upper, lower, title: str):
     bands, _ = shown_bands(t)
     n_up, n_low = len(upper) * len(bands), len(lower)
     fig = plt.figure(figsize=(8.4, 2.0 * (n_up + n_low) + 0.6))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[max(n_up, 1), max(n_low, 1)])
+    if lower:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[max(n_up, 1), n_low])
+    else:                                   # no RGB panel (a run without i, r, g)
+        top, bottom = fig.subfigures(1, 1), None
     axes = top.subplots(max(n_up, 1), len(COLUMNS), squeeze=False)
     row = 0
     for i in upper:
@@ -133,7 +136,10 @@ def plot(t: dict, upper, lower, title: str):
                     cb.ax.tick_params(labelsize=5)
             row += 1
     top.suptitle(f"{' and '.join(bands)} band(s), stretched units sign(I)(sqrt(|I|+1)-1)", fontsize=7)
-    axes = bottom.subplots(max(n_low, 1), len(COLUMNS), squeeze=False)
+    if bottom is None:
+        fig.suptitle(title, fontsize=8, y=1.04)
+        return fig
+    axes = bottom.subplots(n_low, len(COLUMNS), squeeze=False)
     for r, i in enumerate(lower):
         for j, (key, _, name, scale) in enumerate(COLUMNS.values()):
             ax = axes[r, j]

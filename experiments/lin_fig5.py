@@ -186,8 +186,7 @@ def criterion_holds(frac_within: float, frac_below_line: float, sigma_over_true:
         holds = frac_below_line > 0.5
     else:
         most = frac_within > 0.5 if majority is None else majority == "holds"
-        holds = most and (np.isnan(sigma_over_true)
-                                       or noise_amplitude_ok(sigma_over_true))
+        holds = most and (np.isnan(sigma_over_true) or noise_amplitude_ok(sigma_over_true))
     if check:
         holds = (holds and noise_amplitude_ok(check["emulator_rms_ratio"])
                  and noise_amplitude_ok(check["emulator_hp_ratio"])

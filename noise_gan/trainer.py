@@ -488,20 +488,24 @@ def init_noise_from_data(model, estimate: dict) -> dict:
     return got
 
 
-def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path) -> dict:
+def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
+                          progress: bool = True) -> dict:
     """``cfg.auto_pretrain`` autoencoder-only updates (eq. 1, sub-step (i) of step one)
     before step one's first iteration, on the first batches of the training stream (which
     step one then trains on again). Issue 13: the critic then compares noise with noise,
     not with the blur of an untrained autoencoder. The autoencoders' optimizer counts these
     updates, so their rate schedule is ``auto_pretrain`` iterations ahead of the others'.
     Not checkpointed on its own: a run killed before its first checkpoint pre-trains
-    again. Writes ``step1/pretrain.json``; returns the last losses."""
+    again. Writes ``step1/pretrain.json``; returns the last losses. ``progress``: a
+    progress bar."""
+    from tqdm import tqdm
     from data.lin_pipeline import lin_data_errors
     fn = (model.autoencoder_step if cfg.eager
           else tf.function(model.autoencoder_step, jit_compile=cfg.jit_compile))
     first = last = None
     with lin_data_errors():
-        for d in stream.take(cfg.auto_pretrain):
+        for d in tqdm(stream.take(cfg.auto_pretrain), total=cfg.auto_pretrain,
+                      desc="auto_pretrain", unit="it", disable=not progress):
             last = {k: float(v) for k, v in fn(d["sdss"], d["cfht"]).items()}
             first = first or last
     print(f"auto_pretrain: {cfg.auto_pretrain} autoencoder iterations at lr "
@@ -596,7 +600,7 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
             atomic_write_text(sdir / REFERENCE_FILE, json.dumps(record, indent=2) + "\n")
         checks.append(NoiseCheck(cfg, model.ne_x, model.ne_y, levels))
     if pretrain:
-        pretrain_autoencoders(cfg, model, stream0, sdir)
+        pretrain_autoencoders(cfg, model, stream0, sdir, progress)
     separate = any(getattr(cfg, f"lr_{r}") is not None for r in OPTIMIZER_ROLES.values())
     callbacks = [
         LogLearningRate(optimizers_of(model)[0], {
