@@ -52,3 +52,18 @@ def make_fake(root, *, size=32, n_train=6, n_test=3, identical=False, seed=0):
             write_jpeg(image_path(root, split, s, gid),
                        shared if identical else fake_image(rng, size))
     return root
+
+
+def lin_batch(cfg, seed=0):
+    """One Lin et al. training batch of Gaussian images (N(0, 0.5²), stretched-domain-like)
+    in the shapes of ``cfg`` (a ``NoiseGANConfig``): ``{"sdss", "cfht", "pair_sdss",
+    "pair_cfht"}`` float32 tensors ``[B, size, size, bands]``."""
+    import tensorflow as tf
+    rng = np.random.default_rng(seed)
+
+    def img(n, s):
+        return tf.constant(rng.normal(0.0, 0.5, (n, s, s, cfg.bands)).astype(np.float32))
+    return {"sdss": img(cfg.batch_unpaired, cfg.sdss_size),
+            "cfht": img(cfg.batch_unpaired, cfg.cfht_size),
+            "pair_sdss": img(cfg.batch_paired, cfg.sdss_size),
+            "pair_cfht": img(cfg.batch_paired, cfg.cfht_size)}

@@ -22,6 +22,7 @@ from noise_gan import predict as predict_cli
 from noise_gan import train as train_cli
 from noise_gan import trainer
 from noise_gan.config import NoiseGANConfig
+from tests.fakes import lin_batch
 from noise_gan.model import OneStepGAN
 
 TINY = dict(width=4, sdss_size=8, cfht_size=24, bands=1, batch_unpaired=2, batch_paired=2,
@@ -32,19 +33,10 @@ def _cfg(**kw):
     return NoiseGANConfig(**{**TINY, **kw}).validate()
 
 
-def _batch(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def img(n, s):
-        return tf.constant(rng.normal(0.0, 0.5, (n, s, s, cfg.bands)).astype(np.float32))
-    return {"sdss": img(cfg.batch_unpaired, cfg.sdss_size),
-            "cfht": img(cfg.batch_unpaired, cfg.cfht_size),
-            "pair_sdss": img(cfg.batch_paired, cfg.sdss_size),
-            "pair_cfht": img(cfg.batch_paired, cfg.cfht_size)}
 
 
 def _dataset(cfg):
-    return tf.data.Dataset.from_tensors(_batch(cfg)).repeat()
+    return tf.data.Dataset.from_tensors(lin_batch(cfg)).repeat()
 
 
 def _snap(*nets):
@@ -68,7 +60,7 @@ def _finite(values):
 def test_step1_updates_autoencoders_discriminators_emulators_and_nothing_else():
     cfg = _cfg()
     m = trainer.build_step(cfg, "1")
-    data = _batch(cfg)
+    data = lin_batch(cfg)
     x, y = data["sdss"], data["cfht"]
     groups = {"A": (m.a_x, m.a_y), "D": (m.d_x, m.d_y), "NE": (m.ne_x, m.ne_y)}
     for name, sub in (("A", m.autoencoder_step), ("D", m.discriminator_step),
@@ -91,7 +83,7 @@ def test_step2_updates_only_the_generators():
     cfg = _cfg()
     m = trainer.build_step(cfg, "2")
     g, ne = _snap(m.g_x2y, m.g_y2x), _snap(m.ne_x, m.ne_y)
-    values = m.train_step(_batch(cfg))
+    values = m.train_step(lin_batch(cfg))
     assert _finite(values) and float(values["id_loss"]) > 0 and float(values["cyc_loss"]) > 0
     assert _moved(g, m.g_x2y, m.g_y2x) == 1.0
     assert _identical(ne, m.ne_x, m.ne_y)
@@ -139,7 +131,7 @@ def test_two_step_resume_and_frozen_emulators(tmp_path, monkeypatch, capsys):
     tr = trainer.load_translator(run)
     assert tr.has_noise and tr.iteration == 1
     assert _identical(ne_step1, tr.ne_x, tr.ne_y)  # loaded from step 1, then frozen
-    assert tr.sdss_to_cfht(_batch(cfg)["sdss"]).shape == (2, 24, 24, 1)
+    assert tr.sdss_to_cfht(lin_batch(cfg)["sdss"]).shape == (2, 24, 24, 1)
     assert tr.noise_cfht(3, seed=1).shape == (3, 24, 24, 1)
     np.testing.assert_array_equal(tr.noise_sdss(2, seed=5), tr.noise_sdss(2, seed=5))
     assert json.loads((run / "config.json").read_text())["iterations"] == 1
@@ -169,7 +161,7 @@ def test_each_ablation_trains_one_iteration(variant):
     assert isinstance(m, OneStepGAN)
     nets = [m.g_x2y, m.g_y2x, m.d_x, m.d_y]
     before = _snap(*nets)
-    values = m.train_step(_batch(cfg))
+    values = m.train_step(lin_batch(cfg))
     assert _finite(values)
     assert _moved(before, *nets) > 0.9
     assert float(values["content"]) > 0
@@ -196,7 +188,7 @@ def test_lr_is_divided_by_5_every_drop_every_iterations():
                                [1e-3, 1e-3, 2e-4, 2e-4, 4e-5], rtol=1e-6)
     m = trainer.build_step(_cfg(lr_drop_every=1), "2")
     assert trainer.current_lr(m.gen_optimizer) == pytest.approx(1e-4)
-    m.train_step(_batch(_cfg()))
+    m.train_step(lin_batch(_cfg()))
     assert trainer.current_lr(m.gen_optimizer) == pytest.approx(1e-4 / 5)
     assert m.gen_optimizer.global_clipnorm == 5.0
 
@@ -208,7 +200,7 @@ def test_mixed_precision_step_is_finite():
         m = trainer.build_step(cfg, "1")
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
         assert isinstance(m.auto_optimizer, keras.optimizers.LossScaleOptimizer)
-        assert _finite(m.train_step(_batch(cfg)))
+        assert _finite(m.train_step(lin_batch(cfg)))
     finally:
         keras.mixed_precision.set_global_policy(policy)
 

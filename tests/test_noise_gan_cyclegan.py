@@ -15,6 +15,7 @@ from noise_gan import cyclegan as cg
 from noise_gan import train as train_cli
 from noise_gan import trainer
 from noise_gan.config import NoiseGANConfig
+from tests.fakes import lin_batch
 
 TINY = dict(width=2, sdss_size=24, cfht_size=56, bands=1, batch_unpaired=2, batch_paired=2,
             n_samples=2, checkpoint_every=1, eager=True)
@@ -24,15 +25,6 @@ def _cfg(**kw):
     return NoiseGANConfig(**{**TINY, **kw}).validate()
 
 
-def _batch(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def img(n, s):
-        return tf.constant(rng.normal(0.0, 0.5, (n, s, s, cfg.bands)).astype(np.float32))
-    return {"sdss": img(cfg.batch_unpaired, cfg.sdss_size),
-            "cfht": img(cfg.batch_unpaired, cfg.cfht_size),
-            "pair_sdss": img(cfg.batch_paired, cfg.sdss_size),
-            "pair_cfht": img(cfg.batch_paired, cfg.cfht_size)}
 
 
 def _snap(nets):
@@ -136,7 +128,7 @@ def test_each_substep_changes_only_its_own_weights(variant):
     assert isinstance(m, cg.CycleGANBenchmark)
     groups = {"D": m._disc_nets(), "G": m._gen_nets()}
     assert len(groups["D"]) == len(groups["G"]) == (4 if variant == "h" else 2)
-    data = _batch(cfg)
+    data = lin_batch(cfg)
     for name, sub in (("D", m.discriminator_step), ("G", m.generator_step)):
         before = {k: _snap(nets) for k, nets in groups.items()}
         values = sub(data)
@@ -164,7 +156,7 @@ def test_each_substep_changes_only_its_own_weights(variant):
 @pytest.mark.parametrize("variant", ["g", "h"])
 def test_train_two_iterations_then_translate(variant, tmp_path):
     cfg = _cfg(variant=variant, iterations=2)
-    ds = tf.data.Dataset.from_tensors(_batch(cfg)).repeat()
+    ds = tf.data.Dataset.from_tensors(lin_batch(cfg)).repeat()
     run = trainer.train(cfg, tmp_path / "run", step="both", dataset=ds, progress=False)
     assert trainer.step_finished(run, "1") == 2
     hist = pd.read_csv(run / "step1" / "history.csv")
@@ -175,7 +167,7 @@ def test_train_two_iterations_then_translate(variant, tmp_path):
     tr = trainer.load_translator(run)
     assert tr.iteration == 2 and not tr.has_noise
     assert tr.cfht_out_size == 24 and tr.latent_dim == (16 if variant == "h" else 0)
-    x, y = _batch(cfg, seed=1)["sdss"], _batch(cfg, seed=1)["cfht"]
+    x, y = lin_batch(cfg, seed=1)["sdss"], lin_batch(cfg, seed=1)["cfht"]
     assert tr.sdss_to_cfht(x, seed=0).shape == (2, 24, 24, 1)       # regridded CFHT
     assert tr.cfht_to_sdss(y, seed=0).shape == (2, 24, 24, 1)       # from 56 px CFHT
     np.testing.assert_allclose(tr.cfht_to_sdss(y, noise=False),      # = regrid, then G
