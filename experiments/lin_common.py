@@ -81,6 +81,22 @@ PRESETS = {
                   n_noise=2500),
 }
 
+def with_seed(preset: str, seed: int) -> str:
+    """The name of ``preset`` trained with seed ``seed`` (``--train-seed``): ``preset``
+    itself for 0, else ``"<preset>-seed<seed>"``, registered in :data:`PRESETS` on first
+    use as the same preset with that ``NoiseGANConfig.seed``. Runs, caches and figures
+    of each seed then stay apart (``runs/lin/cpu-seed1/``), so a seed spread is a rerun
+    away."""
+    if seed == 0:
+        return preset
+    name = f"{preset}-seed{seed}"
+    if name not in PRESETS:
+        base = PRESETS[preset]
+        PRESETS[name] = {**base, "train": {**base["train"], "seed": seed},
+                         "seed_of": (preset, seed)}
+    return name
+
+
 #: Lin et al. (2021) §IV-D facts, printed next to our numbers.
 PAPER = {
     "test": "evaluation on the 2,500 paired test galaxies and their 5,000 reconstructions",
@@ -335,7 +351,9 @@ def _start_helper(k: int, cases, preset: str, data_root, runs_root):
     import subprocess
     log = runs_dir(preset, runs_root) / f"helper{k}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--preset", preset,
+    base, seed = PRESETS[preset].get("seed_of", (preset, 0))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--preset", base,
+           "--train-seed", str(seed),
            "--data", str(data_root), "--cases", *cases]
     if runs_root:
         cmd += ["--runs", str(runs_root)]
@@ -358,8 +376,10 @@ def train_cases_main(argv=None) -> int:
     p.add_argument("--data", required=True, help="Lin et al. FITS root")
     p.add_argument("--runs", help="runs root (default runs/)")
     p.add_argument("--cases", nargs="+", choices=CASES, required=True)
+    p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
     add_verbose(p)
     args = p.parse_args(argv)
+    args.preset = with_seed(args.preset, args.train_seed)
     quiet_tensorflow(args.verbose)
 
     def run():
@@ -592,6 +612,10 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--galaxy", action="append", default=None, metavar="ID",
                    help="paired-test galaxy id to show (repeatable; default: a stated rule)")
     p.add_argument("--seed", type=int, default=0, help="noise-draw seed of the translations")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="training seed of every case (default 0; N > 0 trains into "
+                        "runs/lin/PRESET-seedN/ and writes results/lin_figK-PRESET-seedN/, "
+                        "for the spread over seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="processes training missing cases side by side (default 1: one "
@@ -638,7 +662,9 @@ def out_dir(args, name: str) -> Path:
 
 
 def start(args, name: str) -> tuple[Path, Path]:
-    """Print the preset and make the data; returns ``(data_root, cache_dir)``."""
+    """Print the preset (made seed-specific by ``--train-seed``) and make the data;
+    returns ``(data_root, cache_dir)``."""
+    args.preset = with_seed(args.preset, args.train_seed)
     print(f"{name}: {describe_preset(args.preset)}", flush=True)
     print(f"paper (§IV-D): {PAPER['test']}; here: the paired test set of the data below",
           flush=True)

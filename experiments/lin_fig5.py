@@ -122,8 +122,11 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
             s = sigma[survey]
             points.append(pd.DataFrame({"case": case, "survey": survey, "id": t["id"],
                                         "total_flux": x, "flux_difference": y}))
-            below = ev.fraction_below(y, np.sqrt(2) * s)
-            calib = noise_band_columns(y, ref.get(survey), s)
+            if t[rec].shape[1:3] != translated["ours"][rec].shape[1:3]:
+                s = np.nan   # (g), (h) on CFHT: regridded, so σ, the truth and the band
+                # (all on ours' grid) do not apply; their points are on their own grid
+            below = ev.fraction_below(y, np.sqrt(2) * s) if s == s else np.nan
+            calib = noise_band_columns(y, ref.get(survey) if s == s else None, s)
             k = s / true_sigma[survey] if true_sigma else np.nan
             own = (check or {}).get(survey, {}) if case == "ours" else {}
             rows.append({
@@ -132,10 +135,10 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
                 "noise_added": bool(t["has_noise"]),
                 "sigma": s, "true_noise_sigma": (true_sigma or {}).get(survey, np.nan),
                 "frac_below_sqrt2_sigma": below,
-                "frac_below_sigma": ev.fraction_below(y, s),
+                "frac_below_sigma": ev.fraction_below(y, s) if s == s else np.nan,
                 "frac_below_sqrt2_true_sigma": (
                     ev.fraction_below(y, np.sqrt(2) * true_sigma[survey])
-                    if true_sigma else np.nan),
+                    if true_sigma and s == s else np.nan),
                 "median_ratio_to_sigma": float(np.median(y) / s),
                 "median_flux_difference": float(np.median(y)),
                 "loglog_slope": slope(x, y),
@@ -273,6 +276,16 @@ def plot(points: pd.DataFrame, summary: pd.DataFrame, sigma: dict, band: str, ti
             ax = axes[i, j]
             d = points[(points.case == case) & (points.survey == survey)]
             p = perfect[perfect.survey == survey]
+            r = summary[(summary.case == case) & (summary.survey == survey)].iloc[0]
+            if np.isnan(r.sigma):   # (g), (h) on CFHT: their own (regridded) grid
+                ax.scatter(d.total_flux, d.flux_difference, s=4, alpha=0.6, lw=0,
+                           color=COLOURS[case])
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_title(f"{lc.CASE_LABELS[case]}\n{survey.upper()} regridded to "
+                             f"{r.grid_px} px: no σ lines", fontsize=7)
+                ax.tick_params(which="both", labelsize=6)
+                continue
             if len(p):  # behind the case: where exact recovery + emulator noise lands
                 ax.scatter(p.total_flux, p.flux_difference, s=4, lw=0, color="0.75")
             ax.scatter(d.total_flux, d.flux_difference, s=4, alpha=0.6, lw=0,
@@ -281,7 +294,6 @@ def plot(points: pd.DataFrame, summary: pd.DataFrame, sigma: dict, band: str, ti
             ax.axhline(np.sqrt(2) * sigma[survey], color="k", ls=":", lw=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            r = summary[(summary.case == case) & (summary.survey == survey)].iloc[0]
             within = ("" if np.isnan(r.frac_within_noise_band) else
                       f", {100 * r.frac_within_noise_band:.0f}% in noise band")
             ax.set_title(f"{lc.CASE_LABELS[case]}\n{survey.upper()}: "
@@ -337,6 +349,11 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
         print(f"{lc.CASE_LABELS[r.case]:24s} {r.survey:6s} {r.frac_below_sqrt2_sigma:12.2f} "
               f"{r.frac_below_sigma:7.2f} {r.median_ratio_to_sigma:12.2f} "
               f"{r.loglog_slope:6.2f}")
+    regridded = summary[summary.sigma.isna()]
+    if len(regridded):
+        print(f"({', '.join(f'{r.case} {r.survey}' for r in regridded.itertuples())}: "
+              f"regridded to {regridded.grid_px.iloc[0]} px, so ours' sigma lines and "
+              f"noise band do not apply: nan)")
     print(f"paper (Fig. 5, §IV-D1): {lc.PAPER['fig5']}")
     ours = summary[summary.case == "ours"].set_index("survey")
     for s, r in ours.iterrows():

@@ -500,6 +500,23 @@ def test_a_band_set_run_has_nan_for_the_bands_it_lacks(lin_env, tmp_path):
     np.testing.assert_array_equal(lc.to_ugriz(np.ones((2, 3, 1)), [4])[..., 4], 1.0)
 
 
+def test_train_seed_keeps_runs_and_figures_apart(lin_env, tmp_path):
+    from experiments import lin_fig6
+    assert lc.with_seed("tiny", 0) == "tiny" and lc.with_seed("tiny", 3) == "tiny-seed3"
+    assert lc.case_config("a", "tiny-seed3", lin_env["root"]).seed == 3
+    assert lc.case_config("a", "tiny", lin_env["root"]).seed == 0
+    out = tmp_path / "fig6"
+    argv = ["--preset", "tiny", "--data", str(lin_env["root"]), "--runs", str(lin_env["runs"]),
+            "--cache", str(tmp_path / "cache"), "--out", str(out), "--quiet",
+            "--train-seed", "3", "--cases", "ours", "a"]
+    assert lin_fig6.main(argv) == 0
+    for case in ("ours", "a"):
+        cfg = json.loads((lin_env["runs"] / "lin" / "tiny-seed3" / case / "config.json")
+                         .read_text())
+        assert cfg["seed"] == 3, case
+    assert (out / "fig6_summary.csv").is_file()
+
+
 def test_cases_default_to_the_presets_and_all_means_every_case():
     from experiments import lin_fig5, lin_fig6
     assert lin_fig6.parse_args(["--preset", "cpu"]).cases == ["ours", "a"]
@@ -578,6 +595,10 @@ def test_fig5_end_to_end(lin_env, capsys):
         y = pts[(pts.case == r.case) & (pts.survey == r.survey)].flux_difference.to_numpy()
         ref = pts[(pts.case == "perfect") & (pts.survey == r.survey)].flux_difference
         assert r.n == len(y) == n
+        if r.grid_px != (64 if r.survey == "sdss" else 136):   # (h) on regridded CFHT:
+            assert pd.isna(r.sigma) and pd.isna(r.frac_within_noise_band)  # no σ, no band
+            assert not r.criterion_holds
+            continue
         assert r.frac_below_sqrt2_sigma == pytest.approx(np.mean(y < np.sqrt(2) * r.sigma),
                                                          abs=1e-5)
         assert r.frac_below_sigma == pytest.approx(np.mean(y < r.sigma), abs=1e-5)
