@@ -74,12 +74,12 @@ PRESETS = {
                            batch_paired=4, iterations=1500, step2_iterations=2000,
                            noise_init="data", auto_pretrain=5000, lr=1e-3, lr_disc=1e-4,
                            lr_noise=1e-4, lr_drop=1.0, step2_weight_cfht=25.0,
-                           checkpoint_every=100,
-                           sample_every=500, n_samples=4),
+                           checkpoint_every=100, sample_every=500, n_samples=4),
                 cases=("ours", "a"), n_noise=500),
     "paper": dict(folder=None, real=True, sim=dict(), train=dict(), cases=CASES,
                   n_noise=2500),
 }
+
 
 def with_seed(preset: str, seed: int) -> str:
     """The name of ``preset`` trained with seed ``seed`` (``--train-seed``): ``preset``
