@@ -1,7 +1,10 @@
 """Lin et al. (2021) Fig. 4: one galaxy's z band translated by every case.
 
 Row "SDSS -> CFHT": the SDSS input, the CFHT original (target), then the CFHT image
-reconstructed by ours and cases (a)-(f); row "CFHT -> SDSS" the same the other way.
+reconstructed by ours and cases (a)-(h) ((g), (h): on CFHT regridded to 64 px, compared
+with the regridded original); row "CFHT -> SDSS" the same the other way. The band is z,
+the paper's, when the cases were trained on it, else their first band (the cpu preset
+trains r only).
 Stretched units, one colour scale per row (from the target's 0.5-99.8th percentiles).
 The galaxy is the brightest paired test galaxy in SDSS r unless ``--galaxy ID`` is
 given. Each reconstruction's summed |difference| to the target and the rms of its

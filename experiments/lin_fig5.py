@@ -1,6 +1,6 @@
 """Lin et al. (2021) Fig. 5: global shape reconstruction, r-band flux differences.
 
-For every case (ours, a-f) and both directions, the summed absolute pixel-wise
+For every case (ours, a-h) and both directions, the summed absolute pixel-wise
 difference between each reconstructed test image and its original, against the
 original's summed absolute flux, on log-log axes, with ours' Noise-Emulator lines
 σ (dashed: a perfect noise-free reconstruction) and √2·σ (dotted: a perfect

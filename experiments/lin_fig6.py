@@ -2,11 +2,13 @@
 
 Each test image (r band) is convolved with the 5×5 high-pass filter of Fig. 2(g)
 (VALID), 2D-Fourier transformed, and the amplitude maps are averaged over the test set
-("stacked"), for the originals and for every case (ours, a-f), in both surveys. No
-fftshift: the centre of each map is the highest frequency, as in the paper. Each case's
-map is compared with the original's by the mean |log10 ratio| over modes (0 = equal, 1
-= a factor 10) and by the correlation of the log maps; the centre/median ratio measures
-the "high peaks at the centre" the paper reports for (e).
+("stacked"), for the originals and for every case (ours, a-h; the regridded CFHT of
+(g), (h) is not compared, as in the paper), in both surveys. No fftshift: the centre of
+each map is the highest frequency, as in the paper. Each case's map is compared with the
+original's by the mean |log10 ratio| over modes (0 = equal, 1 = a factor 10; ours against
+(a) with a bootstrap interval over the test galaxies) and by the correlation of the log
+maps; the centre/median ratio measures the "high peaks at the centre" the paper reports
+for (e), (g), (h).
 
     python experiments/lin_fig6.py                   # cpu preset, simulated set
     python experiments/lin_fig6.py --preset paper    # §IV-B settings, downloaded sets
