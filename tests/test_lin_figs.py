@@ -517,6 +517,30 @@ def test_train_seed_keeps_runs_and_figures_apart(lin_env, tmp_path):
     assert (out / "fig6_summary.csv").is_file()
 
 
+def test_emulator_check_judges_step_one_over_its_last_third(lin_env, tmp_path):
+    import shutil
+    import pandas as pd
+    from experiments import lin_fig5
+    run = tmp_path / "ours"
+    shutil.copytree(lin_env["run_dirs"]["ours"], run)
+    t = lc.translate_test_set(run, lin_env["root"], cache_dir=tmp_path / "cache")
+    cols = [f"noise_ratio{k}_{d}_r" for k in ("", "_hp") for d in ("x", "y")]
+    for dip, want in ((1.0, True), (0.3, False), (None, None)):
+        hist = pd.DataFrame({"iteration": [1, 2, 3, 4, 5, 6], **{c: [1.0] * 6 for c in cols}})
+        if dip is None:
+            hist = hist[["iteration"]]                 # a run from before issue 13
+        else:
+            hist.loc[4, "noise_ratio_hp_y_r"] = dip      # one CFHT point in the last third
+        (run / "step1").mkdir(exist_ok=True)
+        hist.to_csv(run / "step1" / "history.csv", index=False)
+        got = lin_fig5.emulator_check(t, run, "r", seed=0)
+        assert got["cfht"]["step1_converged"] is want, dip
+        assert got["sdss"]["step1_converged"] is (None if dip is None else True)
+        assert got["sdss"]["data_noise_source"] == "truth"
+        assert got["cfht"]["emulator_hp_ratio"] == pytest.approx(
+            got["cfht"]["emulator_hp_rms"] / got["cfht"]["data_noise_hp_rms"])
+
+
 def test_cases_default_to_the_presets_and_all_means_every_case():
     from experiments import lin_fig5, lin_fig6
     assert lin_fig6.parse_args(["--preset", "cpu"]).cases == ["ours", "a"]
