@@ -119,14 +119,14 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
         for survey, (rec, orig, _) in PANELS.items():
             x = ev.total_flux(t[orig], band)
             y = ev.flux_difference(t[rec], t[orig], band)
-            s = sigma[survey]
             points.append(pd.DataFrame({"case": case, "survey": survey, "id": t["id"],
                                         "total_flux": x, "flux_difference": y}))
-            if t[rec].shape[1:3] != translated["ours"][rec].shape[1:3]:
-                s = np.nan   # (g), (h) on CFHT: regridded, so σ, the truth and the band
-                # (all on ours' grid) do not apply; their points are on their own grid
-            below = ev.fraction_below(y, np.sqrt(2) * s) if s == s else np.nan
-            calib = noise_band_columns(y, ref.get(survey) if s == s else None, s)
+            # (g), (h) on CFHT are regridded: σ, the truth and the band (all on ours'
+            # grid) do not apply to them; their points are on their own grid
+            on_grid = t[rec].shape[1:3] == translated["ours"][rec].shape[1:3]
+            s = sigma[survey] if on_grid else np.nan
+            below = ev.fraction_below(y, np.sqrt(2) * s) if on_grid else np.nan
+            calib = noise_band_columns(y, ref.get(survey) if on_grid else None, s)
             k = s / true_sigma[survey] if true_sigma else np.nan
             own = (check or {}).get(survey, {}) if case == "ours" else {}
             rows.append({
@@ -135,10 +135,10 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
                 "noise_added": bool(t["has_noise"]),
                 "sigma": s, "true_noise_sigma": (true_sigma or {}).get(survey, np.nan),
                 "frac_below_sqrt2_sigma": below,
-                "frac_below_sigma": ev.fraction_below(y, s) if s == s else np.nan,
+                "frac_below_sigma": ev.fraction_below(y, s) if on_grid else np.nan,
                 "frac_below_sqrt2_true_sigma": (
                     ev.fraction_below(y, np.sqrt(2) * true_sigma[survey])
-                    if true_sigma and s == s else np.nan),
+                    if true_sigma and on_grid else np.nan),
                 "median_ratio_to_sigma": float(np.median(y) / s),
                 "median_flux_difference": float(np.median(y)),
                 "loglog_slope": slope(x, y),
