@@ -71,9 +71,10 @@ PRESETS = {
                  cases=CASES, n_noise=8),
     "cpu": dict(folder=None, real=False, sim=dict(),
                 train=dict(band_set="r", width=8, noise_hidden=16, batch_unpaired=4,
-                           batch_paired=4, iterations=1500, step2_iterations=2000,
-                           noise_init="data", auto_pretrain=5000, lr=1e-3, lr_disc=1e-4,
-                           lr_noise=1e-4, lr_drop=1.0, step2_weight_cfht=25.0,
+                           batch_paired=4, iterations=1500, step2_iterations=4000,
+                           noise_init="data", auto_pretrain=5000, lr=1e-3,
+                           lr_pretrain=1e-3, lr_auto=1e-4, lr_disc=1e-4, lr_noise=1e-4,
+                           lr_drop=1.0, step2_weight_cfht=25.0,
                            checkpoint_every=100, sample_every=500, n_samples=4),
                 cases=("ours", "a"), n_noise=500),
     "paper": dict(folder=None, real=True, sim=dict(), train=dict(), cases=CASES,
@@ -152,10 +153,10 @@ def ensure_data(preset: str, data: str | Path | None = None, progress: bool = Tr
 
 #: Recipe fields of a preset (issue 13) -> the ``NoiseGANConfig`` property a case needs
 #: for the field to act on it: a case without those networks trains without the field.
-RECIPE_NEEDS = {"lr_auto": "two_step", "auto_pretrain": "two_step",
-                "step2_iterations": "two_step", "step2_weight_sdss": "two_step",
-                "step2_weight_cfht": "two_step", "lr_noise": "has_noise",
-                "noise_init": "has_noise"}
+RECIPE_NEEDS = {"lr_auto": "two_step", "lr_pretrain": "two_step",
+                "auto_pretrain": "two_step", "step2_iterations": "two_step",
+                "step2_weight_sdss": "two_step", "step2_weight_cfht": "two_step",
+                "lr_noise": "has_noise", "noise_init": "has_noise"}
 
 
 def case_config(case: str, preset: str, root: Path | str):

@@ -95,26 +95,45 @@ def perfect_model(ours: dict, run_dir, seed: int, batch: int = 32) -> dict | Non
     return out
 
 
+def seeing_oracle(ours: dict, perfect: dict | None) -> dict | None:
+    """``{"cfht": CFHT truth at SDSS's seeing + the perfect model's noise}``, or None.
+
+    The ceiling of the SDSS -> CFHT direction: a translator that knew each scene exactly
+    as SDSS's seeing shows it (``noise_gan.evaluate.at_coarse_seeing``; no SDSS pixels or
+    noise, so an upper bound) and added the same emulator noise as the perfect model.
+    CFHT -> SDSS has no such loss (CFHT's seeing is the sharper), so no entry."""
+    if perfect is None:
+        return None
+    from noise_gan import evaluate as ev
+    truth = ours["truth_cfht"]
+    return {"cfht": perfect["cfht"] - truth + ev.at_coarse_seeing(truth)}
+
+
 def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = None,
-            perfect: dict | None = None, check: dict | None = None):
+            perfect: dict | None = None, check: dict | None = None,
+            oracle: dict | None = None):
     """``(points, summary)`` DataFrames from ``{case: translate_test_set(...)}``.
 
     ``sigma``: ``{survey: σ}`` of ours' emulators; ``true_sigma``: the same statistic
     of the data's own noise where the simulator's truth is known (else None);
     ``perfect``: :func:`perfect_model` (else None), whose points are case "perfect";
     ``check``: :func:`emulator_check` (else None), whose columns go on ours' rows and
-    enter its criterion.
+    enter its criterion; ``oracle``: :func:`seeing_oracle` (else None), whose points
+    are case "seeing_oracle" and whose share in the noise band goes on every row of its
+    survey (``oracle_frac_within_noise_band``).
     """
     from noise_gan import evaluate as ev
     points, rows = [], []
-    ref = {}
-    if perfect is not None:
-        t = translated["ours"]
+    ref, oracle_y = {}, {}
+    t = translated["ours"]
+    for name, models, out in (("perfect", perfect, ref), ("seeing_oracle", oracle, oracle_y)):
         for survey, (_, orig, _) in PANELS.items():
-            ref[survey] = ev.flux_difference(perfect[survey], t[orig], band)
-            points.append(pd.DataFrame({"case": "perfect", "survey": survey, "id": t["id"],
+            if survey not in (models or {}):
+                continue
+            out[survey] = ev.flux_difference(models[survey], t[orig], band)
+            points.append(pd.DataFrame({"case": name, "survey": survey, "id": t["id"],
                                         "total_flux": ev.total_flux(t[orig], band),
-                                        "flux_difference": ref[survey]}))
+                                        "flux_difference": out[survey]}))
     for case, t in translated.items():
         for survey, (rec, orig, _) in PANELS.items():
             x = ev.total_flux(t[orig], band)
@@ -143,6 +162,9 @@ def measure(translated: dict, sigma: dict, band: str, true_sigma: dict | None = 
                 "median_flux_difference": float(np.median(y)),
                 "loglog_slope": slope(x, y),
                 **calib, "sigma_over_true": k,
+                "oracle_frac_within_noise_band": (
+                    float(np.mean(oracle_y[survey] <= calib["noise_band"]))
+                    if survey in oracle_y and on_grid else np.nan),
                 **{c: own.get(c, np.nan) for c in CHECK_COLUMNS},
                 "criterion_holds": criterion_holds(calib["frac_within_noise_band"], below, k,
                                                    own, calib["majority_within_band"]),
@@ -321,7 +343,8 @@ def run(args) -> pd.DataFrame:
     ours_dir = lc.run_dir_of("ours", args.preset, args.runs)
     perfect = perfect_model(translated["ours"], ours_dir, args.seed)
     check = emulator_check(translated["ours"], ours_dir, args.band, args.seed)
-    points, summary = measure(translated, sigma, args.band, true_sigma, perfect, check)
+    points, summary = measure(translated, sigma, args.band, true_sigma, perfect, check,
+                              seeing_oracle(translated["ours"], perfect))
 
     out = lc.out_dir(args, "lin_fig5")
     lc.save_csv(points, out, "fig5_points.csv")
@@ -380,6 +403,10 @@ def report(summary: pd.DataFrame, sigma: dict, true_sigma, band: str) -> None:
               f"within the noise band, <= {r.noise_band:.4g}, where a perfect model (truth + "
               f"emulator noise) lands for 90%; per galaxy, median {r.median_over_perfect:.2f}x "
               f"the perfect model's flux difference)")
+        if not np.isnan(r.oracle_frac_within_noise_band):
+            print(f"  {s.upper()}: ceiling from SDSS's seeing: a model that knew each scene "
+                  f"exactly as SDSS's seeing shows it (+ the same noise) puts "
+                  f"{100 * r.oracle_frac_within_noise_band:.0f}% in the band")
         print(f"  {s.upper()}: raw line test: ours {100 * r.frac_below_sqrt2_sigma:.0f}% "
               f"below sqrt(2) sigma, the perfect model "
               f"{100 * r.perfect_frac_below_sqrt2_sigma:.0f}%")

@@ -133,6 +133,45 @@ def noise_band(perfect_diff, quantile: float = NOISE_BAND_QUANTILE) -> float:
     return float(np.quantile(p, quantile))
 
 
+def seeing_kernel(band: str, fine: str = "cfht", coarse: str = "sdss",
+                  size: int = 65) -> np.ndarray:
+    """``[size, size]`` float64 kernel (sum ~1) on ``fine``'s pixel grid that turns its
+    median seeing in ``band`` into ``coarse``'s: ``Moffat(coarse) ⊛ Moffat(fine)^-1``,
+    with the simulator's Moffat index and ``data.surveys``' median FWHMs (``coarse``
+    the blurrier)."""
+    import galsim
+    from data.simulate import MOFFAT_BETA
+    from data.surveys import SURVEYS
+    fw, cw = SURVEYS[fine].psf_fwhm[band], SURVEYS[coarse].psf_fwhm[band]
+    if cw <= fw:
+        raise ValueError(f"{coarse}'s {band} seeing ({cw}\") is not blurrier than "
+                         f"{fine}'s ({fw}\")")
+    k = galsim.Convolve([galsim.Moffat(beta=MOFFAT_BETA, fwhm=cw),
+                         galsim.Deconvolve(galsim.Moffat(beta=MOFFAT_BETA, fwhm=fw))])
+    return k.drawImage(nx=size, ny=size, scale=SURVEYS[fine].pixel_scale,
+                       method="no_pixel").array.astype(np.float64)
+
+
+def at_coarse_seeing(truth, fine: str = "cfht", coarse: str = "sdss") -> np.ndarray:
+    """``fine``'s noise-free images as ``coarse``'s seeing would blur them.
+
+    ``truth``: ``[N, H, W, 5]`` stretched noise-free ugriz images on ``fine``'s grid (the
+    simulator's truth). Each band is un-stretched to nanomaggies, convolved with
+    :func:`seeing_kernel` (flux conserved) and stretched again; returns the same shape,
+    float64. The fine survey's pixels, grid and depth are kept: what a translator that
+    knew the scene exactly at ``coarse``'s seeing could return, i.e. an upper bound on
+    what ``coarse``'s images hold (their pixels and noise lose more).
+    """
+    from scipy.signal import fftconvolve
+    from data.lin_pipeline import stretch, unstretch
+    x = unstretch(np.asarray(truth, np.float64))
+    out = np.empty_like(x)
+    for i, band in enumerate(BANDS):
+        k = seeing_kernel(band, fine, coarse)[None]
+        out[..., i] = fftconvolve(x[..., i], k, mode="same", axes=(1, 2))
+    return stretch(out)
+
+
 # --- Fig. 6: local fluctuation patterns ----------------------------------------------
 
 def highpass_band(images, band: str | int = "r") -> np.ndarray:

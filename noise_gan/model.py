@@ -188,15 +188,17 @@ class NoiseStep1(_LinGAN):
         fy = tf.stop_gradient(self.a_y(y)) + self.emulate(self.ne_y, y, self.cfht_size)
         return fx, fy
 
-    def autoencoder_step(self, x, y):
-        """(i) eq. 1 on ``A^X, A^Y``; returns ``{auto_loss, auto_x, auto_y}``."""
+    def autoencoder_step(self, x, y, optimizer=None):
+        """(i) eq. 1 on ``A^X, A^Y``; returns ``{auto_loss, auto_x, auto_y}``.
+        ``optimizer``: another one than step one's (the pre-training's own)."""
         nets = (self.a_x, self.a_y)
+        optimizer = optimizer or self.auto_optimizer
         with tf.GradientTape() as tape:
             auto_x = mse(self.a_x(x, training=True), x)
             auto_y = mse(self.a_y(y, training=True), y)
             loss = auto_x + auto_y
-            scaled = self.auto_optimizer.scale_loss(loss)
-        self.update(self.auto_optimizer, tape, scaled, _variables(*nets))
+            scaled = optimizer.scale_loss(loss)
+        self.update(optimizer, tape, scaled, _variables(*nets))
         return {"auto_loss": loss, "auto_x": auto_x, "auto_y": auto_y}
 
     def discriminator_step(self, x, y):

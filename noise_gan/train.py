@@ -82,10 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient norm clipping")
     recipe = p.add_argument_group(
         "training recipe (issue 13; the defaults are the paper's)")
-    for role, what in (("auto", "autoencoders"), ("disc", "discriminators"),
-                       ("noise", "noise emulators"), ("gen", "generators")):
+    for role, what, fallback in (
+            ("auto", "autoencoders in step 1", "--lr"),
+            ("pretrain", "autoencoders in --auto-pretrain", "--lr-auto"),
+            ("disc", "discriminators", "--lr"), ("noise", "noise emulators", "--lr"),
+            ("gen", "generators", "--lr")):
         recipe.add_argument(f"--lr-{role}", type=float, default=getattr(d, f"lr_{role}"),
-                            help=f"initial rate of the {what} (default: --lr)")
+                            help=f"initial rate of the {what} (default: {fallback})")
     recipe.add_argument("--noise-init", choices=NOISE_INITS, default=d.noise_init,
                         help="noise emulator amplitude: paper (as built) or data (output "
                              "rms = robust noise estimate of the training images)")

@@ -493,15 +493,19 @@ def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
     """``cfg.auto_pretrain`` autoencoder-only updates (eq. 1, sub-step (i) of step one)
     before step one's first iteration, on the first batches of the training stream (which
     step one then trains on again). Issue 13: the critic then compares noise with noise,
-    not with the blur of an untrained autoencoder. The autoencoders' optimizer counts these
-    updates, so their rate schedule is ``auto_pretrain`` iterations ahead of the others'.
-    Not checkpointed on its own: a run killed before its first checkpoint pre-trains
-    again. Writes ``step1/pretrain.json``; returns the last losses. ``progress``: a
-    progress bar."""
+    not with the blur of an untrained autoencoder. The updates use an Adam of their own at
+    ``cfg.lr_of("pretrain")``, so step one's autoencoder optimizer starts fresh at its
+    own rate. Not checkpointed on its own: a run killed before its first checkpoint
+    pre-trains again. Writes ``step1/pretrain.json``; returns the last losses.
+    ``progress``: a progress bar."""
     from tqdm import tqdm
     from data.lin_pipeline import lin_data_errors
-    fn = (model.autoencoder_step if cfg.eager
-          else tf.function(model.autoencoder_step, jit_compile=cfg.jit_compile))
+    optimizer = make_optimizer(cfg, "pretrain")
+    optimizer.build(model.a_x.trainable_variables + model.a_y.trainable_variables)
+
+    def step(x, y):
+        return model.autoencoder_step(x, y, optimizer)
+    fn = step if cfg.eager else tf.function(step, jit_compile=cfg.jit_compile)
     first = last = None
     with lin_data_errors():
         for d in tqdm(stream.take(cfg.auto_pretrain), total=cfg.auto_pretrain,
@@ -509,10 +513,11 @@ def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
             last = {k: float(v) for k, v in fn(d["sdss"], d["cfht"]).items()}
             first = first or last
     print(f"auto_pretrain: {cfg.auto_pretrain} autoencoder iterations at lr "
-          f"{cfg.lr_of('auto'):.3g}: auto_x {first['auto_x']:.4g} -> {last['auto_x']:.4g}, "
-          f"auto_y {first['auto_y']:.4g} -> {last['auto_y']:.4g}")
+          f"{cfg.lr_of('pretrain'):.3g}: auto_x {first['auto_x']:.4g} -> "
+          f"{last['auto_x']:.4g}, auto_y {first['auto_y']:.4g} -> {last['auto_y']:.4g}")
     atomic_write_text(sdir / PRETRAIN_FILE, json.dumps(
-        {"iterations": cfg.auto_pretrain, "first": first, "last": last}, indent=2) + "\n")
+        {"iterations": cfg.auto_pretrain, "lr": cfg.lr_of("pretrain"), "first": first,
+         "last": last}, indent=2) + "\n")
     return last
 
 

@@ -67,6 +67,29 @@ def test_noise_sigma_of_gaussian_noise_matches_expectation():
     assert diff == pytest.approx(np.sqrt(2) * expected, rel=0.01)
 
 
+def test_at_coarse_seeing_turns_a_cfht_star_into_an_sdss_star():
+    """A point source drawn with CFHT's r seeing, blurred to SDSS's, matches the same
+    source drawn with SDSS's seeing (both on CFHT's grid), flux kept."""
+    import galsim
+    from data.lin_pipeline import stretch, unstretch
+    from data.simulate import MOFFAT_BETA
+    from data.surveys import CFHT, SDSS
+
+    def star(fwhm):
+        return galsim.Moffat(beta=MOFFAT_BETA, fwhm=fwhm, flux=200.0).drawImage(
+            nx=96, ny=96, scale=CFHT.pixel_scale, method="no_pixel").array
+    cube = np.zeros((1, 96, 96, 5))
+    cube[0, ..., 2] = star(CFHT.psf_fwhm["r"])
+    got = unstretch(ev.at_coarse_seeing(stretch(cube)))[0, ..., 2]
+    want = star(SDSS.psf_fwhm["r"])
+    assert got.sum() == pytest.approx(want.sum(), rel=0.01)
+    assert np.abs(got - want).max() < 0.01 * want.max()
+    assert got.max() < 0.5 * cube[0, ..., 2].max()       # SDSS's seeing: a lower peak
+    assert ev.seeing_kernel("r").sum() == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match="not blurrier"):
+        ev.seeing_kernel("r", fine="sdss", coarse="cfht")
+
+
 def test_noise_band_calibrates_on_a_perfect_model():
     # Images of varying depth: a perfect model (truth + independent noise of each image's
     # depth) scatters around sqrt(2) sigma, so only ~half of it is below that line, while
@@ -465,7 +488,9 @@ def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
         assert (cfg.band_set, cfg.bands) == ("r", 1)
         assert cfg.lr_of("disc") == 1e-4 and cfg.lr_of("gen") == 1e-3
     assert (ours.noise_init, ours.auto_pretrain, ours.lr_of("noise")) == ("data", 5000, 1e-4)
-    assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto) == ("paper", 0, None, None)
+    assert (ours.lr_of("pretrain"), ours.lr_of("auto")) == (1e-3, 1e-4)
+    assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto, a.lr_pretrain) == \
+        ("paper", 0, None, None, None)
     assert (f.noise_init, f.auto_pretrain, f.lr_of("noise")) == ("data", 0, 1e-4)
     assert lc.PRESETS["cpu"]["cases"] == ("ours", "a")
     assert (ours.step2_weight_cfht, a.step2_weight_cfht) == (25.0, 1.0)
@@ -611,7 +636,8 @@ def test_fig5_end_to_end(lin_env, capsys):
     n = lc.PRESETS["tiny"]["sim"]["n_paired_test"]
     # The simulated set has truth: the perfect model is there, one point per galaxy.
     assert pts.groupby(["case", "survey"]).size().eq(n).all()
-    assert set(pts.case) == {"perfect", *FIG_CASES}
+    assert set(pts.case) == {"perfect", "seeing_oracle", *FIG_CASES}
+    assert set(pts[pts.case == "seeing_oracle"].survey) == {"cfht"}   # SDSS -> CFHT only
     grid = s.set_index(["case", "survey"]).grid_px   # (h): CFHT regridded to 64 px
     assert grid["h", "cfht"] == 64 and grid["ours", "cfht"] == 136 and grid["h", "sdss"] == 64
     # Every summary column recomputed from the points (CSVs hold 6 significant digits).
@@ -630,6 +656,10 @@ def test_fig5_end_to_end(lin_env, capsys):
         assert r.noise_band == pytest.approx(np.quantile(ref, 0.9), rel=1e-4)
         assert r.frac_within_noise_band == pytest.approx(np.mean(y <= r.noise_band), abs=1e-5)
         assert r.median_over_perfect == pytest.approx(np.median(y / ref.to_numpy()), rel=1e-4)
+        o = pts[(pts.case == "seeing_oracle") & (pts.survey == r.survey)].flux_difference
+        assert (r.oracle_frac_within_noise_band == pytest.approx(
+            np.mean(o.to_numpy() <= r.noise_band), abs=1e-5) if r.survey == "cfht"
+            else pd.isna(r.oracle_frac_within_noise_band))
         assert r.sigma_over_true == pytest.approx(r.sigma / r.true_noise_sigma, rel=1e-4)
         # "most": the bootstrap interval of the fraction (over galaxies) above one half
         assert r.frac_within_low <= r.frac_within_noise_band <= r.frac_within_high

@@ -133,6 +133,30 @@ def test_separate_learning_rates_reach_their_optimizers():
     assert float(trainer.lr_schedule(cfg, 1e-3)(cfg.lr_drop_every)) == pytest.approx(2e-4)
 
 
+def test_pretraining_has_its_own_rate_and_optimizer(tmp_path):
+    """--lr-pretrain drives the pre-training's own Adam; step one's autoencoder optimizer
+    starts fresh afterwards (no update counted) at --lr-auto."""
+    import tensorflow as tf
+    from tests.fakes import lin_batch
+    assert NoiseGANConfig(lr_auto=2e-4).lr_of("pretrain") == 2e-4   # falls back to A's
+    cfg = NoiseGANConfig(**dict(TINY, sdss_size=8, cfht_size=24, bands=1), auto_pretrain=3,
+                         lr_auto=1e-6, lr_pretrain=1e-2).validate()
+    m = trainer.build_step(cfg, "1")
+    before = [w.numpy().copy() for w in m.a_x.trainable_variables]
+    stream = tf.data.Dataset.from_tensors(lin_batch(cfg)).repeat()
+    trainer.pretrain_autoencoders(cfg, m, stream, tmp_path, progress=False)
+    assert int(m.auto_optimizer.iterations) == 0
+    assert trainer.current_lr(m.auto_optimizer) == pytest.approx(1e-6)
+    assert json.loads((tmp_path / trainer.PRETRAIN_FILE).read_text())["lr"] == 1e-2
+    # Adam moves a weight by about the rate per update: 3 updates at 1e-2 move the
+    # largest far more than 3 at --lr-auto's 1e-6 could.
+    moved = max(np.abs(w.numpy() - b).max() for w, b in zip(m.a_x.trainable_variables,
+                                                               before))
+    assert moved > 3e-3
+    with pytest.raises(ValueError, match="--lr-pretrain: variant a has no autoencoders"):
+        NoiseGANConfig(variant="a", lr_pretrain=1e-3).validate()
+
+
 def test_step2_domain_weights():
     cfg = NoiseGANConfig(**dict(TINY, sdss_size=8, cfht_size=24, bands=1),
                          step2_weight_cfht=8.0).validate()
@@ -157,7 +181,7 @@ def test_paper_preset_is_pinned():
     assert (d.content_weight, d.adv_reduction, d.variant) == (1000.0, "sum", "ours")
     assert (d.noise_init, d.auto_pretrain, d.step2_weight_sdss, d.step2_weight_cfht) == \
         ("paper", 0, 1.0, 1.0)
-    assert [d.lr_of(r) for r in ("auto", "disc", "noise", "gen")] == [1e-4] * 4
+    assert [d.lr_of(r) for r in ("auto", "pretrain", "disc", "noise", "gen")] == [1e-4] * 5
     assert train_cli.parse_args([])[0] == d
     from experiments.lin_common import PRESETS
     assert PRESETS["paper"]["train"] == {}
