@@ -88,10 +88,9 @@ class NoiseGANConfig:
     clip_norm: float = 5.0      # §IV-B: gradient clipping at global norm 5; Adam defaults
     # training recipe (issue 13); the defaults are the paper's, bit for bit
     lr_auto: float | None = None   # autoencoders' rate in step one (None: lr, §IV-B)
-    lr_pretrain: float | None = None  # rate of auto_pretrain, its own Adam (None: the
-                                   # step-one rate). Issue 13: 1e-3 then 1e-4 in step one,
-                                   # where 1e-3 makes A's errors jump from one checkpoint
-                                   # to the next and the emulators follow them
+    lr_pretrain: float | None = None  # auto_pretrain's rate, in an Adam of its own
+                                   # (None: step one's autoencoder optimizer makes those
+                                   # updates at lr_auto)
     lr_disc: float | None = None   # discriminators' rate (None: lr). Issue 13: 1e-4; at
                                    # 3e-3 the critic wins within ~200 iterations
     lr_noise: float | None = None  # noise emulators' rate (None: lr). Issue 13: 1e-4

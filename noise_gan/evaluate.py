@@ -159,8 +159,8 @@ def at_coarse_seeing(truth, fine: str = "cfht", coarse: str = "sdss") -> np.ndar
     simulator's truth). Each band is un-stretched to nanomaggies, convolved with
     :func:`seeing_kernel` (flux conserved) and stretched again; returns the same shape,
     float64. The fine survey's pixels, grid and depth are kept: what a translator that
-    knew the scene exactly at ``coarse``'s seeing could return, i.e. an upper bound on
-    what ``coarse``'s images hold (their pixels and noise lose more).
+    knew the scene exactly at ``coarse``'s seeing could return without inventing detail
+    (``coarse``'s own pixels and noise lose more).
     """
     from scipy.signal import fftconvolve
     from data.lin_pipeline import stretch, unstretch

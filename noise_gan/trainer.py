@@ -493,15 +493,18 @@ def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
     """``cfg.auto_pretrain`` autoencoder-only updates (eq. 1, sub-step (i) of step one)
     before step one's first iteration, on the first batches of the training stream (which
     step one then trains on again). Issue 13: the critic then compares noise with noise,
-    not with the blur of an untrained autoencoder. The updates use an Adam of their own at
-    ``cfg.lr_of("pretrain")``, so step one's autoencoder optimizer starts fresh at its
-    own rate. Not checkpointed on its own: a run killed before its first checkpoint
-    pre-trains again. Writes ``step1/pretrain.json``; returns the last losses.
-    ``progress``: a progress bar."""
+    not with the blur of an untrained autoencoder. With ``cfg.lr_pretrain`` set, the
+    updates use an Adam of their own at that rate and step one's autoencoder optimizer
+    starts fresh; otherwise that optimizer makes them (it counts them, so its rate
+    schedule runs ``auto_pretrain`` iterations ahead). Not checkpointed on its own: a
+    run killed before its first checkpoint pre-trains again. Writes
+    ``step1/pretrain.json``; returns the last losses. ``progress``: a progress bar."""
     from tqdm import tqdm
     from data.lin_pipeline import lin_data_errors
-    optimizer = make_optimizer(cfg, "pretrain")
-    optimizer.build(model.a_x.trainable_variables + model.a_y.trainable_variables)
+    optimizer = model.auto_optimizer
+    if cfg.lr_pretrain is not None:
+        optimizer = make_optimizer(cfg, "pretrain")
+        optimizer.build(model.a_x.trainable_variables + model.a_y.trainable_variables)
 
     def step(x, y):
         return model.autoencoder_step(x, y, optimizer)

@@ -6,6 +6,7 @@ total and after the high-pass filter, convergence over the last third of step 1)
 Tiny sizes: a simulated Lin set of 32 / 72 px stamps (6 test pairs with their noise-free
 truth), networks of width 2, eager steps.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -135,7 +136,8 @@ def test_separate_learning_rates_reach_their_optimizers():
 
 def test_pretraining_has_its_own_rate_and_optimizer(tmp_path):
     """--lr-pretrain drives the pre-training's own Adam; step one's autoencoder optimizer
-    starts fresh afterwards (no update counted) at --lr-auto."""
+    starts fresh afterwards (no update counted) at --lr-auto. Unset, that optimizer
+    makes the updates."""
     import tensorflow as tf
     from tests.fakes import lin_batch
     assert NoiseGANConfig(lr_auto=2e-4).lr_of("pretrain") == 2e-4   # falls back to A's
@@ -153,6 +155,11 @@ def test_pretraining_has_its_own_rate_and_optimizer(tmp_path):
     moved = max(np.abs(w.numpy() - b).max() for w, b in zip(m.a_x.trainable_variables,
                                                                before))
     assert moved > 3e-3
+    # Unset: step one's autoencoder optimizer makes (and counts) the updates.
+    plain = dataclasses.replace(cfg, lr_pretrain=None)
+    shared = trainer.build_step(plain, "1")
+    trainer.pretrain_autoencoders(plain, shared, stream, tmp_path, progress=False)
+    assert int(shared.auto_optimizer.iterations) == 3
     with pytest.raises(ValueError, match="--lr-pretrain: variant a has no autoencoders"):
         NoiseGANConfig(variant="a", lr_pretrain=1e-3).validate()
 
