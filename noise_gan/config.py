@@ -101,6 +101,11 @@ class NoiseGANConfig:
                                 # to a truth-free robust estimate of the training images
     auto_pretrain: int = 0      # autoencoder-only iterations before step 1 (paper: 0;
                                 # issue 13: 5,000, so the critic judges noise, not blur)
+    step2_lr_drop: float | None = None  # step two's drop factor (None: lr_drop). The cpu
+    step2_lr_drop_every: int | None = None  # preset: ÷10 after 2,000 of 3,000 iterations;
+                                    # at a constant 1e-3 the generators end wherever
+                                    # their swing is (a sky offset above the CFHT noise
+                                    # at one seed's last checkpoint)
     step2_weight_sdss: float = 1.0  # step 2 weight of the SDSS-domain terms (cycle x,
                                     # identity G^{Y->X}); paper/released code: 1
     step2_weight_cfht: float = 1.0  # ... of the CFHT-domain terms (cycle y, identity
@@ -154,6 +159,14 @@ class NoiseGANConfig:
         """Channels of ``band_set`` in the ugriz cubes, e.g. ``[2]`` for "r"."""
         return [ALL_BANDS.index(b) for b in self.band_set]
 
+    def lr_drop_of(self, step: str) -> tuple[float, int]:
+        """``(factor, every)`` of the §IV-B staircase in training step "1" or "2"."""
+        if step == "2":
+            return (self.lr_drop if self.step2_lr_drop is None else self.step2_lr_drop,
+                    self.lr_drop_every if self.step2_lr_drop_every is None
+                    else self.step2_lr_drop_every)
+        return self.lr_drop, self.lr_drop_every
+
     def iterations_of(self, step: str) -> int:
         """Iterations of training step "1" or "2"."""
         return self.step2_iterations if step == "2" and self.step2_iterations else self.iterations
@@ -196,6 +209,11 @@ class NoiseGANConfig:
                f"--auto-pretrain must be >= 0, got {self.auto_pretrain}")
         yield (self.auto_pretrain == 0 or self.two_step,
                f"--auto-pretrain: variant {self.variant} has no autoencoders")
+        for name in ("lr_drop", "lr_drop_every"):
+            v = getattr(self, f"step2_{name}")
+            flag = f"--step2-{name.replace('_', '-')}"
+            yield (v is None or v > 0, f"{flag} must be > 0, got {v}")
+            yield (v is None or self.two_step, f"{flag}: variant {self.variant} has no step 2")
         for dom in ("sdss", "cfht"):
             w = getattr(self, f"step2_weight_{dom}")
             yield (w > 0, f"--step2-weight-{dom} must be > 0, got {w}")

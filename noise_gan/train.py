@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="step 2 weight of the SDSS-domain cycle + identity terms")
     recipe.add_argument("--step2-weight-cfht", type=float, default=d.step2_weight_cfht,
                         help="step 2 weight of the CFHT-domain cycle + identity terms")
+    recipe.add_argument("--step2-lr-drop", type=float, default=d.step2_lr_drop,
+                        help="step 2: divide the generators' rate by this ... (default: "
+                             "--lr-drop)")
+    recipe.add_argument("--step2-lr-drop-every", type=int, default=d.step2_lr_drop_every,
+                        help="... every this many step-2 iterations (default: "
+                             "--lr-drop-every)")
     p.add_argument("--content-weight", type=float, default=d.content_weight,
                    help="baselines a-e: weight of the content losses (g, h: fixed "
                         "CycleGAN weights)")

@@ -54,21 +54,24 @@ PRETRAIN_FILE = "pretrain.json"
 
 # --- optimizers -------------------------------------------------------------------------
 
-def lr_schedule(cfg: NoiseGANConfig, lr: float | None = None):
+def lr_schedule(cfg: NoiseGANConfig, lr: float | None = None, step: str = "1"):
     """§IV-B: ``lr / lr_drop ** floor(iteration / lr_drop_every)``, evaluated on the
     optimizer's own (checkpointed) iteration count, so a resumed run keeps its place.
-    ``lr``: the initial rate (default ``cfg.lr``; issue 13's per-network rates)."""
+    ``lr``: the initial rate (default ``cfg.lr``; issue 13's per-network rates);
+    ``step``: the training step, whose drop it takes (``cfg.lr_drop_of``)."""
+    drop, every = cfg.lr_drop_of(step)
     return keras.optimizers.schedules.ExponentialDecay(
-        cfg.lr if lr is None else lr, decay_steps=cfg.lr_drop_every,
-        decay_rate=1.0 / cfg.lr_drop, staircase=True)
+        cfg.lr if lr is None else lr, decay_steps=every, decay_rate=1.0 / drop,
+        staircase=True)
 
 
-def make_optimizer(cfg: NoiseGANConfig, role: str | None = None):
+def make_optimizer(cfg: NoiseGANConfig, role: str | None = None, step: str = "1"):
     """Adam with default betas, gradients clipped to global norm ``clip_norm`` (§IV-B),
     wrapped in dynamic loss scaling under fp16 (as ``common.training.make_adam``).
-    ``role`` ("auto", "disc", "noise", "gen"): start at ``cfg.lr_of(role)``."""
+    ``role`` ("auto", "disc", "noise", "gen"): start at ``cfg.lr_of(role)``; ``step``:
+    the training step it serves (its rate drops by ``cfg.lr_drop_of(step)``)."""
     lr = cfg.lr if role is None else cfg.lr_of(role)
-    opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg, lr),
+    opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg, lr, step),
                                 global_clipnorm=cfg.clip_norm)
     if cfg.precision == "fp16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -131,7 +134,7 @@ def build_step(cfg: NoiseGANConfig, step: str = "1"):
         n = build_networks(cfg, ("g_x2y", "g_y2x", "ne_x", "ne_y"))
         model = NoiseStep2(**n, **_common(cfg), weight_sdss=cfg.step2_weight_sdss,
                            weight_cfht=cfg.step2_weight_cfht, name="noise_step2")
-        model.compile(make_optimizer(cfg, "gen"), **kw)
+        model.compile(make_optimizer(cfg, "gen", step="2"), **kw)
     else:
         if step != "1":
             raise ValueError(f"variant {cfg.variant} trains in one step: use --step 1 or "

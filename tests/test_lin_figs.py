@@ -489,7 +489,9 @@ def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
         assert cfg.lr_of("disc") == 1e-4 and cfg.lr_of("gen") == 1e-3
     assert (ours.noise_init, ours.auto_pretrain, ours.lr_of("noise")) == ("data", 5000, 1e-4)
     assert (ours.lr_of("pretrain"), ours.lr_of("auto"), ours.step2_iterations) == \
-        (1e-3, 1e-3, 4000)
+        (1e-3, 1e-3, 3000)
+    assert (ours.lr_drop_of("1"), ours.lr_drop_of("2")) == ((1.0, 20000), (10.0, 2000))
+    assert (a.step2_lr_drop, a.step2_lr_drop_every) == (None, None)
     assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto, a.lr_pretrain) == \
         ("paper", 0, None, None, None)
     assert (f.noise_init, f.auto_pretrain, f.lr_of("noise")) == ("data", 0, 1e-4)

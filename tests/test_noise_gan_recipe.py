@@ -134,6 +134,30 @@ def test_separate_learning_rates_reach_their_optimizers():
     assert float(trainer.lr_schedule(cfg, 1e-3)(cfg.lr_drop_every)) == pytest.approx(2e-4)
 
 
+def test_step_two_has_its_own_rate_drop():
+    """--step2-lr-drop(-every) reach step two's generator optimizer only: step one's
+    optimizers and a one-step variant's generators keep --lr-drop(-every)."""
+    kw = dict(TINY, sdss_size=8, cfht_size=24, bands=1, lr=1e-3)
+    cfg = NoiseGANConfig(**kw, step2_lr_drop=10.0, step2_lr_drop_every=3).validate()
+    assert cfg.lr_drop_of("2") == (10.0, 3) and cfg.lr_drop_of("1") == (5.0, 20000)
+
+    def rates(optimizer):   # the rate at the optimizer's iterations 0, 2, 3, 6
+        out = []
+        for i in (0, 2, 3, 6):
+            optimizer.iterations.assign(i)
+            out.append(trainer.current_lr(optimizer))
+        return out
+    assert rates(trainer.build_step(cfg, "2").gen_optimizer) == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-5])
+    for opt in trainer.optimizers_of(trainer.build_step(cfg, "1")):
+        assert rates(opt) == pytest.approx([1e-3] * 4)
+    assert NoiseGANConfig(**kw).lr_drop_of("2") == (5.0, 20000)   # unset: the paper's
+    for bad, match in ((dict(step2_lr_drop=0.0), "--step2-lr-drop must be > 0"),
+                       (dict(variant="a", step2_lr_drop_every=5), "variant a has no step 2")):
+        with pytest.raises(ValueError, match=match):
+            NoiseGANConfig(**kw, **bad).validate()
+
+
 def test_pretraining_has_its_own_rate_and_optimizer(tmp_path):
     """--lr-pretrain drives the pre-training's own Adam; step one's autoencoder optimizer
     starts fresh afterwards (no update counted) at --lr-auto. Unset, that optimizer
