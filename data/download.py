@@ -5,7 +5,8 @@ A module offers subcommand objects (its ``SUBCOMMANDS`` sequence; else itself; e
 module-level objects having both) with ``add_parser(subparsers)`` (adds one or more
 subparsers) and ``run(args) -> int | None`` (``None`` means 0; a subparser may instead
 ``set_defaults(run=...)``). A missing optional module is skipped. Here: ``legacy``, the Luo et al. (§2.4) JPEG triplets from the
-Legacy Survey viewer; ``sdss-fits`` / ``cfht-fits`` come from ``data.fits_download``.
+Legacy Survey viewer; ``sdss-fits`` / ``cfht-fits`` come from ``data.fits_download``,
+``pairs`` from ``data.lin_pairs``.
 
 ``legacy``: for every galaxy of ``--manifest`` (from ``python -m data.catalog``) and each
 of sdss, decals, hsc, GET::
@@ -69,7 +70,7 @@ from data.render import blank_fraction, blank_level, is_blank
 from data.surveys import LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey
 
 #: Modules contributing subcommands, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES = ("data.download", "data.fits_download")
+SUBCOMMAND_MODULES = ("data.download", "data.fits_download", "data.lin_pairs")
 
 DEFAULT_BASE = "https://www.legacysurvey.org"
 CUTOUT_PATH = "viewer/jpeg-cutout"

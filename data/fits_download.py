@@ -959,9 +959,6 @@ class _CfhtFits:
 SDSS_FITS = _SdssFits()
 CFHT_FITS = _CfhtFits()
 
-# ``pairs`` lives in data.lin_pairs, which imports this module (complete by now).
-from data.lin_pairs import PAIRS  # noqa: E402
-
 #: Subcommands ``data.download`` picks up (each has ``add_parser(subparsers)`` and
-#: ``run(args)``).
-SUBCOMMANDS = (SDSS_FITS, CFHT_FITS, PAIRS)
+#: ``run(args)``); ``pairs`` comes from ``data.lin_pairs``, which builds on this module.
+SUBCOMMANDS = (SDSS_FITS, CFHT_FITS)
