@@ -102,11 +102,11 @@ def seeing_oracle(ours: dict, perfect: dict | None) -> dict | None:
     """``{"cfht": CFHT truth at SDSS's seeing + the perfect model's noise}``, or None.
 
     The ceiling of the SDSS -> CFHT direction for a translator that invents nothing: it
-    knows each scene exactly as SDSS's seeing shows it (``noise_gan.evaluate.
-    at_coarse_seeing``; without SDSS's pixels or noise, which lose more) and adds the same
-    emulator noise as the perfect model. A translator beats it only by guessing detail
-    the seeing erased (from what galaxies usually look like).
-    CFHT -> SDSS has no such loss (CFHT's seeing is the sharper), so no entry."""
+    knows each scene exactly as SDSS's seeing shows it (``evaluate.at_coarse_seeing``;
+    without SDSS's pixels or noise, which lose more) and adds the same emulator noise as
+    the perfect model. A translator beats it only by guessing detail the seeing erased
+    (from what galaxies usually look like). CFHT -> SDSS has no such loss (CFHT's seeing
+    is the sharper), so no entry."""
     if perfect is None:
         return None
     from noise_gan import evaluate as ev

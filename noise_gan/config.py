@@ -148,7 +148,7 @@ class NoiseGANConfig:
 
     def lr_of(self, role: str) -> float:
         """Initial rate of the optimizer of ``role`` (one of ``LR_ROLES``): its own
-        ``lr_<role>`` if set, else ``lr``."""
+        ``lr_<role>`` if set, else ``lr`` ("pretrain": else the autoencoders' rate)."""
         own = getattr(self, f"lr_{role}")
         if own is None:
             return self.lr_of("auto") if role == "pretrain" else self.lr

@@ -68,7 +68,7 @@ def lr_schedule(cfg: NoiseGANConfig, lr: float | None = None, step: str = "1"):
 def make_optimizer(cfg: NoiseGANConfig, role: str | None = None, step: str = "1"):
     """Adam with default betas, gradients clipped to global norm ``clip_norm`` (§IV-B),
     wrapped in dynamic loss scaling under fp16 (as ``common.training.make_adam``).
-    ``role`` ("auto", "disc", "noise", "gen"): start at ``cfg.lr_of(role)``; ``step``:
+    ``role`` (one of ``config.LR_ROLES``): start at ``cfg.lr_of(role)``; ``step``:
     the training step it serves (its rate drops by ``cfg.lr_drop_of(step)``)."""
     lr = cfg.lr if role is None else cfg.lr_of(role)
     opt = keras.optimizers.Adam(learning_rate=lr_schedule(cfg, lr, step),

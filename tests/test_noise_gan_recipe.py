@@ -136,7 +136,7 @@ def test_separate_learning_rates_reach_their_optimizers():
 
 def test_step_two_has_its_own_rate_drop():
     """--step2-lr-drop(-every) reach step two's generator optimizer only: step one's
-    optimizers and a one-step variant's generators keep --lr-drop(-every)."""
+    optimizers keep --lr-drop(-every), and a one-step variant refuses them."""
     kw = dict(TINY, sdss_size=8, cfht_size=24, bands=1, lr=1e-3)
     cfg = NoiseGANConfig(**kw, step2_lr_drop=10.0, step2_lr_drop_every=3).validate()
     assert cfg.lr_drop_of("2") == (10.0, 3) and cfg.lr_drop_of("1") == (5.0, 20000)
