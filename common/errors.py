@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 import sys
 
-from data.layout import DataError
+
+class DataError(ValueError):
+    """Bad or missing input data. The message names the file or value at fault."""
+
 
 
 class _LineTracker:

@@ -6,6 +6,7 @@ from pathlib import Path
 import tensorflow as tf
 from tqdm import tqdm
 
+from common.images import denormalize
 from common.metrics import MetricSet
 from data import pipeline
 
@@ -33,8 +34,8 @@ def score_split(root: Path, source: str, target: str, *, predict_fn=None,
     with pipeline.data_errors(ds):
         for x_low, x_high in ds:
             x = x_low if predict_fn is None else predict_fn(x_low)
-            pred = pipeline.denormalize(x, tf.uint8).numpy()
-            real = pipeline.denormalize(x_high, tf.uint8).numpy()
+            pred = denormalize(x, tf.uint8).numpy()
+            real = denormalize(x_high, tf.uint8).numpy()
             scores.update(pred, real)
             for acc in extras:
                 acc.update(pred, real)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from common.choices import AUTO, PRECISIONS, STRATEGIES
 from common.io import atomic_path, atomic_write_text
-from data.pipeline import denormalize
+from common.images import denormalize
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"

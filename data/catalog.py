@@ -58,8 +58,9 @@ import pandas as pd
 from common.cli import Parser
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, file_sha256
+from common.errors import DataError
 from data.http import FetchError, HttpClient
-from data.layout import DataError, check_id, data_root, manifest_path
+from data.layout import check_id, data_root, manifest_path
 from data.surveys import HSC_WIDE_BOXES, NMGY_ZEROPOINT
 
 #: Galaxy Zoo DECaLS volunteer votes, DR5 (Walmsley et al. 2022), on Zenodo.

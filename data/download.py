@@ -63,9 +63,10 @@ from tqdm import tqdm
 from common.cli import HelpFormatter, Parser, positive_int
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, clean_stale_tmp
+from common.errors import DataError
 from data import layout
 from data.http import FetchError, HttpClient
-from data.layout import DataError, image_path, manifest_path
+from data.layout import image_path, manifest_path
 from data.render import blank_fraction, blank_level, is_blank
 from data.surveys import LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey
 

@@ -115,9 +115,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 from tqdm import tqdm
 
 from common.io import atomic_path, atomic_write_text
+from common.errors import DataError
 from data import surveys
 from data.http import FetchError, HttpClient
-from data.layout import DataError, check_id, data_root, fits_path
+from data.layout import check_id, data_root, fits_path
 
 SDSS_BASE = "https://data.sdss.org/sas/dr17"
 SDSS_RERUN = 301

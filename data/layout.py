@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.errors import DataError
+
 #: Repository root (the folder holding ``data/``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,10 +48,6 @@ TRUTH = "truth"
 
 #: Catalogue ids become file names, so they must be plain: letters, digits, ``+-._``.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+\-._]{0,127}$")
-
-
-class DataError(ValueError):
-    """Bad or missing input data. The message names the file or value at fault."""
 
 
 def data_root() -> Path:

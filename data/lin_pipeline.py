@@ -33,7 +33,9 @@ import numpy as np
 import tensorflow as tf
 from astropy.io import fits
 
-from data.layout import DataError, check_id
+from common.errors import DataError
+from data.layout import check_id
+
 from data.surveys import LIN_CFHT_SIZE, LIN_SDSS_SIZE
 
 #: Bands along the last axis, in order (``data.fits_download.BANDS``).

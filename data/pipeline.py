@@ -50,7 +50,10 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
-from data.layout import DataError, image_path, manifest_path, read_manifest
+from common.errors import DataError
+from common.images import normalize
+from data.layout import image_path, manifest_path, read_manifest
+
 from data.render import BLANK_MEAN_TOL, BLANK_STD, blank_level, is_blank
 from data.surveys import LUO_SIZE, LUO_SURVEYS, get_survey
 
@@ -78,27 +81,6 @@ SHUFFLE_RECORDS = 2048
 
 
 # ---------------------------------------------------------------------------- scaling
-def normalize(x) -> tf.Tensor:
-    """Pixels ``[0, 255]`` (uint8 or float, any shape) -> float32 ``[-1, 1]``.
-
-    Eq. 8 of Luo et al.: ``x* = (x - 127.5) / 127.5``. Inverse: :func:`denormalize`.
-    """
-    return (tf.cast(x, tf.float32) - 127.5) / 127.5
-
-
-def denormalize(x, dtype=tf.float32) -> tf.Tensor:
-    """float ``[-1, 1]`` (e.g. generator output, any shape) -> pixels ``[0, 255]``.
-
-    Inverts eq. 8, ``x = 127.5 x* + 127.5``, then clips to ``[0, 255]``. With
-    ``dtype=tf.uint8`` the values are rounded to the nearest integer first, so
-    ``denormalize(normalize(u), tf.uint8) == u`` for any uint8 ``u``.
-    """
-    x = tf.clip_by_value(tf.cast(x, tf.float32) * 127.5 + 127.5, 0.0, 255.0)
-    if tf.as_dtype(dtype) == tf.uint8:
-        return tf.cast(tf.round(x), tf.uint8)
-    return tf.cast(x, dtype)
-
-
 # ---------------------------------------------------------------------------- checks
 def survey_blank(survey: str) -> int:
     """Grey level (0..255) of a zero-flux pixel in ``survey``'s JPEGs; ``ValueError``

@@ -53,7 +53,8 @@ import numpy as np
 from common.cli import Parser, positive_int
 from common.errors import run_cli
 from common.io import clean_stale_tmp, file_sha256
-from data.layout import DataError, SPLITS, image_path, manifest_path, read_manifest
+from common.errors import DataError
+from data.layout import SPLITS, image_path, manifest_path, read_manifest
 from data.surveys import LUO_SURVEYS, get_survey
 
 SHARD_DIR = "shards"

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from common.cli import Parser, positive_int
-from common.errors import run_cli
+from common.errors import DataError, run_cli
 from common.io import atomic_write, clean_stale_tmp
 from data import fits_download, layout, render
 from data.surveys import (DECALS_PSF_DEPTH, FWHM_PER_SIGMA, LIN_CFHT_SIZE, LIN_SDSS_SIZE,
@@ -683,11 +683,11 @@ def _check_config(cfg: SimConfig | LinSimConfig) -> None:
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise layout.DataError(f"{path}: unreadable ({e})") from None
+            raise DataError(f"{path}: unreadable ({e})") from None
         if old != mine:
             diff = ", ".join(f"{k}={old.get(k)!r} (now {mine.get(k)!r})"
                              for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k))
-            raise layout.DataError(f"{cfg.out} was simulated with other settings: {diff}; "
+            raise DataError(f"{cfg.out} was simulated with other settings: {diff}; "
                                    f"delete it to simulate it anew, or use another --out")
         return
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
@@ -701,9 +701,9 @@ def _start(cfg: SimConfig | LinSimConfig, man: Path, counts: dict[str, int]) -> 
     if not any(counts.values()):
         raise ValueError(f"nothing to simulate: {' = '.join(counts)} = 0")
     if cfg.out.exists() and not cfg.out.is_dir():
-        raise layout.DataError(f"--out {cfg.out} exists and is not a folder")
+        raise DataError(f"--out {cfg.out} exists and is not a folder")
     if man.exists() and not (cfg.out / CONFIG_FILE).exists():
-        raise layout.DataError(f"{cfg.out} holds a {man.name} but no {CONFIG_FILE}: a set "
+        raise DataError(f"{cfg.out} holds a {man.name} but no {CONFIG_FILE}: a set "
                                "that was not simulated; use another --out")
     _check_config(cfg)
     for d in (cfg.out, *cfg.out.glob("*/*")):  # every folder of both layouts

@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write, file_sha256  # noqa: E402
-from data.layout import REPO_ROOT, DataError, data_root  # noqa: E402
+from common.errors import DataError
+from data.layout import REPO_ROOT, data_root  # noqa: E402
 
 #: Cases in the paper's order (Figs. 4-6). (g) CycleGAN and (h) Augmented CycleGAN
 #: translate CFHT regridded to the SDSS grid (§IV-B; ``noise_gan.cyclegan``): their CFHT

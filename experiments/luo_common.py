@@ -160,7 +160,7 @@ def translate(fn, images: np.ndarray, batch: int = 16) -> np.ndarray:
     exactly as a saved pseudo-HSC PNG (``data.pipeline.denormalize``)."""
     import tensorflow as tf
 
-    from data.pipeline import denormalize, normalize
+    from common.images import denormalize, normalize
     out = []
     for lo in range(0, len(images), batch):
         x = normalize(tf.convert_to_tensor(images[lo:lo + batch]))

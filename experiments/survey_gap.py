@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from common.cli import Parser, add_verbose, positive_int  # noqa: E402
 from common.io import atomic_write  # noqa: E402
 from common.paper import TABLE1  # noqa: E402
+from common.errors import DataError
 from data import layout, render  # noqa: E402
 from data.simulate import SimConfig, ensure_simulated  # noqa: E402
 
@@ -58,7 +59,7 @@ def survey_gap(root: Path, split: str = "test", batch: int = 100) -> pd.DataFram
     from common import metrics
     ids = layout.read_manifest(root, split)["id"].tolist()
     if not ids:
-        raise layout.DataError(f"{layout.manifest_path(root)} has no {split!r} rows")
+        raise DataError(f"{layout.manifest_path(root)} has no {split!r} rows")
     vals = {s: {k: [] for k in ("rmse", "psnr", "ssim")} for s in PAPER}
     bg = {s: [] for s in ("sdss", "decals", "hsc")}
     for lo in range(0, len(ids), batch):

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def list_fits(inputs) -> list[Path]:
     """Files named in ``inputs`` (a path or a list of paths: FITS files, or folders whose
     ``*.fits`` are taken in sorted order); a ``DataError`` if one is missing or none."""
-    from data.layout import DataError
+    from common.errors import DataError
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files: list[Path] = []
@@ -83,7 +83,7 @@ def read_input(path: Path, size: int):
     """``([size, size, 5] float32 nanomaggies, header, wcs)`` of one cube; ``DataError``
     naming the file for a wrong size, a missing band or NaN/inf pixels."""
     from data.fits_download import BANDS, read_cube
-    from data.layout import DataError
+    from common.errors import DataError
     cube, wcs, hdr = read_cube(path)  # raises for unreadable files and non-[5, H, W]
     bands = str(hdr.get("BANDS", "".join(BANDS)))
     if bands != "".join(BANDS):

@@ -317,7 +317,7 @@ def output_paths(files: Sequence, out_dir: Path, suffix: str) -> dict:
     """``{input: out_dir/<stem>.<suffix>}``; a one-line ``DataError`` naming two inputs
     that would share an output (same stem, e.g. ``a.jpg`` and ``a.jpeg``, or stems that
     differ only in case, which collide on case-insensitive file systems)."""
-    from data.layout import DataError
+    from common.errors import DataError
     seen, out = {}, {}
     for f in files:
         stem = Path(f).stem
@@ -349,7 +349,7 @@ def _chunked_map(fn, items: Sequence, workers: int, desc: str = "", progress=Fal
 def check_made_by(model: Model, existing: Sequence[Path], workers: int = 4) -> None:
     """One-line ``DataError`` unless every output in ``existing`` carries ``model``'s
     hash: a rerun with another model must not keep the old model's images."""
-    from data.layout import DataError
+    from common.errors import DataError
     other = [(p, tag) for p, tag in _chunked_map(read_tag, existing, workers)
              if tag != model.sha256]
     if other:
@@ -411,7 +411,7 @@ def check_inputs(files: Sequence[str], blank: int | None, workers: int = 4,
     square RGB JPEG, blank) and, when the inputs mix sizes, naming one file of each
     size: all problems in one report, before anything is converted.
     """
-    from data.layout import DataError
+    from common.errors import DataError
 
     def side(f):
         arr, reason = _read_image(f, None, blank)
@@ -464,8 +464,9 @@ def convert(model, inputs, out_dir, *, batch_size=32, fmt="png", survey=None,
     import tensorflow as tf
     from tqdm import tqdm
 
+    from common.errors import DataError
+    from common.images import denormalize
     from data import pipeline
-    from data.layout import DataError
 
     model = as_model(model)
     blank = _blank(survey)
@@ -492,7 +493,7 @@ def convert(model, inputs, out_dir, *, batch_size=32, fmt="png", survey=None,
             img, outputs[src.decode()], fmt, model.sha256)
         with ThreadPoolExecutor(max_workers=workers) as pool, pipeline.data_errors(ds):
             for images, paths in ds:
-                fake = pipeline.denormalize(fn(images), dtype=tf.uint8).numpy()
+                fake = denormalize(fn(images), dtype=tf.uint8).numpy()
                 list(pool.map(save, fake, paths.numpy()))
                 bar.update(len(fake))
         bar.close()
@@ -543,7 +544,7 @@ def iter_manifest(path, id_column="id", path_column="path"):
     ``DataError`` if the file or a column is missing."""
     import csv
 
-    from data.layout import DataError
+    from common.errors import DataError
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest {path} not found")
@@ -567,7 +568,7 @@ def check_ids(manifest, shard=(0, 1), id_column="id", path_column="path") -> Non
     are skipped (recorded as failed, no output). Memory: one set of the shard's ids."""
     import re
 
-    from data.layout import DataError
+    from common.errors import DataError
     i, n = shard
 
     def rows():
@@ -658,7 +659,7 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
     from tqdm import tqdm
 
     from common.io import atomic_write_text
-    from data.layout import DataError
+    from common.errors import DataError
 
     model = as_model(model)
     i, n = shard
@@ -780,7 +781,7 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
 def _manifest_cli(args, make_model) -> None:
     """``--manifest``: convert the shard; a ``DataError`` (exit 2) if rows failed,
     unless ``--allow-failures``."""
-    from data.layout import DataError
+    from common.errors import DataError
     c = predict_manifest(
         make_model(), args.manifest, args.out, shard=args.shard_index,
         batch_size=args.batch_size, fmt=args.format, survey=args.survey,
@@ -804,7 +805,7 @@ def merge(out_dir) -> dict:
     import re
 
     from common.io import atomic_write_text
-    from data.layout import DataError
+    from common.errors import DataError
     out_dir = Path(out_dir)
     found = {}
     for pth in sorted(out_dir.glob("shard-*-of-*.csv")):
@@ -857,7 +858,7 @@ def merge(out_dir) -> dict:
 
 
 def _merge_cli(out_dir) -> None:
-    from data.layout import DataError
+    from common.errors import DataError
     t = merge(out_dir)
     model = f" (model sha256 {t['model'][:16]})" if t["model"] else ""
     print(f"wrote {Path(out_dir) / 'index.csv'}: {t['shards']} shards, {t['rows']} rows, "

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from common import training
 from common.io import atomic_path
+from common.errors import DataError
 from data import pipeline
-from data.layout import DataError, read_manifest
+from data.layout import read_manifest
 from pix2wgan.config import Pix2WGANConfig
 from pix2wgan.model import Pix2WGAN
 

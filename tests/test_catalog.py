@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.errors import DataError
 from data import catalog
 from data.catalog import CatalogConfig, build_catalog, fetch_catalog, parse_args, safe_id
 from data.http import HttpClient
-from data.layout import DataError, check_id
+from data.layout import check_id
 from data.surveys import HSC_WIDE_BOXES
 from tests.fake_servers import Reply, Script, fake_server, text_reply  # noqa: F401
 

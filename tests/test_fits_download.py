@@ -18,13 +18,14 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from common.errors import DataError
 from data import surveys
 from data.fits_download import (BANDS, CFHT_FITS, SDSS_FITS, SQL_SEARCH, CutoutError,
                                 State, cube_header, download_cfht, download_sdss,
                                 fields_path, lookup_sql, parse_skyserver_csv, read_cube,
                                 sample_nearest, stamp_wcs, state_path, write_cube)
 from data.http import FetchError, HttpClient
-from data.layout import DataError, fits_path
+from data.layout import fits_path
 from data.lin_pairs import PAIRS, make_sets, separation_arcsec
 from tests.fake_servers import Reply, Script, fake_server, unavailable  # noqa: F401
 

@@ -12,7 +12,7 @@ import pytest
 from common import io
 from common.cli import Parser, positive_int
 from common.errors import run_cli
-from data.layout import DataError
+from common.errors import DataError
 from tests.fakes import make_fake
 
 

@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from common.errors import DataError
 from data import layout
 from tests import fakes
 
@@ -16,6 +17,6 @@ def test_duplicate_ids_in_the_manifest_are_an_error(tmp_path):
     man.write_text("\n".join(rows + [rows[1], rows[4].replace("test", "train"), rows[1]])
                    + "\n")
     for split in (None, "train", "test"):
-        with pytest.raises(layout.DataError, match=rf"^{re.escape(str(man))}: duplicate "
+        with pytest.raises(DataError, match=rf"^{re.escape(str(man))}: duplicate "
                            r"id\(s\) 'g00', 'g03'; every galaxy must be listed once$"):
             layout.read_manifest(root, split)

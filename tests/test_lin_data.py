@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from astropy.io import fits
 
+from common.errors import DataError
 from data import fits_download, layout, lin_pipeline as lp, simulate
-from data.layout import DataError
 from data.simulate import LinSimConfig
 from data.surveys import CFHT, SDSS
 

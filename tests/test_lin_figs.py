@@ -501,7 +501,7 @@ def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
 
 def test_a_run_trained_under_other_settings_is_refused(lin_env, tmp_path):
     from common import training
-    from data.layout import DataError
+    from common.errors import DataError
     cfg = lc.case_config("a", "tiny", lin_env["root"])
     old = tmp_path / "lin" / "tiny" / "a"
     old.mkdir(parents=True)

@@ -7,8 +7,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from common import images
+from common.errors import DataError
 from data import pipeline
-from data.layout import DataError, image_path
+from data.layout import image_path
 from data.render import blank_level
 from data.surveys import get_survey
 from tests import fakes
@@ -47,14 +49,14 @@ def _d4(img):
 # ------------------------------------------------------------------ scaling
 def test_normalize_denormalize_round_trip_and_ranges():
     u = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
-    x = pipeline.normalize(u)
+    x = images.normalize(u)
     assert x.dtype == tf.float32
     assert float(tf.reduce_min(x)) == -1.0 and float(tf.reduce_max(x)) == 1.0
-    assert float(pipeline.normalize(np.float32(127.5))) == 0.0  # eq. 8's midpoint
-    np.testing.assert_array_equal(pipeline.denormalize(x, tf.uint8).numpy(), u)
-    np.testing.assert_allclose(pipeline.denormalize(x).numpy(), u, atol=1e-4)
+    assert float(images.normalize(np.float32(127.5))) == 0.0  # eq. 8's midpoint
+    np.testing.assert_array_equal(images.denormalize(x, tf.uint8).numpy(), u)
+    np.testing.assert_allclose(images.denormalize(x).numpy(), u, atol=1e-4)
     # generator output slightly out of [-1, 1] is clipped into [0, 255]
-    np.testing.assert_array_equal(pipeline.denormalize([-1.5, 0.0, 1.2]).numpy(),
+    np.testing.assert_array_equal(images.denormalize([-1.5, 0.0, 1.2]).numpy(),
                                   [0.0, 127.5, 255.0])
 
 
@@ -70,7 +72,7 @@ def test_eval_batches_shape_dtype_range_and_values(root):
             assert -1.0 <= float(tf.reduce_min(t)) and float(tf.reduce_max(t)) <= 1.0
         for k, gid in enumerate(gids.numpy()):
             for t, s in ((x, "sdss"), (y, "hsc")):
-                want = pipeline.normalize(_decode(image_path(root, "test", s, gid.decode())))
+                want = images.normalize(_decode(image_path(root, "test", s, gid.decode())))
                 np.testing.assert_allclose(t[k].numpy(), want.numpy(), atol=1e-6)
 
 
@@ -83,7 +85,7 @@ def test_training_augments_input_and_target_identically(tmp_path):
         for x, y, gids in ds:
             np.testing.assert_array_equal(x.numpy(), y.numpy())
             for k, gid in enumerate(gids.numpy()):
-                orig = pipeline.normalize(
+                orig = images.normalize(
                     _decode(image_path(root, "train", "sdss", gid.decode()))).numpy()
                 errs = [np.abs(x[k].numpy() - c).max() for c in _d4(orig)]
                 assert min(errs) < 1e-6  # it is one of the 8 flips/rotations
@@ -104,7 +106,7 @@ def test_augment_off_shuffles_only(root):
     assert sorted(order) == [f"g0{i}" for i in range(N_TRAIN)]
     assert order != sorted(order)  # shuffled (fixed seed: not by luck)
     for k, gid in enumerate(order):
-        want = pipeline.normalize(_decode(image_path(root, "train", "sdss", gid)))
+        want = images.normalize(_decode(image_path(root, "train", "sdss", gid)))
         np.testing.assert_array_equal(x[k].numpy(), want.numpy())
 
 
@@ -141,13 +143,13 @@ def test_streams_from_files_at_iteration_time(root):
     fakes.write_jpeg(path, new)  # replaced after the dataset was built
     x, y, gids = next(iter(ds))
     k = [g.decode() for g in gids.numpy()].index("g07")
-    np.testing.assert_allclose(y[k].numpy(), pipeline.normalize(_decode(path)).numpy(),
+    np.testing.assert_allclose(y[k].numpy(), images.normalize(_decode(path)).numpy(),
                                atol=1e-6)
 
 
 def test_source_and_target_any_survey(root):
     x, y = next(iter(_ds(root, source="hsc", target="decals")))
-    want = pipeline.normalize(_decode(image_path(root, "test", "decals", "g06")))
+    want = images.normalize(_decode(image_path(root, "test", "decals", "g06")))
     np.testing.assert_allclose(y[0].numpy(), want.numpy(), atol=1e-6)
 
 

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from common.errors import DataError
 from data import pipeline, shard
-from data.layout import DataError, image_path, read_manifest
+from data.layout import image_path, read_manifest
 from tests import fakes
 
 SIZE = 32

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from common.io import _host
+from common.errors import DataError
 from data import layout, render, simulate
 from data.simulate import SimConfig
 from data.surveys import get_survey
@@ -99,7 +100,7 @@ def test_resume_regenerates_only_missing(ds, tmp_path):
 def test_resume_refuses_other_settings(ds, tmp_path):
     root = tmp_path / "o"
     shutil.copytree(ds, root)
-    with pytest.raises(layout.DataError, match="seed"):
+    with pytest.raises(DataError, match="seed"):
         simulate.simulate(_cfg(root, seed=SEED + 1))
 
 
