@@ -101,7 +101,6 @@ import os
 import shutil
 import string
 import threading
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -111,14 +110,16 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 from tqdm import tqdm
 
-from common.io import atomic_path, atomic_write_text
+from common.io import atomic_write_text
 from common.errors import DataError
 from data import surveys
 from data.http import FetchError, HttpClient
-from data.layout import check_id, data_root, fits_path
+from data.cube import (BANDS, POOL, CutoutError, check_stamp, cube_header, default_out,
+                        image_hdu, make_cube, sample_nearest, stamp_wcs, write_cube)
+from data.layout import check_id, fits_path
 
 SDSS_BASE = "https://data.sdss.org/sas/dr17"
 SDSS_RERUN = 301
@@ -130,164 +131,7 @@ LOOKUP_SAVE_EVERY = 200  # batches between rewrites of the cache
 CADC_BASE = "https://ws-cadc.canfar.net"
 CADC_SYNC = "caom2ops/sync"
 CFHT_URI_TEMPLATE = "cadc:CFHTSG/{tile}.{BAND}.fits"
-BANDS = ("u", "g", "r", "i", "z")
-POOL = "pool"
 CACHE = ".cache"
-
-
-class CutoutError(Exception):
-    """One galaxy's stamp cannot be made; ``str(err)`` is the one-line reason."""
-
-
-def default_out() -> Path:
-    """Default dataset root for the Lin et al. FITS sets: ``<data_root>/lin2021``."""
-    return data_root() / "lin2021"
-
-
-# --------------------------------------------------------------------------- stamps
-def stamp_wcs(ra: float, dec: float, size: int, pixscale: float) -> WCS:
-    """North-up, east-left TAN WCS of a ``size x size`` stamp centred on ``(ra, dec)``
-    (degrees) with ``pixscale`` arcsec/px; ``(ra, dec)`` is at FITS pixel
-    ``((size + 1) / 2, (size + 1) / 2)``, the middle of the stamp."""
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.cunit = ["deg", "deg"]
-    w.wcs.crval = [float(ra), float(dec)]
-    w.wcs.crpix = [(size + 1) / 2.0, (size + 1) / 2.0]
-    w.wcs.cdelt = [-pixscale / 3600.0, pixscale / 3600.0]
-    w.wcs.radesys = "ICRS"
-    w.wcs.equinox = 2000.0
-    w.wcs.set()
-    return w
-
-
-_TIE = 1e-6
-
-
-def sample_nearest(image: np.ndarray, src: WCS, dst: WCS, size: int) -> np.ndarray:
-    """Nearest-pixel regridding of ``image`` (``[h, w]``, WCS ``src``) onto the
-    ``size x size`` grid of ``dst``; returns ``[size, size]`` float64 in the image's units.
-
-    Raises ``CutoutError`` ("... does not cover ...") if any output pixel falls outside
-    ``image``.
-    """
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    ra, dec = dst.pixel_to_world_values(xx, yy)
-    sx, sy = src.world_to_pixel_values(ra, dec)
-    if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
-        raise CutoutError("stamp does not map onto the image (bad WCS)")
-    # Round half down, with a margin far above the WCS round-off (~1e-9 px): a grid at
-    # exactly half a pixel's phase would otherwise round some pixels up and some down,
-    # picking one source column twice and skipping its neighbour.
-    ix = np.floor(np.asarray(sx) + (0.5 - _TIE)).astype(np.int64)
-    iy = np.floor(np.asarray(sy) + (0.5 - _TIE)).astype(np.int64)
-    h, w = image.shape
-    outside = (ix < 0) | (ix >= w) | (iy < 0) | (iy >= h)
-    if outside.any():
-        raise CutoutError(f"the {h}x{w} px image does not cover the {size}x{size} stamp "
-                          f"({int(outside.sum())} px outside)")
-    return np.asarray(image, np.float64)[iy, ix]
-
-
-def check_stamp(stamp: np.ndarray, band: str, size: int) -> None:
-    """Raise ``CutoutError`` for a wrong shape, NaN / inf pixels or a blank band."""
-    if stamp.shape != (size, size):
-        raise CutoutError(f"wrong shape {stamp.shape} in band {band} "
-                          f"(expected {size}x{size})")
-    n_nan = int(np.isnan(stamp).sum())
-    if n_nan:
-        raise CutoutError(f"NaN pixels in band {band} ({n_nan} of {stamp.size})")
-    n_inf = int(np.isinf(stamp).sum())
-    if n_inf:
-        raise CutoutError(f"inf pixels in band {band} ({n_inf} of {stamp.size})")
-    if not np.any(stamp):
-        raise CutoutError(f"blank band {band} (all pixels 0)")
-
-
-def make_cube(stamps: dict[str, np.ndarray], size: int) -> np.ndarray:
-    """Stack checked per-band stamps into ``[5, size, size]`` float32 (u, g, r, i, z)."""
-    for b in BANDS:
-        if b not in stamps:
-            raise CutoutError(f"missing band {b}")
-        check_stamp(stamps[b], b, size)
-    cube = np.stack([stamps[b] for b in BANDS]).astype(np.float32)
-    if not np.all(np.isfinite(cube)):
-        raise CutoutError("pixels overflow float32")
-    return cube
-
-
-def cube_header(wcs: WCS, survey: surveys.Survey, gid: str, ra: float, dec: float,
-                extra: dict | None = None) -> fits.Header:
-    """FITS header of a cube: the stamp WCS plus BANDS/BAND0..4, units and provenance."""
-    hdr = wcs.to_header()
-    hdr["BANDS"] = ("".join(BANDS), "bands along axis 3 (numpy axis 0)")
-    for k, b in enumerate(BANDS):
-        hdr[f"BAND{k}"] = (b, f"band of plane {k}")
-    hdr["BUNIT"] = ("nanomaggy", "1 nMgy = AB mag 22.5")
-    hdr["SURVEY"] = survey.name
-    hdr["PIXSCALE"] = (survey.pixel_scale, "arcsec/px")
-    hdr["OBJID"] = gid
-    hdr["RA"] = (float(ra), "requested centre [deg]")
-    hdr["DEC"] = (float(dec), "requested centre [deg]")
-    hdr["SAMPLING"] = ("nearest", "nearest source pixel, no interpolation")
-    for k, v in (extra or {}).items():
-        hdr[k] = v
-    return hdr
-
-
-def write_cube(path: Path, cube: np.ndarray, header: fits.Header) -> Path:
-    """Write ``cube`` (``[5, H, W]`` float32) atomically as a one-HDU FITS file."""
-    if cube.ndim != 3 or cube.shape[0] != len(BANDS) or cube.dtype != np.float32:
-        raise ValueError(f"{path}: cube must be [5, H, W] float32, got "
-                         f"{cube.shape} {cube.dtype}")
-    with atomic_path(path) as tmp:
-        fits.PrimaryHDU(cube, header).writeto(tmp, overwrite=True)
-    return path
-
-
-def read_cube(path: Path | str) -> tuple[np.ndarray, WCS, fits.Header]:
-    """Read a cube written by :func:`write_cube`: ``([5, H, W] float32, WCS, header)``."""
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            data = np.asarray(hdul[0].data, np.float32)
-            hdr = hdul[0].header.copy()
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable FITS cube ({err})") from None
-    if data.ndim != 3 or data.shape[0] != len(BANDS):
-        raise DataError(f"{path}: expected a [5, H, W] cube, got shape {data.shape}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(hdr, naxis=2)
-    return data, wcs, hdr
-
-
-def _image_hdu(raw: bytes, what: str) -> tuple[np.ndarray, fits.Header, WCS]:
-    """First 2-D image HDU of FITS bytes, with its celestial WCS."""
-    if not raw.startswith(b"SIMPLE"):
-        text = " ".join(raw[:60].decode("latin-1").split())
-        raise CutoutError(f"{what} is not FITS (starts {text!r})")
-    try:
-        with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-            for hdu in hdul:
-                if hdu.is_image and hdu.data is not None:
-                    data = np.asarray(hdu.data)
-                    hdr = hdu.header.copy()
-                    break
-            else:
-                raise CutoutError(f"{what} holds no image")
-    except (OSError, ValueError, TypeError) as err:
-        raise CutoutError(f"{what} is corrupt FITS ({' '.join(str(err).split())})")
-    if data.ndim != 2:
-        raise CutoutError(f"wrong shape {data.shape} in {what} (expected a 2-D image)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        try:
-            wcs = WCS(hdr, naxis=2)
-        except Exception as err:  # astropy raises several kinds for a broken header
-            raise CutoutError(f"{what} has an unreadable WCS ({err})") from None
-    if not wcs.has_celestial:
-        raise CutoutError(f"{what} has no celestial WCS")
-    return data, hdr, wcs
 
 
 # --------------------------------------------------------------------------- manifests
@@ -603,7 +447,7 @@ class SdssFrames:
         except (OSError, ValueError, EOFError) as err:
             local.unlink(missing_ok=True)  # refetched on the next run
             raise CutoutError(f"corrupt {name} ({err})") from None
-        data, hdr, wcs = _image_hdu(raw, name)
+        data, hdr, wcs = image_hdu(raw, name)
         unit = str(hdr.get("BUNIT", "nanomaggy")).lower()
         if "nanomagg" not in unit:
             raise CutoutError(f"{name} has BUNIT={hdr['BUNIT']!r}, expected nanomaggy")
@@ -866,7 +710,7 @@ def download_cfht(manifest: Path | str, out: Path | str, client: HttpClient, *,
                 body = client.get(CADC_SYNC, params).content
             except FetchError as err:
                 raise CutoutError(f"missing band {b}: {err.reason}") from None
-            data, hdr, wcs = _image_hdu(body, f"band {b} cutout")
+            data, hdr, wcs = image_hdu(body, f"band {b} cutout")
             zp = hdr.get("PHOTZP")
             if zp is not None and abs(float(zp) - 30.0) > 0.01:
                 raise CutoutError(f"band {b} cutout has PHOTZP={zp}, expected 30")

@@ -40,7 +40,8 @@ import pandas as pd
 
 from common.io import atomic_path, atomic_write_text
 from data import surveys
-from data.fits_download import BANDS, POOL, default_out, read_cube, read_state, state_path
+from data.cube import BANDS, POOL, default_out, read_cube
+from data.fits_download import read_state, state_path
 from data.layout import LIN_MANIFEST, fits_path
 
 SETS = ("paired_train", "paired_test", "unpaired")

@@ -20,10 +20,11 @@ from astropy.wcs import WCS
 
 from common.errors import DataError
 from data import surveys
-from data.fits_download import (BANDS, CFHT_FITS, SDSS_FITS, SQL_SEARCH, CutoutError,
-                                State, cube_header, download_cfht, download_sdss,
-                                fields_path, lookup_sql, parse_skyserver_csv, read_cube,
-                                sample_nearest, stamp_wcs, state_path, write_cube)
+from data.cube import (BANDS, CutoutError, cube_header, read_cube, sample_nearest, stamp_wcs,
+                       write_cube)
+from data.fits_download import (CFHT_FITS, SDSS_FITS, SQL_SEARCH, State, download_cfht,
+                                download_sdss, fields_path, lookup_sql, parse_skyserver_csv,
+                                state_path)
 from data.http import FetchError, HttpClient
 from data.layout import fits_path
 from data.lin_pairs import PAIRS, make_sets, separation_arcsec

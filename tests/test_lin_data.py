@@ -12,7 +12,8 @@ import tensorflow as tf
 from astropy.io import fits
 
 from common.errors import DataError
-from data import fits_download, layout, lin_pipeline as lp, simulate
+from data import layout, lin_pipeline as lp, simulate
+from data.cube import read_cube, write_cube
 from data.simulate import LinSimConfig
 from data.surveys import CFHT, SDSS
 
@@ -87,7 +88,7 @@ def test_layout_shapes_units_manifest(ds):
     for r in df.itertuples():
         sv = SDSS if r.survey == "sdss" else CFHT
         size = 64 if r.survey == "sdss" else 136
-        cube, wcs, hdr = fits_download.read_cube(layout.fits_path(ds, r.subset, r.survey, r.id))
+        cube, wcs, hdr = read_cube(layout.fits_path(ds, r.subset, r.survey, r.id))
         assert cube.shape == (5, size, size) and cube.dtype == np.float32
         assert hdr["BUNIT"] == "nanomaggy" and hdr["BANDS"] == "ugriz"
         assert hdr["SURVEY"] == r.survey and hdr["PIXSCALE"] == sv.pixel_scale
@@ -217,7 +218,7 @@ S_SIZE, C_SIZE = 8, 16
 
 
 def _write(path, cube):
-    fits_download.write_cube(path, np.ascontiguousarray(cube, np.float32), fits.Header())
+    write_cube(path, np.ascontiguousarray(cube, np.float32), fits.Header())
 
 
 def _upsample(x, axes=(0, 1)):
