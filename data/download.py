@@ -41,12 +41,10 @@ stops cleanly: requests in flight finish, finished files are kept.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import importlib
 import io
 import json
-import os
 import sys
 import threading
 import time
@@ -66,6 +64,7 @@ from common.io import atomic_write, atomic_write_text, clean_stale_tmp
 from common.errors import DataError
 from data import layout
 from data.http import FetchError, HttpClient
+from data.joblog import JobLog, markdown_table, read_rows
 from data.layout import image_path, manifest_path
 from data.render import blank_fraction, blank_level, is_blank
 from data.surveys import LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, get_survey
@@ -163,57 +162,25 @@ def check_file(path: Path, survey: str, size: int, max_fraction: float) -> bool:
 def read_state(path: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
     """``(split, survey, id) -> (status, reason)``, the last line per file winning.
     Lines a kill cut short (wrong field count, unknown status) are ignored."""
-    state = {}
-    if not path.is_file():
-        return state
-    with open(path, newline="") as f:
-        rows = csv.reader(f)
-        next(rows, None)
-        for row in rows:
-            if len(row) == len(STATE_FIELDS) and row[3] in STATUSES:
-                state[(row[0], row[1], row[2])] = (row[3], row[4])
-    return state
+    return {(r["split"], r["survey"], r["id"]): (r["status"], r["reason"])
+            for r in read_rows(path) if r["status"] in STATUSES}
 
 
-class StateLog:
-    """Append-only state file; one fsynced line per finished file (main thread only)."""
+class StateLog(JobLog):
+    """``download_state.csv`` (a ``data.joblog.JobLog``): opened at once, one fsynced
+    line per finished file."""
 
     def __init__(self, path: Path):
-        self.path = path
-        new = not path.is_file() or path.stat().st_size == 0
-        self._f = open(path, "a+", newline="")
-        if not new:
-            self._f.seek(0, os.SEEK_END)
-            self._f.seek(self._f.tell() - 1)
-            if self._f.read(1) != "\n":  # a kill cut the last line: end it
-                self._f.write("\n")
-        self._w = csv.writer(self._f, lineterminator="\n")
-        if new:
-            self._w.writerow(STATE_FIELDS)
-        self._sync()
-
-    def _sync(self):
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        super().__init__(path, STATE_FIELDS, lineterminator="\n")
+        self.open()
 
     def add(self, task: Task, status: str, reason: str) -> None:
-        self._w.writerow([*task.key, status, reason.replace("\n", " "),
-                          time.strftime("%Y-%m-%dT%H:%M:%S")])
-        self._sync()
+        self.append([*task.key, status, reason.replace("\n", " "),
+                     time.strftime("%Y-%m-%dT%H:%M:%S")])
 
-    def close(self):
-        self._f.close()
-
-
-def compact_state(path: Path, state: dict) -> None:
-    """Rewrite the state file atomically with one line per file."""
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(STATE_FIELDS)
-            for key in sorted(state):
-                w.writerow([*key, *state[key], ""])
-    atomic_write(path, write)
+    def compact_state(self, state: dict) -> None:
+        """Rewrite the state file atomically with one line per file, sorted."""
+        self.compact([*key, *state[key], ""] for key in sorted(state))
 
 
 # ---------------------------------------------------------------------------- run
@@ -327,11 +294,8 @@ def summarize(cfg: LegacyConfig, tasks: list[Task], state: dict) -> pd.DataFrame
 
 def _summary_md(table: pd.DataFrame, n_complete: int, n_galaxies: int,
                 reasons: Counter) -> str:
-    cols = list(table.columns)
     lines = ["# Legacy Survey cutout download", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in
-              table.itertuples(index=False)]
+             *markdown_table(list(table.columns), table.itertuples(index=False))]
     lines += ["", f"Galaxies with all three cutouts ok: {n_complete} of {n_galaxies} "
               "(these are in manifest.csv)."]
     if reasons:
@@ -399,7 +363,7 @@ def download_legacy(cfg: LegacyConfig, client: HttpClient | None = None) -> dict
     finally:
         log.close()
     if not interrupted:
-        compact_state(state_path, state)
+        log.compact_state(state)
     return _finish(cfg, df, tasks, state, interrupted)
 
 

@@ -97,11 +97,9 @@ import bz2
 import csv
 import io
 import math
-import os
 import shutil
 import string
 import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +117,7 @@ from data import surveys
 from data.http import FetchError, HttpClient
 from data.cube import (BANDS, POOL, CutoutError, check_stamp, cube_header, default_out,
                         image_hdu, make_cube, sample_nearest, stamp_wcs, write_cube)
+from data.joblog import JobLog, read_rows, summarize
 from data.layout import check_id, fits_path
 
 SDSS_BASE = "https://data.sdss.org/sas/dr17"
@@ -192,33 +191,22 @@ def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] 
 
 # --------------------------------------------------------------------------- state
 class State:
-    """Resumable per-galaxy outcomes in ``<survey>_state.csv``: ``id, ra, dec, status``.
-
-    Rows are appended (one flushed and fsynced line per galaxy) as galaxies finish, so
-    a kill loses at most the line being written (a partial last line is ignored on
-    reading); the last row of an id wins. :meth:`compact` rewrites the file atomically
-    with one row per id. :meth:`record` and :meth:`compact` take one lock, so worker
-    threads may record concurrently.
-    """
+    """Resumable per-galaxy outcomes in ``<survey>_state.csv``: ``id, ra, dec, status``
+    (a ``data.joblog.JobLog``: one fsynced line per galaxy, thread-safe; a line cut by a
+    kill is never read and is dropped before the next append; the last row of an id
+    wins). :meth:`compact` rewrites the file atomically with one row per id."""
 
     COLUMNS = ("id", "ra", "dec", "status")
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.log = JobLog(self.path, self.COLUMNS)
         self.rows: dict[str, tuple[float, float, str]] = {}
-        self._fh = None
-        self._lock = threading.Lock()
-        if self.path.is_file():
-            text = self.path.read_text()
-            if text and not text.endswith("\n"):
-                text = text[: text.rfind("\n") + 1]  # drop a line cut by a kill, so
-                atomic_write_text(self.path, text)   # new rows do not join it
-            for rec in csv.DictReader(io.StringIO(text)):
-                try:
-                    self.rows[rec["id"]] = (float(rec["ra"]), float(rec["dec"]),
-                                            rec["status"])
-                except (KeyError, TypeError, ValueError):
-                    continue
+        for rec in read_rows(self.path, whole=False):
+            try:
+                self.rows[rec["id"]] = (float(rec["ra"]), float(rec["dec"]), rec["status"])
+            except (KeyError, TypeError, ValueError):
+                continue
 
     def status(self, gid: str, ra: float, dec: float) -> str | None:
         """Recorded status of ``gid`` at this position (``None``: not tried here)."""
@@ -229,42 +217,16 @@ class State:
 
     def record(self, gid: str, ra: float, dec: float, status: str) -> None:
         """Append one line (flushed and fsynced) and remember it; thread-safe."""
-        with self._lock:
-            if self._fh is None:
-                new = not self.path.is_file() or self.path.stat().st_size == 0
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "a", newline="")
-                if new:
-                    csv.writer(self._fh).writerow(self.COLUMNS)
-            csv.writer(self._fh).writerow((gid, repr(float(ra)), repr(float(dec)), status))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self.rows[gid] = (float(ra), float(dec), status)
+        self.log.append((gid, repr(float(ra)), repr(float(dec)), status))
+        self.rows[gid] = (float(ra), float(dec), status)
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self.log.close()
 
     def compact(self, order: Iterable[str]) -> None:
         """Rewrite atomically with one row per id of ``order`` that has a status."""
-        with self._lock:
-            self._close()
-            self._compact(order)
-
-    def _compact(self, order: Iterable[str]) -> None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(self.COLUMNS)
-        for gid in order:
-            if gid in self.rows:
-                ra, dec, status = self.rows[gid]
-                w.writerow((gid, repr(ra), repr(dec), status))
-        atomic_write_text(self.path, buf.getvalue())
+        self.log.compact((g, repr(self.rows[g][0]), repr(self.rows[g][1]), self.rows[g][2])
+                         for g in order if g in self.rows)
 
 
 def read_state(path: Path | str) -> pd.DataFrame:
@@ -282,24 +244,6 @@ def state_path(out: Path | str, survey: str) -> Path:
 
 def summary_path(out: Path | str, survey: str) -> Path:
     return Path(out) / POOL / f"{survey}_summary.md"
-
-
-def summarise(statuses: list[str | None], survey: str, path: Path) -> dict:
-    """Write the outcome table (``ok / failed / pending`` and the failure reasons) to
-    ``path`` and return the counts."""
-    ok = sum(s == "ok" for s in statuses)
-    failed = Counter(s[len("failed: "):] for s in statuses
-                     if s is not None and s.startswith("failed"))
-    pending = sum(s is None for s in statuses)
-    lines = [f"# {survey} FITS download", "", "| status | galaxies |", "|---|---|",
-             f"| ok | {ok} |", f"| failed | {sum(failed.values())} |",
-             f"| pending | {pending} |", ""]
-    if failed:
-        lines += ["| failure reason | galaxies |", "|---|---|"]
-        lines += [f"| {r.replace('|', '/')} | {n} |" for r, n in failed.most_common(50)]
-        lines.append("")
-    atomic_write_text(path, "\n".join(lines))
-    return {"ok": ok, "failed": sum(failed.values()), "pending": pending}
 
 
 @dataclass
@@ -373,8 +317,8 @@ def run_jobs(jobs: list[Job], survey: surveys.Survey, out: Path,
         bar.close()
         order = [j.gid for j in jobs]
         state.compact(order)
-        counts = summarise([state.status(j.gid, j.ra, j.dec) for j in jobs],
-                           survey.name, summary_path(out, survey.name))
+        counts = summarize([state.status(j.gid, j.ra, j.dec) for j in jobs],
+                           f"{survey.name} FITS download", summary_path(out, survey.name))
     return counts
 
 
