@@ -2,7 +2,7 @@
 
 ``python -m data.download pairs --sdss ROOT --cfht ROOT --out ROOT`` reads the ``ok``
 galaxies of ``ROOT/pool/sdss_state.csv`` and ``ROOT/pool/cfht_state.csv`` (written by
-``sdss-fits`` / ``cfht-fits``, ``data/fits_download.py``) and, as in the paper's §IV.A:
+``sdss-fits`` / ``cfht-fits``, ``data.sdss`` / ``data.cfht``) and, as in the paper's §IV.A:
 
 1. cross-matches them on ra/dec within ``--match-arcsec`` (1"), one to one, closest
    pairs first;
@@ -41,7 +41,7 @@ import pandas as pd
 from common.io import atomic_path, atomic_write_text
 from data import surveys
 from data.cube import BANDS, POOL, default_out, read_cube
-from data.fits_download import read_state, state_path
+from data.pool import read_state, state_path
 from data.layout import LIN_MANIFEST, fits_path
 
 SETS = ("paired_train", "paired_test", "unpaired")
@@ -215,38 +215,34 @@ def make_sets(sdss_root: Path | str, cfht_root: Path | str, out: Path | str, *,
     return counts
 
 
-class _Pairs:
-    name = "pairs"
-
-    def add_parser(self, subparsers) -> argparse.ArgumentParser:
-        p = subparsers.add_parser(
-            self.name, help="paired / unpaired SDSS-CFHT sets from the FITS pools",
-            description="Cross-match the sdss-fits and cfht-fits pools within 1\", keep "
-                        "pairs whose brightest pixels agree within 1\", split them "
-                        "2,557 train / 2,500 test; everything else is unpaired.")
-        p.add_argument("--sdss", type=Path, default=default_out(),
-                       help="root given to sdss-fits --out (default %(default)s)")
-        p.add_argument("--cfht", type=Path, default=default_out(),
-                       help="root given to cfht-fits --out (default %(default)s)")
-        p.add_argument("--out", type=Path, default=default_out(),
-                       help="dataset root for the sets (default %(default)s)")
-        p.add_argument("--n-train", type=int, default=surveys.LIN_N_PAIRED_TRAIN)
-        p.add_argument("--n-test", type=int, default=surveys.LIN_N_PAIRED_TEST)
-        p.add_argument("--match-arcsec", type=float, default=surveys.LIN_MATCH_ARCSEC)
-        p.add_argument("--peak-arcsec", type=float, default=1.0)
-        p.add_argument("--peak-band", default="r", choices=BANDS)
-        p.add_argument("--seed", type=int, default=0)
-        p.set_defaults(command=self.name)
-        return p
-
-    def run(self, args) -> None:
-        counts = make_sets(args.sdss, args.cfht, args.out, n_train=args.n_train,
-                           n_test=args.n_test, match_arcsec=args.match_arcsec,
-                           peak_arcsec=args.peak_arcsec, peak_band=args.peak_band,
-                           seed=args.seed)
-        print(", ".join(f"{k}: {v}" for k, v in counts.items()))
-        print(f"-> {Path(args.out) / LIN_MANIFEST}")
+# --------------------------------------------------------------------------- CLI
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``pairs`` subcommand of ``python -m data.download``."""
+    p = subparsers.add_parser(
+        "pairs", help="paired / unpaired SDSS-CFHT sets from the FITS pools",
+        description="Cross-match the sdss-fits and cfht-fits pools within 1\", keep "
+                    "pairs whose brightest pixels agree within 1\", split them "
+                    "2,557 train / 2,500 test; everything else is unpaired.")
+    p.add_argument("--sdss", type=Path, default=default_out(),
+                   help="root given to sdss-fits --out (default %(default)s)")
+    p.add_argument("--cfht", type=Path, default=default_out(),
+                   help="root given to cfht-fits --out (default %(default)s)")
+    p.add_argument("--out", type=Path, default=default_out(),
+                   help="dataset root for the sets (default %(default)s)")
+    p.add_argument("--n-train", type=int, default=surveys.LIN_N_PAIRED_TRAIN)
+    p.add_argument("--n-test", type=int, default=surveys.LIN_N_PAIRED_TEST)
+    p.add_argument("--match-arcsec", type=float, default=surveys.LIN_MATCH_ARCSEC)
+    p.add_argument("--peak-arcsec", type=float, default=1.0)
+    p.add_argument("--peak-band", default="r", choices=BANDS)
+    p.add_argument("--seed", type=int, default=0)
+    return p
 
 
-#: Subcommand for ``data.download`` (``add_parser(subparsers)``, ``run(args)``).
-PAIRS = _Pairs()
+def run(args) -> None:
+    """Build the sets and print the counts."""
+    counts = make_sets(args.sdss, args.cfht, args.out, n_train=args.n_train,
+                       n_test=args.n_test, match_arcsec=args.match_arcsec,
+                       peak_arcsec=args.peak_arcsec, peak_band=args.peak_band,
+                       seed=args.seed)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    print(f"-> {Path(args.out) / LIN_MANIFEST}")

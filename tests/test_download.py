@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import requests
 
-from data import download
-from data.download import LegacyConfig, classify, download_legacy, read_state
+from data import download, legacy
+from data.legacy import LegacyConfig, classify, download_legacy, read_state
 from data.http import USER_AGENT, HttpClient
 from data.layout import REPO_ROOT
 from data.render import blank_level, read_jpeg
@@ -112,7 +112,7 @@ def dataset(root: Path) -> dict:
     """Everything a dataset consists of: file bytes + manifest + final statuses."""
     files = {str(p.relative_to(root)): p.read_bytes()
              for p in sorted(root.rglob("*.jpg"))}
-    state = {k: v[0] for k, v in read_state(root / download.STATE).items()}
+    state = {k: v[0] for k, v in read_state(root / legacy.STATE).items()}
     return {"files": files, "manifest": (root / "manifest.csv").read_text(),
             "state": state, "summary": (root / "download_summary.csv").read_text()}
 
@@ -148,7 +148,7 @@ def test_200_galaxies_with_faults(fake_server, tmp_path, monkeypatch):
     res = download_legacy(cfg, client_for(srv))
 
     want = {(i, s): expected.get((i, s), "ok") for i in range(n) for s in LUO_SURVEYS}
-    state = read_state(out / download.STATE)
+    state = read_state(out / legacy.STATE)
     got = {(int(k[2][1:5]), k[1]): v[0] for k, v in state.items()}
     assert got == want
     reasons = {v[1] for v in state.values() if v[0] == "failed"}
@@ -196,7 +196,7 @@ def test_layer_flags_and_timeout(fake_server, tmp_path):
             "--hsc-bands", "grz", "--rate", "0", "--retries", "1", "--backoff", "0",
             "--timeout", "0.2", "--no-progress"]
     assert download.main(argv) == 1  # a file failed
-    state = read_state(out / download.STATE)
+    state = read_state(out / legacy.STATE)
     assert state[("test", "decals", "J0000+01")] == ("failed", "timeout after 2 tries")
     assert {r.query["layer"] for r in srv.requests} == {"sdss", "ls-dr9", "hsc-dr3"}
     assert {r.query["bands"] for r in srv.requests if r.query["layer"] == "hsc-dr3"} \
@@ -279,12 +279,12 @@ def test_bad_manifest(tmp_path):
 
 
 def test_state_survives_a_cut_line(tmp_path):
-    path = tmp_path / download.STATE
+    path = tmp_path / legacy.STATE
     path.write_text("split,survey,id,status,reason,time\n"
                     "train,sdss,a,ok,,t\ntrain,hsc,a,blank,grey,t\ntrain,decals,a,o")
     assert read_state(path) == {("train", "sdss", "a"): ("ok", ""),
                                 ("train", "hsc", "a"): ("blank", "grey")}
-    log = download.StateLog(path)
-    log.add(download.Task("train", "decals", "a", 1.0, 2.0), "failed", "HTTP 503\nx")
+    log = legacy.StateLog(path)
+    log.add(legacy.Task("train", "decals", "a", 1.0, 2.0), "failed", "HTTP 503\nx")
     log.close()
     assert read_state(path)[("train", "decals", "a")] == ("failed", "HTTP 503 x")

@@ -1,4 +1,4 @@
-"""data.fits_download (sdss-fits, cfht-fits) and data.lin_pairs (pairs) against the
+"""data.sdss / data.cfht (sdss-fits, cfht-fits) and data.lin_pairs (pairs) against the
 in-process fake server: synthetic bz2 SDSS frames with rotated TAN WCSs, a synthetic
 CFHT stack served through a fake CADC ``caom2ops/sync`` cutout route."""
 from __future__ import annotations
@@ -19,15 +19,15 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from common.errors import DataError
-from data import surveys
+from data import cfht, lin_pairs, sdss, surveys
 from data.cube import (BANDS, CutoutError, cube_header, read_cube, sample_nearest, stamp_wcs,
                        write_cube)
-from data.fits_download import (CFHT_FITS, SDSS_FITS, SQL_SEARCH, State, download_cfht,
-                                download_sdss, fields_path, lookup_sql, parse_skyserver_csv,
-                                state_path)
+from data.cfht import download_cfht
+from data.pool import State, state_path
+from data.sdss import SQL_SEARCH, download_sdss, fields_path, lookup_sql, parse_skyserver_csv
 from data.http import FetchError, HttpClient
 from data.layout import fits_path
-from data.lin_pairs import PAIRS, make_sets, separation_arcsec
+from data.lin_pairs import make_sets, separation_arcsec
 from tests.fake_servers import Reply, Script, fake_server, unavailable  # noqa: F401
 
 SAS = "/sas/dr17"
@@ -530,7 +530,7 @@ def test_cfht_happy_path_and_failures(fake_server, tiles, tmp_path):
 def test_cli_parsers_and_run(fake_server, frames, tiles, tmp_path):
     parser = argparse.ArgumentParser(prog="data.download")
     sub = parser.add_subparsers(dest="command", required=True)
-    for cmd in (SDSS_FITS, CFHT_FITS, PAIRS):
+    for cmd in (sdss, cfht, lin_pairs):
         cmd.add_parser(sub)
     srv = sdss_server(fake_server, frames)
     out = tmp_path / "out"
@@ -539,16 +539,16 @@ def test_cli_parsers_and_run(fake_server, frames, tiles, tmp_path):
                               "--rate", "0", "--retries", "1", "--no-progress",
                               "--workers", "2", "--lookup-url", srv.base_url + SKY])
     assert (args.workers, args.lookup_batch) == (2, 25)
-    assert SDSS_FITS.run(args) == 1  # some galaxies failed
+    assert sdss.run(args) == 1  # some galaxies failed
     assert statuses(out, "sdss")["s1"] == "ok"
     args = parser.parse_args(["cfht-fits", "--manifest", str(tmp_path / "missing.csv"),
                               "--out", str(out)])
     assert args.workers == 4
     with pytest.raises(DataError, match="missing.csv does not exist"):
-        CFHT_FITS.run(args)
+        cfht.run(args)
     args = parser.parse_args(["pairs", "--sdss", str(out), "--cfht", str(out), "--out", str(out)])
     with pytest.raises(DataError, match="cfht_state.csv is missing"):
-        PAIRS.run(args)
+        lin_pairs.run(args)
 
 
 # --------------------------------------------------------------------------- pairs
