@@ -93,6 +93,15 @@ def fits_path(root: Path | str, subset: str, survey: str, galaxy_id: str) -> Pat
     return Path(root) / subset / survey / f"{check_id(galaxy_id)}.fits"
 
 
+#: Noise-free truth of a simulated set's paired_test: ``ROOT/paired_test/truth_<survey>/``.
+TRUTH_PREFIX = "truth_"
+
+
+def lin_truth_path(root: Path | str, subset: str, survey: str, galaxy_id: str) -> Path:
+    """``ROOT/<subset>/truth_<survey>/<id>.fits``: a simulated image's noise-free cube."""
+    return fits_path(root, subset, TRUTH_PREFIX + survey, galaxy_id)
+
+
 def manifest_path(root: Path | str) -> Path:
     return Path(root) / MANIFEST
 

@@ -1,7 +1,7 @@
 """ugriz FITS cubes on disk -> ``tf.data.Dataset`` for the Lin et al. (2021) noise GAN.
 
 Reads the layout of :mod:`data.layout` (written alike by the real downloader,
-``data.fits_download`` + ``data.lin_pairs``, and by ``python -m data.simulate --setup
+``data.download`` + ``data.lin_pairs``, and by ``python -m data.simulate --setup
 lin``)::
 
     ROOT/paired_train/{sdss,cfht}/<id>.fits   pairs: both members under one id
@@ -31,18 +31,16 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
-from astropy.io import fits
 
 from common.errors import DataError
-from data.layout import check_id
+from data.cube import BANDS, read_cube
+from data.layout import TRUTH_PREFIX, check_id
+from data.surveys import LIN_CFHT_SIZE, LIN_SDSS_SIZE, LIN_SURVEYS
 
-from data.surveys import LIN_CFHT_SIZE, LIN_SDSS_SIZE
-
-#: Bands along the last axis, in order (``data.fits_download.BANDS``).
-N_BANDS = 5
-#: Subset folders and the noise-free truth folders of simulated sets.
+#: Bands along the last axis, in order (``data.cube.BANDS``).
+N_BANDS = len(BANDS)
+#: Subset folders (simulated sets add ``TRUTH_PREFIX``-named truth folders).
 PAIRED_TRAIN, PAIRED_TEST, UNPAIRED = "paired_train", "paired_test", "unpaired"
-TRUTH_PREFIX = "truth_"
 #: Default batch composition of §IV-B: 24 unpaired SDSS + 24 unpaired CFHT + 24 pairs.
 BATCH_UNPAIRED = 24
 BATCH_PAIRED = 24
@@ -87,26 +85,14 @@ def unstretch(y):
 def read_cube_hwc(path: str | Path, size: int | None = None) -> np.ndarray:
     """One ugriz cube as ``[H, W, 5]`` float32 nanomaggies (bands u, g, r, i, z last).
 
-    Reads the primary HDU directly with astropy, with the checks of
-    ``data.fits_download.read_cube`` but without building the WCS (5 ms of its 6 ms per
-    file). ``size``: the expected ``H = W`` (``None``: any square).
+    Reads with ``data.cube.read_cube`` (its checks, no WCS), then checks the size and
+    the pixels. ``size``: the expected ``H = W`` (``None``: any square).
 
     Raises:
         DataError naming ``path``: missing or unreadable file, not a ``[5, H, W]`` cube,
         not ``size x size``, or NaN / inf pixels.
     """
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            data = hdul[0].data
-            data = None if data is None else np.asarray(data, np.float32)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file is missing") from None
-    except (OSError, ValueError, TypeError, IndexError) as err:
-        raise DataError(f"{path}: not a readable FITS cube ({' '.join(str(err).split())})"
-                        ) from None
-    if data is None or data.ndim != 3 or data.shape[0] != N_BANDS:
-        shape = None if data is None else data.shape
-        raise DataError(f"{path}: expected a [5, H, W] ugriz cube, got shape {shape}")
+    data, _, _ = read_cube(path, wcs=False)
     _, h, w = data.shape
     if h != w or (size is not None and h != size):
         want = f"{size}x{size}" if size is not None else "square"
@@ -184,7 +170,7 @@ def list_cubes(root: str | Path, subset: str, survey: str) -> list[str]:
 
 def pair_files(root: str | Path, subset: str = PAIRED_TRAIN,
                ids: Iterable[str] | None = None,
-               surveys: Sequence[str] = ("sdss", "cfht")) -> tuple[list[str], list[list[str]]]:
+               surveys: Sequence[str] = LIN_SURVEYS) -> tuple[list[str], list[list[str]]]:
     """Ids and per-survey paths of the pairs in ``ROOT/<subset>/``, sorted by id.
 
     ``ids``: a subset of the pairs, in the order wanted. ``surveys``: the folders each id
@@ -346,8 +332,8 @@ def paired_test_dataset(root: str | Path, batch: int, subset: str = PAIRED_TEST,
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     root = Path(root)
     if truth is None:
-        truth = all((root / subset / f"{TRUTH_PREFIX}{s}").is_dir() for s in ("sdss", "cfht"))
-    keys = ["sdss", "cfht"] + ([f"{TRUTH_PREFIX}sdss", f"{TRUTH_PREFIX}cfht"] if truth else [])
+        truth = all((root / subset / f"{TRUTH_PREFIX}{s}").is_dir() for s in LIN_SURVEYS)
+    keys = list(LIN_SURVEYS) + ([f"{TRUTH_PREFIX}{s}" for s in LIN_SURVEYS] if truth else [])
     got, paths = pair_files(root, subset, ids, surveys=keys)
     sizes = [sdss_size, cfht_size] * (2 if truth else 1)
     ds = tf.data.Dataset.from_tensor_slices((got, tuple(paths)))

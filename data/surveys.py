@@ -196,6 +196,8 @@ SURVEYS: dict[str, Survey] = {s.name: s for s in (SDSS, DECALS, HSC, CFHT)}
 
 #: The three surveys of Luo et al.'s JPEG triplets, in order of increasing quality.
 LUO_SURVEYS = ("sdss", "decals", "hsc")
+#: The two surveys of Lin et al., in file order (X = SDSS, Y = CFHT).
+LIN_SURVEYS = ("sdss", "cfht")
 
 
 def get_survey(name: str) -> Survey:

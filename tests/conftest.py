@@ -35,7 +35,7 @@ def eager():
 def luo_tiny_sim(tmp_path_factory):
     """The ``tiny`` preset's simulated SDSS/DECaLS/HSC set (``experiments.luo_common.TINY``),
     read-only: a test that changes files copies it first."""
-    from data.simulate import SimConfig, ensure_simulated
+    from data.sim_luo import SimConfig, ensure_simulated
     from experiments import luo_common
     return ensure_simulated(SimConfig(out=tmp_path_factory.mktemp("luo_tiny") / "sim",
                                       workers=1, progress=False, **luo_common.TINY["sim"]))

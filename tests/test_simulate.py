@@ -18,8 +18,8 @@ import pytest
 
 from common.io import _host
 from common.errors import DataError
-from data import layout, render, simulate
-from data.simulate import SimConfig
+from data import layout, render, scene, sim_luo, simulate
+from data.sim_luo import SimConfig
 from data.surveys import get_survey
 
 N_TRAIN, N_TEST, SEED = 4, 2, 7
@@ -46,7 +46,7 @@ def _read_manifest(root):
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
-    return simulate.simulate(_cfg(tmp_path_factory.mktemp("sim") / "a"))
+    return sim_luo.simulate(_cfg(tmp_path_factory.mktemp("sim") / "a"))
 
 
 def test_layout_and_manifest(ds):
@@ -74,12 +74,12 @@ def test_layout_and_manifest(ds):
 
 
 def test_deterministic_and_worker_independent(ds, tmp_path):
-    b = simulate.simulate(_cfg(tmp_path / "b", workers=2))
+    b = sim_luo.simulate(_cfg(tmp_path / "b", workers=2))
     assert _files(ds) == _files(b)
     for f in _files(ds):
         assert (ds / f).read_bytes() == (b / f).read_bytes(), f
-    c = simulate.draw_params(SEED + 1, 0, _cfg(tmp_path / "c"))
-    assert c["r_mag"] != simulate.draw_params(SEED, 0, _cfg(tmp_path / "c"))["r_mag"]
+    c = scene.draw_params(SEED + 1, 0, _cfg(tmp_path / "c"))
+    assert c["r_mag"] != scene.draw_params(SEED, 0, _cfg(tmp_path / "c"))["r_mag"]
 
 
 def test_resume_regenerates_only_missing(ds, tmp_path):
@@ -90,7 +90,7 @@ def test_resume_regenerates_only_missing(ds, tmp_path):
     victim.unlink()
     (root / layout.MANIFEST).unlink()  # as if killed before the end
     before = {f: (root / f).stat().st_mtime_ns for f in _files(root)}
-    simulate.simulate(_cfg(root))
+    sim_luo.simulate(_cfg(root))
     assert victim.read_bytes() == want
     for f, t in before.items():
         assert (root / f).stat().st_mtime_ns == t, f"{f} was rewritten"
@@ -101,7 +101,7 @@ def test_resume_refuses_other_settings(ds, tmp_path):
     root = tmp_path / "o"
     shutil.copytree(ds, root)
     with pytest.raises(DataError, match="seed"):
-        simulate.simulate(_cfg(root, seed=SEED + 1))
+        sim_luo.simulate(_cfg(root, seed=SEED + 1))
 
 
 def _sharpness(x):
@@ -119,11 +119,11 @@ def test_survey_ordering():
     noisy = {s: [] for s in ("sdss", "decals", "hsc")}
     clean = {s: [] for s in ("sdss", "decals", "hsc")}
     for i in range(cfg.n_test):
-        p = simulate.draw_params(cfg.seed, i, cfg)
-        sc = simulate.Scene(p)
+        p = scene.draw_params(cfg.seed, i, cfg)
+        sc = scene.Scene(p)
         for s in noisy:
-            noisy[s].append(simulate.observe(sc, p, s))
-            clean[s].append(simulate.observe(sc, p, s, noise_scale=0.0))
+            noisy[s].append(sim_luo.observe(sc, p, s))
+            clean[s].append(sim_luo.observe(sc, p, s, noise_scale=0.0))
     # resolution: concentration of the noise-free r band (plane 1 of every survey)
     hf = {s: _sharpness(np.stack(clean[s])[..., 1]) for s in clean}
     assert hf["sdss"] < hf["decals"] < hf["hsc"], hf
@@ -159,23 +159,23 @@ def test_rmse_decals_closer_to_hsc_than_sdss(ds):
 def test_defects_recorded_and_applied(tmp_path):
     cfg = _cfg(tmp_path / "d", n_train=2, n_test=0, rate_streak=1.0, rate_saturated=0.0,
                rate_noisy=0.0, rate_blurred=0.0, rate_star=0.0, rate_companion=0.0)
-    p = simulate.draw_params(cfg.seed, 0, cfg)
+    p = scene.draw_params(cfg.seed, 0, cfg)
     assert p["defects_sdss"] == p["defects_decals"] == p["defects_hsc"] == "streak"
-    sc = simulate.Scene(p)
-    with_d = simulate.observe(sc, p, "hsc", noise_scale=0.0)
-    without = simulate.observe(sc, p, "hsc", defects=False, noise_scale=0.0)
+    sc = scene.Scene(p)
+    with_d = sim_luo.observe(sc, p, "hsc", noise_scale=0.0)
+    without = sim_luo.observe(sc, p, "hsc", defects=False, noise_scale=0.0)
     assert (with_d - without).max() > 0.01  # a bright trail was added
     # noisy: x3-5 sky noise; blurred: lower peak
     p2 = dict(p, defects_hsc="noisy")
-    diff = simulate.observe(sc, p2, "hsc") - without
-    assert 2.5 < diff.std() / (simulate.observe(sc, p, "hsc", defects=False) - without).std() < 5.5
+    diff = sim_luo.observe(sc, p2, "hsc") - without
+    assert 2.5 < diff.std() / (sim_luo.observe(sc, p, "hsc", defects=False) - without).std() < 5.5
     p3 = dict(p, defects_hsc="blurred")
-    assert simulate.observe(sc, p3, "hsc", noise_scale=0.0).max() < without.max()
+    assert sim_luo.observe(sc, p3, "hsc", noise_scale=0.0).max() < without.max()
     p4 = dict(p, defects_hsc="saturated")
-    rgb = render.render_planes(simulate.observe(sc, p4, "hsc"), get_survey("hsc"))
+    rgb = render.render_planes(sim_luo.observe(sc, p4, "hsc"), get_survey("hsc"))
     assert (rgb == 255).all(-1).sum() > 20  # a white, saturated patch
     # rates 0 -> nothing, written to the manifest of a real run
-    simulate.simulate(_cfg(tmp_path / "e", n_train=2, n_test=0, rate_streak=0.0,
+    sim_luo.simulate(_cfg(tmp_path / "e", n_train=2, n_test=0, rate_streak=0.0,
                            rate_saturated=0.0, rate_noisy=0.0, rate_blurred=0.0))
     m = _read_manifest(tmp_path / "e")
     assert (m[["defects_sdss", "defects_decals", "defects_hsc"]] == "").all().all()
@@ -242,7 +242,7 @@ def test_cli_refuses_before_writing_anything(tmp_path, capsys):
 
 def test_resume_removes_a_killed_runs_temporaries(tmp_path):
     root = tmp_path / "t"
-    simulate.simulate(_cfg(root, n_train=1, n_test=0, size=32))
+    sim_luo.simulate(_cfg(root, n_train=1, n_test=0, size=32))
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs: a killed writer's
     stale = [root / f".manifest.csv.tmp~{_host()}~{gone.pid}~0badcafe.csv",
@@ -250,7 +250,7 @@ def test_resume_removes_a_killed_runs_temporaries(tmp_path):
     for p in stale:
         p.write_bytes(b"half a file")
     (root / layout.MANIFEST).unlink()  # killed before the end
-    simulate.simulate(_cfg(root, n_train=1, n_test=0, size=32))
+    sim_luo.simulate(_cfg(root, n_train=1, n_test=0, size=32))
     assert not [p for p in stale if p.exists()]
 
 
@@ -343,15 +343,15 @@ def test_sky_noise_has_the_rms_and_correlation_the_model_predicts(survey):
     flux-conserving, so sums over large boxes keep the depth's noise (surveys.py)."""
     sv = get_survey(survey)
     band = sv.rgb_bands[1]
-    model = simulate.sky_noise_model(sv, band)
-    sigma = simulate.pixel_noise(sv, band)
+    model = sim_luo.sky_noise_model(sv, band)
+    sigma = scene.pixel_noise(sv, band)
     rng = np.random.default_rng(3)
-    n = simulate.native_size(sv)
+    n = sim_luo.native_size(sv)
     natives, outs = [], []
     for _ in range(96):  # SDSS has one exposure, so its rms varies with that offset
-        native = simulate.coadd_noise(rng, n, sigma, sv, band)
+        native = sim_luo.coadd_noise(rng, n, sigma, sv, band)
         natives.append(native)
-        outs.append(native if n == 128 else simulate._resample(native, sv.pixel_scale, 128))
+        outs.append(native if n == 128 else sim_luo._resample(native, sv.pixel_scale, 128))
     outs = np.stack(outs)[:, 8:-8, 8:-8]  # away from the stamp's edges
     assert np.sqrt(np.mean(outs ** 2)) == pytest.approx(model["rms"], rel=0.03)
     rho = [np.mean(outs[:, :, k:] * outs[:, :, :outs.shape[2] - k]) / np.mean(outs ** 2)
