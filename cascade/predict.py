@@ -4,17 +4,24 @@
 Streams, batches, checks the inputs, writes atomically, tags every output with the
 model's sha256 (here of g1.keras + g2.keras and the ``--stage``), refuses to mix two
 models' outputs and skips existing outputs exactly like ``pix2wgan.predict`` (it is the
-same machinery, :func:`pix2wgan.predict.convert`). ``--stage 1`` writes the
-pseudo-DECaLS (G1 alone) instead. A run killed before its end (no g1.keras/g2.keras) is
-used through its newest checkpoint, with a warning naming its epoch. Survey-scale
-sharded runs (``--manifest cat.csv --shard I/N``, then ``--merge OUT``) work as in
-``pix2wgan.predict`` (same flags, same output layout, same exit codes).
+same machinery, :func:`pix2wgan.convert.convert`, and the same command line,
+:mod:`pix2wgan.predict`). ``--stage 1`` writes the pseudo-DECaLS (G1 alone) instead. A
+run killed before its end (no g1.keras/g2.keras) is used through its newest checkpoint,
+with a warning naming its epoch. Survey-scale sharded runs (``--manifest cat.csv --shard
+I/N``, then ``--merge OUT``) work as in ``pix2wgan.predict`` (same flags, same output
+layout, same exit codes).
+
+The cascade's networks (``cascade.trainer``, TensorFlow) are imported inside
+:func:`cascade_model` and :func:`chain` only, so that ``--help`` does not load
+TensorFlow.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from pix2wgan.predict import check_args, convert, make_parser, run_main, saved_model
+from common.errors import exit_process
+from pix2wgan.convert import Model, convert, saved_model
+from pix2wgan.predict import check_args, make_parser, run_main
 
 
 def build_parser():
@@ -30,8 +37,8 @@ def build_parser():
 
 
 def chain(g1, g2, stage: int = 2):
-    """``(fn, multiple)`` for :func:`pix2wgan.predict.convert`: G2∘G1 (or G1)."""
-    from common.layers import unet_depth
+    """``(fn, multiple)`` for :func:`pix2wgan.convert.convert`: G2∘G1 (or G1)."""
+    from pix2wgan.layers import unet_depth
 
     def fn(x):
         mid = g1(x, training=False)
@@ -39,8 +46,8 @@ def chain(g1, g2, stage: int = 2):
     return fn, 2 ** max(unet_depth(g1), unet_depth(g2))
 
 
-def cascade_model(model_path, stage: int = 2):
-    """A :class:`pix2wgan.predict.Model`: G2∘G1 (or G1) of a cascade run folder
+def cascade_model(model_path, stage: int = 2) -> Model:
+    """A :class:`pix2wgan.convert.Model`: G2∘G1 (or G1) of a cascade run folder
     (finished or not), compiled once as a ``tf.function``; its hash covers both
     generators and ``stage``."""
     from cascade.trainer import find_cascade
@@ -56,7 +63,8 @@ def cascade_model(model_path, stage: int = 2):
 
 
 def predict(model_path, inputs, out_dir, *, stage=2, **kw) -> list[Path]:
-    """Convert every JPEG in ``inputs``; returns the output paths (see ``convert``)."""
+    """Convert every JPEG in ``inputs``; returns the output paths (see
+    :func:`pix2wgan.convert.convert`)."""
     return convert(cascade_model(model_path, stage), inputs, out_dir, **kw)
 
 
@@ -68,5 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from common.errors import exit_process
     exit_process(main())

@@ -21,6 +21,10 @@ writes ``sdss_size`` (64) px cubes whose pixel scale is CFHT's times ``cfht_size
 sdss_size`` (0.397"/px), and ``cfht_to_sdss`` reads 136 px CFHT cubes. (h) draws its
 latent code per file (from ``--seed`` and the stem, as the noise), or uses z = 0 with
 ``--no-noise``.
+
+The FITS cube format (``data.cube``: astropy), the stretch (``data.lin_pipeline``) and
+the trained run (TensorFlow) are imported inside :func:`read_input` and :func:`predict`
+only, so that ``--help`` stays fast.
 """
 from __future__ import annotations
 
@@ -29,8 +33,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from common.cli import Parser, add_verbose, quiet_tensorflow
+from common.errors import DataError, exit_process, run_cli
+from common.io import clean_stale_tmp, output_paths
+from data import surveys
 
 DIRECTIONS = ("sdss_to_cfht", "cfht_to_sdss")
 
@@ -62,7 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 def list_fits(inputs) -> list[Path]:
     """Files named in ``inputs`` (a path or a list of paths: FITS files, or folders whose
     ``*.fits`` are taken in sorted order); a ``DataError`` if one is missing or none."""
-    from common.errors import DataError
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files: list[Path] = []
@@ -82,8 +89,7 @@ def list_fits(inputs) -> list[Path]:
 def read_input(path: Path, size: int):
     """``([size, size, 5] float32 nanomaggies, header, wcs)`` of one cube; ``DataError``
     naming the file for a wrong size, a missing band or NaN/inf pixels."""
-    from data.fits_download import BANDS, read_cube
-    from common.errors import DataError
+    from data.cube import BANDS, read_cube  # astropy: see the module docstring
     cube, wcs, hdr = read_cube(path)  # raises for unreadable files and non-[5, H, W]
     bands = str(hdr.get("BANDS", "".join(BANDS)))
     if bands != "".join(BANDS):
@@ -118,13 +124,9 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
             progress: bool = True) -> list[Path]:
     """Translate every cube of ``inputs`` with the run at ``run_dir``; returns the output
     paths in input order (new and existing)."""
-    from tqdm import tqdm
-
-    from common.io import clean_stale_tmp
-    from data import surveys
-    from data.fits_download import cube_header, stamp_wcs, write_cube
+    # astropy and TensorFlow: see the module docstring.
+    from data.cube import cube_header, stamp_wcs, write_cube
     from data.lin_pipeline import stretch, unstretch
-    from pix2wgan.predict import output_paths
 
     if direction not in DIRECTIONS:
         raise ValueError(f"--direction must be one of {', '.join(DIRECTIONS)}, "
@@ -195,7 +197,6 @@ def predict(run_dir, direction: str, inputs, out_dir, *, seed: int | None = None
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow(args.verbose)  # before anything imports TensorFlow
-    from common.errors import run_cli
     return run_cli(lambda: predict(args.run_dir, args.direction, args.input, args.out,
                                    seed=args.seed, noise=not args.no_noise,
                                    batch_size=args.batch_size, overwrite=args.overwrite,
@@ -203,5 +204,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from common.errors import exit_process
     exit_process(main())

@@ -15,10 +15,12 @@ from PIL import Image
 
 from cascade import predict as cascade_cli
 from common import io as common_io
-from common.layers import build_unet
 from data.layout import REPO_ROOT
 from noise_gan import predict as noise_cli
 from pix2wgan import predict as cli
+from pix2wgan.convert import convert, read_tag
+from pix2wgan.layers import build_unet
+from pix2wgan.survey import shard_name
 from tests.fakes import fake_image, write_jpeg
 from tests.test_predict_shard import S, catalogue, model  # noqa: F401 (fixtures)
 
@@ -87,7 +89,7 @@ def test_rerun_with_another_model_refuses_unless_overwrite(model, other, inputs,
     sha = cli.generator_model(model).sha256
     assert code == 0 and text.strip().splitlines()[-1] == \
         f"4 converted, 0 already done: wrote 4 PNGs to {out}/ (model sha256 {sha[:16]})"
-    assert {cli.read_tag(p) for p in out.iterdir()} == {sha}
+    assert {read_tag(p) for p in out.iterdir()} == {sha}
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, text, err = _run(capsys, cli, "--model", other, "--input", inputs, "--out", out)
     err = _one_line(err)
@@ -96,7 +98,7 @@ def test_rerun_with_another_model_refuses_unless_overwrite(model, other, inputs,
     code, text, _ = _run(capsys, cli, "--model", other, "--input", inputs, "--out", out,
                          "--overwrite")
     assert code == 0 and "4 converted, 0 already done" in text
-    assert {cli.read_tag(p) for p in out.iterdir()} == {cli.generator_model(other).sha256}
+    assert {read_tag(p) for p in out.iterdir()} == {cli.generator_model(other).sha256}
     # Outputs with no record (an earlier predict version) are not silently kept either.
     Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(out / "g0.png")
     code, _, err = _run(capsys, cli, "--model", other, "--input", inputs, "--out", out)
@@ -113,9 +115,9 @@ def test_shard_of_another_model_is_refused_and_merge_checks_models(catalogue, mo
     assert code == 2 and "--overwrite" in _one_line(err)
     assert _main(cli, "--model", other, *args, "--shard", "0/2", "--overwrite") == 0
     sha = cli.generator_model(other).sha256
-    record = json.loads((out / f"{cli.shard_name(0, 2)}.model.json").read_text())
+    record = json.loads((out / f"{shard_name(0, 2)}.model.json").read_text())
     assert record["sha256"] == sha and list(record["files"]) == [str(other)]
-    assert {cli.read_tag(p) for p in (out / cli.shard_name(0, 2)).iterdir()} == {sha}
+    assert {read_tag(p) for p in (out / shard_name(0, 2)).iterdir()} == {sha}
     assert _main(cli, "--model", model, *args, "--shard", "1/2") == 0
     code, _, err = _run(capsys, cli, "--merge", out)
     assert code == 2 and "different models" in _one_line(err)
@@ -129,7 +131,7 @@ def test_cascade_model_is_both_generators_and_the_stage(cascade_run, model, inpu
     two = cascade_cli.cascade_model(cascade_run, 2)
     assert two.sha256 != cascade_cli.cascade_model(cascade_run, 1).sha256
     assert list(two.hashes) == [str(cascade_run / "g1.keras"), str(cascade_run / "g2.keras")]
-    assert {cli.read_tag(p) for p in out.iterdir()} == {two.sha256}  # JPEG comment
+    assert {read_tag(p) for p in out.iterdir()} == {two.sha256}  # JPEG comment
     code, _, err = _run(capsys, cascade_cli, "--model", cascade_run, "--input", inputs,
                         "--out", out, "--format", "jpg", "--stage", "1")
     assert code == 2 and "--overwrite" in _one_line(err)
@@ -236,7 +238,7 @@ def test_fits_survey_is_a_one_line_error_pointing_to_noise_gan(module, inputs, t
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "cfht cutouts are ugriz FITS" in err and "noise_gan.predict" in err
     with pytest.raises(ValueError, match="noise_gan.predict"):
-        cli.convert(lambda: None, inputs, tmp_path, survey="CFHT")
+        convert(lambda: None, inputs, tmp_path, survey="CFHT")
 
 
 def test_text_file_named_keras_is_not_a_model(inputs, tmp_path, capsys):
@@ -307,7 +309,7 @@ def test_a_rerun_removes_temporaries_of_a_killed_run(how, model, cascade_run, in
                                                      catalogue, tmp_path):
     out = tmp_path / "out"
     if how == "shard":
-        stale = [_stale_tmp(out, "x.csv"), _stale_tmp(out / cli.shard_name(0, 1), "c1.png")]
+        stale = [_stale_tmp(out, "x.csv"), _stale_tmp(out / shard_name(0, 1), "c1.png")]
         assert _main(cli, "--model", model, "--manifest", catalogue, "--out", out,
                      "--allow-failures") == 0
     elif how == "noise_gan":  # the cleaning comes first, even before a bad --input

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from cascade import predict as cascade_cli
-from common.layers import build_unet
 from pix2wgan import predict as cli
+from pix2wgan.layers import build_unet
+from pix2wgan.survey import merge, predict_manifest, shard_name, shard_of
 from tests.fakes import fake_image, write_jpeg
 
 S = 16  # cutout side; the tiny test generator has depth 2 (sizes divisible by 4)
@@ -42,7 +43,7 @@ def model(tmp_path_factory):
 
 
 def _records(out, i, n):
-    with open(out / f"{cli.shard_name(i, n)}.csv", newline="") as f:
+    with open(out / f"{shard_name(i, n)}.csv", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -57,7 +58,7 @@ def test_shards_partition_the_catalogue_and_merge_indexes_them(catalogue, model,
     ids = pd.read_csv(catalogue)["id"].tolist()
     assert sorted(r["id"] for r in recs) == sorted(ids)  # each row in exactly one shard
     for i in range(3):
-        assert all(cli.shard_of(r["id"], 3) == i for r in _records(out, i, 3))
+        assert all(shard_of(r["id"], 3) == i for r in _records(out, i, 3))
     by_id = {r["id"]: r for r in recs}
     assert sum(r["status"] == "ok" for r in recs) == 24
     reasons = {k: by_id[k]["reason"] for k in by_id if by_id[k]["status"] == "failed"}
@@ -80,7 +81,7 @@ def test_shards_partition_the_catalogue_and_merge_indexes_them(catalogue, model,
     capsys.readouterr()
     assert cli.main(["--merge", str(out)]) == 0
     index = pd.read_csv(out / "index.csv")
-    assert list(index["shard"]) == [cli.shard_name(i, 3) for i in range(3)]
+    assert list(index["shard"]) == [shard_name(i, 3) for i in range(3)]
     assert index["rows"].sum() == len(ids) and index["ok"].sum() == 24
     assert index["complete"].all()
     assert "30 rows, 24 ok, 6 failed" in capsys.readouterr().out
@@ -98,21 +99,21 @@ def test_killed_shard_resumes_after_its_last_recorded_row(catalogue, tmp_path):
         return fn, 1
     kw = dict(shard=(0, 1), batch_size=2, chunk_rows=4, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        cli.predict_manifest(load, catalogue, tmp_path, **kw)
-    rec_path = tmp_path / f"{cli.shard_name(0, 1)}.csv"
-    assert not (tmp_path / f"{cli.shard_name(0, 1)}.done").exists()
+        predict_manifest(load, catalogue, tmp_path, **kw)
+    rec_path = tmp_path / f"{shard_name(0, 1)}.csv"
+    assert not (tmp_path / f"{shard_name(0, 1)}.done").exists()
     done_before = len(_records(tmp_path, 0, 1))
     assert done_before == 8
     with open(rec_path, "a") as f:
         f.write("c0")  # a line cut by the kill: dropped and redone
-    counts = cli.predict_manifest(load, catalogue, tmp_path, **kw)
+    counts = predict_manifest(load, catalogue, tmp_path, **kw)
     assert counts["resumed"] == done_before and counts["rows"] == 30
     ids = [r["id"] for r in _records(tmp_path, 0, 1)]
     assert len(ids) == len(set(ids)) == 30
     # Complete now: a rerun does nothing; --merge agrees.
-    again = cli.predict_manifest(load, catalogue, tmp_path, **kw)
-    assert again["converted"] == 0 and cli.merge(tmp_path)["ok"] == 24
-    made = np.asarray(Image.open(tmp_path / cli.shard_name(0, 1) / "c001.png"), np.int32)
+    again = predict_manifest(load, catalogue, tmp_path, **kw)
+    assert again["converted"] == 0 and merge(tmp_path)["ok"] == 24
+    made = np.asarray(Image.open(tmp_path / shard_name(0, 1) / "c001.png"), np.int32)
     src = np.asarray(Image.open(catalogue.parent / "img" / "c001.jpg"), np.int32)
     assert np.abs(made - (255 - src)).max() <= 1  # -x in [-1, 1] = inverted pixels
 
@@ -121,12 +122,12 @@ def test_shard_assignment_is_a_stable_hash():
     # Pinned values (computed once, 2026-12): a change of hash, of id encoding or of the
     # modulo moves existing rows between shards, and this fails. Python's per-process
     # salted hash() would also fail it in another process.
-    assert [cli.shard_of(f"g{k}", 7) for k in range(6)] == [0, 1, 4, 4, 6, 2]
-    assert [cli.shard_of("J095000.01+021500.3", n) for n in (2, 16, 1000)] == [1, 5, 565]
+    assert [shard_of(f"g{k}", 7) for k in range(6)] == [0, 1, 4, 4, 6, 2]
+    assert [shard_of("J095000.01+021500.3", n) for n in (2, 16, 1000)] == [1, 5, 565]
     import hashlib
     h = int.from_bytes(hashlib.blake2b(b"abc", digest_size=8).digest(), "big")
-    assert cli.shard_of("abc", 16) == h % 16
-    counts = np.bincount([cli.shard_of(f"id{k}", 4) for k in range(4000)], minlength=4)
+    assert shard_of("abc", 16) == h % 16
+    counts = np.bincount([shard_of(f"id{k}", 4) for k in range(4000)], minlength=4)
     assert counts.min() > 850  # roughly balanced
 
 
@@ -147,7 +148,7 @@ def test_merge_reports_missing_shards_and_bad_manifests(catalogue, model, tmp_pa
                                                         capsys):
     def load():
         return (lambda x: x), 1
-    cli.predict_manifest(load, catalogue, tmp_path, shard=(1, 3), progress=False)
+    predict_manifest(load, catalogue, tmp_path, shard=(1, 3), progress=False)
     assert cli.main(["--merge", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "2 shard(s) missing" in err
