@@ -2,7 +2,7 @@
 
 Same flags as ``python -m pix2wgan.train`` (defaults: SDSS -> HSC, the paper's §4.2
 settings for both stages), plus ``--bridge decals|degraded-hsc`` and ``--stage2-grad``.
-Writes to ``--out RUN_DIR``::
+Writes to ``--run-dir RUN_DIR`` (``--out RUN_DIR`` also works)::
 
     config.json          the run's configuration (a resumed run takes its architecture here)
     checkpoints/         G1, D1, G2, D2 + their four optimizers + epoch, every epoch
@@ -16,33 +16,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from cascade.config import BRIDGES, CascadeConfig
-from pix2wgan.train import build_parser as pix2wgan_parser
-from pix2wgan.train import parse_args as pix2wgan_parse_args
+from pix2wgan import train as pix2wgan_cli
+
+#: Pix2WGAN's help texts, and those of the cascade's own fields.
+HELP = {
+    **pix2wgan_cli.HELP,
+    "bridge": "intermediate images: real DECaLS (the paper's choice, default) or HSC "
+              "degraded to ~half resolution with noise",
+    "stage2_grad": "also back-propagate G2's loss through the pseudo-DECaLS into G1 "
+                   "(default off: G1 learns from its own loss only)",
+}
 
 
 def build_parser():
-    d = CascadeConfig()
-    p = pix2wgan_parser(d, prog="python -m cascade.train", out="runs/cascade",
-                        description="Train Cascade Pix2WGAN (Luo et al. §4.3): "
-                                    "SDSS -> pseudo-DECaLS -> pseudo-HSC.")
-    p.add_argument("--bridge", choices=BRIDGES, default=d.bridge,
-                   help="intermediate images: real DECaLS (the paper's choice, default) "
-                        "or HSC degraded to ~half resolution with noise")
-    p.add_argument("--stage2-grad", action="store_true",
-                   help="also back-propagate G2's loss through the pseudo-DECaLS into G1 "
-                        "(default off: G1 learns from its own loss only)")
-    return p
+    return pix2wgan_cli.build_parser(
+        CascadeConfig, prog="python -m cascade.train", run_dir="runs/cascade",
+        description="Train Cascade Pix2WGAN (Luo et al. §4.3): SDSS -> pseudo-DECaLS -> "
+                    "pseudo-HSC.",
+        help=HELP, choices={**pix2wgan_cli.CHOICES, "bridge": BRIDGES})
 
 
 def parse_args(argv=None):
-    return pix2wgan_parse_args(argv, build_parser(), CascadeConfig)
+    return pix2wgan_cli.parse_args(argv, build_parser(), CascadeConfig)
 
 
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     from cascade.trainer import train
     from common.errors import run_cli
-    return run_cli(lambda: train(cfg, Path(args.out), resume=args.resume,
+    return run_cli(lambda: train(cfg, Path(args.run_dir), resume=args.resume,
                                  strategy=args.strategy, gpus=args.gpus))
 
 

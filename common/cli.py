@@ -1,23 +1,66 @@
 """What every command-line entry point shares: the parser, argument types, the help
-formatter and a quiet TensorFlow. Nothing here imports TensorFlow, so ``--help`` stays
-fast."""
+formatter, flags made from a config dataclass, the run folder and a quiet TensorFlow.
+Nothing here imports TensorFlow, so ``--help`` stays fast."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import math
 import os
 import sys
+import typing
+from collections.abc import Mapping
+
+# --- argument types: argparse ``type=``; a bad value becomes argparse's one-line usage
+# error (``argument --n: must be ...``), exit code 2 ---------------------------------------
 
 
 def positive_int(text: str) -> int:
-    """``text`` as an integer >= 1, else ``argparse.ArgumentTypeError`` (an argparse
-    ``type=``: a bad value becomes argparse's one-line usage error, exit code 2)."""
+    """``text`` as an integer >= 1, else ``argparse.ArgumentTypeError``."""
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """``text`` as an integer >= 0, else ``argparse.ArgumentTypeError``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``text`` as a finite float > 0, else ``argparse.ArgumentTypeError``."""
+    value = _finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """``text`` as a finite float >= 0, else ``argparse.ArgumentTypeError``."""
+    value = _finite_float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
 
 
@@ -46,6 +89,81 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# --- flags from a config dataclass ------------------------------------------------------
+
+def flag(field: str) -> str:
+    """The flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def _field_type(hint):
+    """The argparse ``type`` of a field annotation: ``int``, ``float``, ``str``, and the
+    same for ``X | None`` (the flag then defaults to ``None``: "use the fallback")."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_args(parser, cls, *, only=None, skip=(), help: Mapping | None = None,
+                    choices: Mapping | None = None):
+    """Add one flag per field of the dataclass ``cls`` to ``parser`` (or an argument
+    group): the fields named in ``only``, in that order, else every field in class order
+    but those in ``skip``.
+
+    ``--field-name`` stores into ``field_name``; the default is ``cls()``'s value; the
+    type comes from the annotation (``X | None`` as ``X``); a ``bool`` field is
+    ``store_true`` (default ``False``) or ``--flag/--no-flag`` (default ``True``). Help
+    text and choices come from the ``help`` / ``choices`` mappings, else from the field's
+    ``metadata["help"]`` / ``metadata["choices"]``. Values are not range-checked here:
+    the config's ``validate()`` names a bad one (it also guards configs built in code).
+    """
+    help, choices = help or {}, choices or {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    names = list(only) if only is not None else [n for n in fields if n not in skip]
+    for name in names:
+        f = fields[name]
+        kw = {"default": getattr(defaults, name), "dest": name,
+              "help": help.get(name, f.metadata.get("help"))}
+        kind = _field_type(hints[name])
+        if kind is bool:
+            kw["action"] = ("store_true" if kw["default"] is False
+                            else argparse.BooleanOptionalAction)
+        else:
+            kw["type"] = kind
+            if name in choices or "choices" in f.metadata:
+                kw["choices"] = list(choices.get(name, f.metadata.get("choices")))
+        parser.add_argument(flag(name), **kw)
+
+
+def config_from_args(cls, args: argparse.Namespace, **overrides):
+    """A ``cls`` from the parsed ``args`` (every field with a same-named attribute; the
+    others keep their defaults), with ``overrides`` on top. Not validated."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
+def bound(cfg, name: str, op: str, low) -> tuple[bool, str]:
+    """``(ok, message)``: whether field ``name`` of ``cfg`` is ``>= low`` or ``> low``
+    (``op``), the message naming its flag, e.g. ``"--epochs must be >= 1, got 0"``. A
+    field set to ``None`` (use the fallback) passes. For a config's ``validate()``."""
+    if op not in (">=", ">"):
+        raise ValueError(f"op must be '>=' or '>', got {op!r}")
+    v = getattr(cfg, name)
+    ok = v is None or (v >= low if op == ">=" else v > low)
+    return ok, f"{flag(name)} must be {op} {low}, got {v}"
+
+
+def add_run_dir(p: argparse.ArgumentParser, default: str, *aliases: str) -> None:
+    """``--run-dir RUN_DIR`` (``args.run_dir``; ``aliases``: older spellings such as
+    ``--out``, still accepted) and ``--resume``."""
+    p.add_argument("--run-dir", *aliases, dest="run_dir", metavar="RUN_DIR",
+                   default=default, help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last checkpoint")
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.cli import bound, flag
+
 #: Variant -> one-line description (§IV-B). Cases (g) and (h) use other architectures
 #: (``noise_gan.cyclegan``) and CFHT regridded to the SDSS grid.
 VARIANTS = {
@@ -192,8 +194,7 @@ class NoiseGANConfig:
         yield (bs == ALL_BANDS or self.bands == len(bs),
                f"--band-set {bs} has {len(bs)} band(s) but bands is {self.bands}")
         for role in LR_ROLES:
-            v = getattr(self, f"lr_{role}")
-            yield (v is None or v > 0, f"--lr-{role} must be > 0, got {v}")
+            yield bound(self, f"lr_{role}", ">", 0)
         for role in ("auto", "pretrain"):
             yield (getattr(self, f"lr_{role}") is None or self.two_step,
                    f"--lr-{role}: variant {self.variant} has no autoencoders")
@@ -205,18 +206,16 @@ class NoiseGANConfig:
         yield (self.noise_init == "paper" or self.has_noise,
                f"--noise-init {self.noise_init}: variant {self.variant} has no noise "
                f"emulators")
-        yield (self.auto_pretrain >= 0,
-               f"--auto-pretrain must be >= 0, got {self.auto_pretrain}")
+        yield bound(self, "auto_pretrain", ">=", 0)
         yield (self.auto_pretrain == 0 or self.two_step,
                f"--auto-pretrain: variant {self.variant} has no autoencoders")
         for name in ("lr_drop", "lr_drop_every"):
-            v = getattr(self, f"step2_{name}")
-            flag = f"--step2-{name.replace('_', '-')}"
-            yield (v is None or v > 0, f"{flag} must be > 0, got {v}")
-            yield (v is None or self.two_step, f"{flag}: variant {self.variant} has no step 2")
+            yield bound(self, f"step2_{name}", ">", 0)
+            yield (getattr(self, f"step2_{name}") is None or self.two_step,
+                   f"{flag(f'step2_{name}')}: variant {self.variant} has no step 2")
         for dom in ("sdss", "cfht"):
             w = getattr(self, f"step2_weight_{dom}")
-            yield (w > 0, f"--step2-weight-{dom} must be > 0, got {w}")
+            yield bound(self, f"step2_weight_{dom}", ">", 0)
             yield (w == 1.0 or self.two_step,
                    f"--step2-weight-{dom}: variant {self.variant} has no step 2")
         v = self.variant
@@ -237,36 +236,28 @@ class NoiseGANConfig:
         yield from [
             (self.variant in VARIANTS,
              f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}"),
-            (self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}"),
-            (self.batch_unpaired >= 1,
-             f"--batch-unpaired must be >= 1, got {self.batch_unpaired}"),
-            (self.batch_paired >= 1, f"--batch-paired must be >= 1, got {self.batch_paired}"),
-            (self.width >= 1, f"--width must be >= 1, got {self.width}"),
-            (self.noise_hidden >= 1, f"--noise-hidden must be >= 1, got {self.noise_hidden}"),
-            (self.bands >= 1, f"--bands must be >= 1, got {self.bands}"),
+            *(bound(self, name, ">=", 1) for name in (
+                "iterations", "batch_unpaired", "batch_paired", "width", "noise_hidden",
+                "bands")),
             (self.sdss_size >= 8 and self.sdss_size % 8 == 0,
              f"--sdss-size must be a positive multiple of 8, got {self.sdss_size}"),
             (self.cfht_size == 2 * (self.sdss_size + 4),
              f"--cfht-size must be 2 x (sdss size + 4) = {2 * (self.sdss_size + 4)} "
              f"(Fig. 2(b): pad 2, then x2), got {self.cfht_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (self.lr_drop >= 1, f"--lr-drop must be >= 1, got {self.lr_drop}"),
-            (self.lr_drop_every >= 1,
-             f"--lr-drop-every must be >= 1, got {self.lr_drop_every}"),
-            (self.clip_norm > 0, f"--clip-norm must be > 0, got {self.clip_norm}"),
-            (self.content_weight > 0,
-             f"--content-weight must be > 0, got {self.content_weight}"),
+            bound(self, "lr", ">", 0),
+            bound(self, "lr_drop", ">=", 1),
+            bound(self, "lr_drop_every", ">=", 1),
+            bound(self, "clip_norm", ">", 0),
+            bound(self, "content_weight", ">", 0),
             (self.adv_reduction in ADV_REDUCTIONS,
              f"--adv-reduction must be one of {', '.join(ADV_REDUCTIONS)}, "
              f"got {self.adv_reduction!r}"),
             (self.precision in PRECISIONS,
              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.checkpoint_every >= 1,
-             f"--checkpoint-every must be >= 1, got {self.checkpoint_every}"),
-            (self.step2_iterations >= 0,
-             f"--step2-iterations must be >= 0, got {self.step2_iterations}"),
-            (self.sample_every >= 1, f"--sample-every must be >= 1, got {self.sample_every}"),
-            (self.n_samples >= 1, f"--n-samples must be >= 1, got {self.n_samples}"),
+            bound(self, "checkpoint_every", ">=", 1),
+            bound(self, "step2_iterations", ">=", 0),
+            bound(self, "sample_every", ">=", 1),
+            bound(self, "n_samples", ">=", 1),
             *self._recipe_checks(),
         ]
         yield from [  # evaluated only once the counts above are known to be positive

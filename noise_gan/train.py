@@ -26,17 +26,71 @@ learning-rate schedule's place, the seed state); a finished step is skipped.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from common.choices import PRECISIONS
-from common.cli import Parser, add_verbose, quiet_tensorflow
+from common.cli import (Parser, add_config_args, add_run_dir, add_verbose,
+                        config_from_args, quiet_tensorflow)
 from noise_gan.config import (ADV_REDUCTIONS, NOISE_INITS, STEPS, VARIANTS,
                               NoiseGANConfig)
 
+#: The issue-13 training recipe's fields, a flag group of their own (defaults: the paper's).
+RECIPE = ("lr_auto", "lr_pretrain", "lr_disc", "lr_noise", "lr_gen", "noise_init",
+          "auto_pretrain", "step2_weight_sdss", "step2_weight_cfht", "step2_lr_drop",
+          "step2_lr_drop_every")
+#: Help text of each flag, by config field.
+HELP = {
+    "variant": "our model, ablation a-f, or benchmark g / h (listed below)",
+    "data": "FITS root (default: the simulated set of `python -m data.simulate --setup "
+            "lin`, generated on first use)",
+    "sdss_size": "SDSS cutout, pixels a side",
+    "cfht_size": "CFHT cutout, pixels a side: 2 x (sdss size + 4)",
+    "band_set": "bands of the ugriz cubes to train on, in ugriz order, e.g. r (the paper: "
+                "all five)",
+    "width": "first-layer filters",
+    "noise_hidden": "filters of the noise emulators",
+    "content_weight": "baselines a-e: weight of the content losses (g, h: fixed CycleGAN "
+                      "weights)",
+    "adv_reduction": "per-band cross-entropies: sum (paper eqs. 2-3) or mean (released "
+                     "code)",
+    "iterations": "iterations per step (§IV-B)",
+    "step2_iterations": "iterations of step two when it differs (default: --iterations)",
+    "batch_unpaired": "unpaired SDSS and unpaired CFHT images per iteration (each)",
+    "batch_paired": "SDSS-CFHT pairs per iteration",
+    "lr": "initial learning rate",
+    "lr_drop": "divide the learning rate by this ...",
+    "lr_drop_every": "... every this many iterations",
+    "clip_norm": "gradient norm clipping",
+    **{f"lr_{role}": f"initial rate of the {what} (default: {fallback})"
+       for role, what, fallback in (
+           ("auto", "autoencoders in step 1", "--lr"),
+           ("pretrain", "autoencoders in --auto-pretrain", "--lr-auto"),
+           ("disc", "discriminators", "--lr"), ("noise", "noise emulators", "--lr"),
+           ("gen", "generators", "--lr"))},
+    "noise_init": "noise emulator amplitude: paper (as built) or data (output rms = robust "
+                  "noise estimate of the training images)",
+    "auto_pretrain": "autoencoder-only iterations before step 1 (paper: 0)",
+    "step2_weight_sdss": "step 2 weight of the SDSS-domain cycle + identity terms",
+    "step2_weight_cfht": "step 2 weight of the CFHT-domain cycle + identity terms",
+    "step2_lr_drop": "step 2: divide the generators' rate by this ... (default: --lr-drop)",
+    "step2_lr_drop_every": "... every this many step-2 iterations (default: "
+                           "--lr-drop-every)",
+    "seed": "weights, data order, noise",
+    "precision": "float32, fp16 (mixed_float16) or bf16 (mixed_bfloat16)",
+    "jit_compile": "compile the step with XLA",
+    "eager": "run eagerly (no graph trace; for debugging and tiny tests)",
+    "checkpoint_every": "iterations per checkpoint / progress-bar epoch",
+    "sample_every": "iterations per sample grid",
+    "n_samples": "test pairs in each sample grid",
+}
+#: The choices of the flags that have them, by config field.
+CHOICES = {"variant": list(VARIANTS), "noise_init": NOISE_INITS,
+           "adv_reduction": ADV_REDUCTIONS, "precision": list(PRECISIONS)}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    d = NoiseGANConfig()
+    """The training flags: ``--step``, the fields of :class:`NoiseGANConfig` with its
+    defaults (the recipe's in a group of their own), the run folder."""
     p = Parser(
         prog="python -m noise_gan.train",
         description="Train the semi-supervised noise-reconstructed GAN of Lin, Fouchez & "
@@ -46,84 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", choices=STEPS, default="both",
                    help="which step of variant ours to train; one-step variants accept "
                         "1 or both")
-    p.add_argument("--variant", choices=list(VARIANTS), default=d.variant,
-                   help="our model, ablation a-f, or benchmark g / h (listed below)")
-    p.add_argument("--run-dir", default="runs/noise_gan", help="run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --run-dir from its last checkpoint")
-    p.add_argument("--data", default=d.data,
-                   help="FITS root (default: the simulated set of `python -m data.simulate "
-                        "--setup lin`, generated on first use)")
-    p.add_argument("--iterations", type=int, default=d.iterations,
-                   help="iterations per step (§IV-B)")
-    p.add_argument("--step2-iterations", type=int, default=d.step2_iterations,
-                   help="iterations of step two when it differs (default: --iterations)")
-    p.add_argument("--batch-unpaired", type=int, default=d.batch_unpaired,
-                   help="unpaired SDSS and unpaired CFHT images per iteration (each)")
-    p.add_argument("--batch-paired", type=int, default=d.batch_paired,
-                   help="SDSS-CFHT pairs per iteration")
-    p.add_argument("--width", type=int, default=d.width, help="first-layer filters")
-    p.add_argument("--noise-hidden", type=int, default=d.noise_hidden,
-                   help="filters of the noise emulators")
+    add_run_dir(p, "runs/noise_gan")
+    add_config_args(p, NoiseGANConfig, skip=("bands", *RECIPE), help=HELP, choices=CHOICES)
+    # the networks' channels: one per band of --band-set (parse_args), settable for tests
     p.add_argument("--bands", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--band-set", default=d.band_set,
-                   help="bands of the ugriz cubes to train on, in ugriz order, e.g. r "
-                        "(the paper: all five)")
-    p.add_argument("--sdss-size", type=int, default=d.sdss_size,
-                   help="SDSS cutout, pixels a side")
-    p.add_argument("--cfht-size", type=int, default=d.cfht_size,
-                   help="CFHT cutout, pixels a side: 2 x (sdss size + 4)")
-    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
-    p.add_argument("--lr-drop", type=float, default=d.lr_drop,
-                   help="divide the learning rate by this ...")
-    p.add_argument("--lr-drop-every", type=int, default=d.lr_drop_every,
-                   help="... every this many iterations")
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm,
-                   help="gradient norm clipping")
-    recipe = p.add_argument_group(
-        "training recipe (issue 13; the defaults are the paper's)")
-    for role, what, fallback in (
-            ("auto", "autoencoders in step 1", "--lr"),
-            ("pretrain", "autoencoders in --auto-pretrain", "--lr-auto"),
-            ("disc", "discriminators", "--lr"), ("noise", "noise emulators", "--lr"),
-            ("gen", "generators", "--lr")):
-        recipe.add_argument(f"--lr-{role}", type=float, default=getattr(d, f"lr_{role}"),
-                            help=f"initial rate of the {what} (default: {fallback})")
-    recipe.add_argument("--noise-init", choices=NOISE_INITS, default=d.noise_init,
-                        help="noise emulator amplitude: paper (as built) or data (output "
-                             "rms = robust noise estimate of the training images)")
-    recipe.add_argument("--auto-pretrain", type=int, default=d.auto_pretrain,
-                        help="autoencoder-only iterations before step 1 (paper: 0)")
-    recipe.add_argument("--step2-weight-sdss", type=float, default=d.step2_weight_sdss,
-                        help="step 2 weight of the SDSS-domain cycle + identity terms")
-    recipe.add_argument("--step2-weight-cfht", type=float, default=d.step2_weight_cfht,
-                        help="step 2 weight of the CFHT-domain cycle + identity terms")
-    recipe.add_argument("--step2-lr-drop", type=float, default=d.step2_lr_drop,
-                        help="step 2: divide the generators' rate by this ... (default: "
-                             "--lr-drop)")
-    recipe.add_argument("--step2-lr-drop-every", type=int, default=d.step2_lr_drop_every,
-                        help="... every this many step-2 iterations (default: "
-                             "--lr-drop-every)")
-    p.add_argument("--content-weight", type=float, default=d.content_weight,
-                   help="baselines a-e: weight of the content losses (g, h: fixed "
-                        "CycleGAN weights)")
-    p.add_argument("--adv-reduction", choices=ADV_REDUCTIONS, default=d.adv_reduction,
-                   help="per-band cross-entropies: sum (paper eqs. 2-3) or mean "
-                        "(released code)")
-    p.add_argument("--seed", type=int, default=d.seed, help="weights, data order, noise")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="iterations per checkpoint / progress-bar epoch")
-    p.add_argument("--sample-every", type=int, default=d.sample_every,
-                   help="iterations per sample grid")
-    p.add_argument("--n-samples", type=int, default=d.n_samples,
-                   help="test pairs in each sample grid")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
-                   help="float32, fp16 (mixed_float16) or bf16 (mixed_bfloat16)")
+    add_config_args(p.add_argument_group("training recipe (issue 13; the defaults are "
+                                         "the paper's)"),
+                    NoiseGANConfig, only=RECIPE, help=HELP, choices=CHOICES)
     p.add_argument("--mixed-precision", action="store_const", const="fp16",
                    dest="precision", help="same as --precision fp16")
-    p.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
-    p.add_argument("--eager", action="store_true",
-                   help="run eagerly (no graph trace; for debugging and tiny tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_verbose(p)
     return p
@@ -136,8 +121,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.bands is None:  # the networks get one channel per band read
         args.bands = len(args.band_set)
-    fields = {f.name for f in dataclasses.fields(NoiseGANConfig)}
-    cfg = NoiseGANConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg = config_from_args(NoiseGANConfig, args)
     try:
         cfg.validate()
         if not cfg.two_step and args.step == "2":

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.choices import NORMS
+from common.cli import bound
 
 LOSSES = ("wgan-gp", "bce")
 
@@ -46,18 +47,16 @@ class Pix2WGANConfig:
                 raise ValueError(f"{flag} must be one of the JPEG surveys "
                                  f"{', '.join(LUO_SURVEYS)}, got {name!r}")
         checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.n_critic >= 1, f"--n-critic must be >= 1, got {self.n_critic}"),
-            (self.width >= 1, f"--width must be >= 1, got {self.width}"),
+            *(bound(self, name, ">=", 1) for name in ("epochs", "batch_size", "n_critic",
+                                                      "width")),
             (self.image_size % 2**self.depth == 0,
              f"--image-size {self.image_size} must be divisible by 2**depth = "
              f"{2**self.depth}"),
             (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, "
                                   f"got {self.loss!r}"),
             (self.critic_norm in NORMS, f"--critic-norm must be one of {', '.join(NORMS)}"),
-            (self.n_train >= 0, f"--n-train must be >= 0, got {self.n_train}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            bound(self, "n_train", ">=", 0),
+            bound(self, "lr", ">", 0),
         ]
         for ok, message in checks:
             if not ok:
