@@ -10,7 +10,10 @@ talks to the network through :class:`HttpClient`, which gives:
   ``[0, min(max_backoff, backoff * 2**k)]`` before retry ``k + 1``) on connection errors,
   resets, timeouts, truncated bodies, HTTP 429 and 5xx. A ``Retry-After`` header
   (seconds or an HTTP date) on 429/503 is honoured instead, capped at ``max_backoff``.
-  Other 4xx answers are final: no retry;
+  Other 4xx answers are final: no retry. The retrying is ``urllib3.util.Retry``'s,
+  mounted through the session's ``HTTPAdapter`` (:class:`_Retry` only supplies the waits
+  above); a body cut short while it is read (``stream=True``: after urllib3 has returned
+  the response) is retried by :meth:`HttpClient._fetch` from the same budget of tries;
 * a rate limit shared by every thread using the client: requests start at least
   ``1 / rate`` seconds apart;
 * a Content-Type check (``expect=``): the Legacy Survey viewer answers many errors (e.g.
@@ -41,6 +44,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from common.io import atomic_path
 
@@ -117,6 +121,40 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class _Retry(Retry):
+    """``urllib3`` Retry whose waits are the client's: full-jitter backoff, Retry-After
+    capped at ``max_backoff``, the injectable ``sleep``, then the next rate-limit slot."""
+
+    client: "HttpClient | None" = None
+
+    def new(self, **kw) -> "_Retry":
+        retry = super().new(**kw)
+        retry.client = self.client
+        return retry
+
+    def sleep(self, response=None) -> None:
+        c = self.client
+        c._sleep(c._delay(len(self.history) - 1, response))
+        c._throttle()
+
+
+class _Adapter(HTTPAdapter):
+    """``HTTPAdapter`` whose Retry is the calling thread's: each request gets the tries
+    left of its budget (a truncated body spends one outside urllib3)."""
+
+    def __init__(self, retry: _Retry, **kw):
+        self._local = threading.local()
+        super().__init__(max_retries=retry, **kw)
+
+    @property
+    def max_retries(self) -> Retry:
+        return getattr(self._local, "retry", None) or self._default
+
+    @max_retries.setter
+    def max_retries(self, retry: Retry) -> None:
+        self._default = retry
+
+
 class HttpClient:
     """GET requests below one base URL, with retries, backoff, rate limit and checks.
 
@@ -129,7 +167,8 @@ class HttpClient:
         max_backoff: cap of any single wait, Retry-After included.
         rate: most requests per second, across all threads (``0``/``None``: no limit).
         user_agent: the ``User-Agent`` header.
-        session: a ``requests.Session`` to use (one is made, with pooling, if ``None``).
+        session: a ``requests.Session`` to use (one is made if ``None``); the client
+            mounts its pooled, retrying adapter on it.
         sleep: the function used to wait (tests inject a fake one).
     """
 
@@ -158,11 +197,16 @@ class HttpClient:
         self._rng = random.Random()
         self._lock = threading.Lock()
         self._next_start = 0.0
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+        # respect_retry_after_header=False: _Retry.sleep reads Retry-After itself (429,
+        # 503 only: urllib3 would also retry a 413 that carries one).
+        retry = _Retry(total=self.retries, status_forcelist=RETRY_STATUS,
+                       allowed_methods={"GET"}, raise_on_status=False,
+                       raise_on_redirect=False, respect_retry_after_header=False)
+        retry.client = self
+        self._adapter = _Adapter(retry, pool_connections=4, pool_maxsize=32)
+        session = session if session is not None else requests.Session()
+        session.mount("http://", self._adapter)
+        session.mount("https://", self._adapter)
         session.headers["User-Agent"] = user_agent
         self.session = session
 
@@ -201,9 +245,10 @@ class HttpClient:
         if start > now:
             self._sleep(start - now)
 
-    def _delay(self, attempt: int, resp: requests.Response | None) -> float:
-        """Seconds to wait before retry number ``attempt + 1``."""
-        if resp is not None and resp.status_code in RETRY_AFTER_STATUS:
+    def _delay(self, attempt: int, resp) -> float:
+        """Seconds to wait before retry number ``attempt + 1`` (``resp``: the urllib3
+        response that asked for it, or ``None``)."""
+        if resp is not None and resp.status in RETRY_AFTER_STATUS:
             after = retry_after(resp.headers.get("Retry-After"))
             if after is not None:
                 return min(self.max_backoff, after)
@@ -249,36 +294,42 @@ class HttpClient:
         return self._fetch(path, params, expect, consume)
 
     def _fetch(self, path, params, expect, consume):
-        """The retry loop shared by :meth:`get` and :meth:`download`: ``consume(resp)``
-        reads the body of a 2xx answer (transport errors while reading are retried)."""
+        """One GET with its retries, shared by :meth:`get` and :meth:`download`:
+        ``consume(resp)`` reads the body of a 2xx answer. urllib3 retries connection
+        errors, timeouts and 429/5xx; a body cut short while ``consume`` reads it costs
+        a try here, and the next request gets the tries left."""
         url = self.url(path)
-        tries = self.retries + 1
-        reason, status = "no try made", None
-        for attempt in range(tries):
+        tries, used = self.retries + 1, 0
+        while True:
             self._throttle()
-            resp = None
+            self._adapter._local.retry = self._adapter._default.new(total=tries - used - 1)
             try:
                 resp = self.session.get(url, params=params, timeout=self.timeout,
                                         stream=True)
-                status = resp.status_code
+            except requests.RequestException as err:  # urllib3 spent every try left
+                log.debug("GET %s: %s", url, err)
+                raise FetchError(f"{_error_kind(err)} after {tries} tries", url) from None
+            finally:
+                self._adapter._local.retry = None
+            retried = getattr(resp.raw, "retries", None)
+            used += 1 + (len(retried.history) if retried is not None else 0)
+            status = resp.status_code
+            try:
                 if status < 300:
                     self._check_type(resp, url, expect)
                     return consume(resp)
                 _ = resp.content
             except requests.RequestException as err:
                 reason = _error_kind(err)
-                log.debug("GET %s: %s (try %d/%d)", url, err, attempt + 1, tries)
-                if resp is not None:
-                    resp.close()
-                resp = None
+                log.debug("GET %s: %s (try %d/%d)", url, err, used, tries)
+                resp.close()
             else:
                 if status not in RETRY_STATUS:
                     raise FetchError(self._status_reason(resp), url, status)
                 reason = f"HTTP {status}"
-                log.debug("GET %s: HTTP %d (try %d/%d)", url, status, attempt + 1, tries)
-            if attempt + 1 < tries:
-                self._sleep(self._delay(attempt, resp))
-        raise FetchError(f"{reason} after {tries} tries", url, status)
+            if used >= tries:
+                raise FetchError(f"{reason} after {tries} tries", url, status)
+            self._sleep(self._delay(used - 1, None))
 
     @staticmethod
     def _check_length(resp: requests.Response, size: int) -> None:
