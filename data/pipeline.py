@@ -9,35 +9,19 @@ those instead, with the same decoding, checks, augmentation and scaling: see
 :func:`make_dataset`'s ``layout`` (``"auto"`` picks the shards when
 ``ROOT/shards/index.json`` exists).
 
-Bad input is reported as a one-line :class:`data.layout.DataError` naming the file, in
-three layers, cheapest first:
-
-1. **Up front, always** (:func:`pair_paths`): the root and manifest exist, the survey
-   names are known (``ValueError`` from :func:`data.surveys.get_survey`), the requested
-   ids are in the split, and every listed file exists (one ``os.stat`` each; the message
-   gives the count and the first missing file).
-2. **Up front, by default** (:func:`validate_split`, ``validate=True``): every file is
-   decoded once with PIL (~0.3 ms each) and checked by :func:`check_image`. A successful
-   run leaves an empty stamp file ``ROOT/.validated/<digest>``, the digest covering the
-   file list, sizes and mtimes, so later runs over unchanged files skip the decode.
-3. **While iterating** (inside the ``map``): the same size/channel/blank checks run as
-   ``tf.debugging.Assert`` ops whose message carries the file path. Iterate through
-   :func:`iterate_checked`, or wrap ``model.fit`` in ``with data_errors(ds):``, to turn
-   any TensorFlow error raised by the reader into a ``DataError`` naming the file; a
-   decode failure (whose TF message has no path) is traced back by re-checking the
-   dataset's files with PIL.
-
-Blank rule (out-of-footprint cutouts): the viewer renders zero flux as a uniform grey
-(:func:`data.render.blank_level`: 22 for SDSS, 32 for DECaLS/HSC). An image counts as
-blank when its pixel standard deviation over all ``H x W x 3`` values is below
-``BLANK_STD = 1`` grey level and its mean lies within ``BLANK_MEAN_TOL = 3`` of that
-grey. Any real galaxy (or even sky noise) has a far larger spread.
+Bad input is reported as a one-line :class:`common.errors.DataError` naming the file, in
+three layers, cheapest first: the two up-front layers of :mod:`data.checks` (files exist;
+by default every file decoded once, cached by a stamp under ``ROOT/.validated/``), then,
+**while iterating** (inside the ``map``), the same size/channel/blank checks as
+``tf.debugging.Assert`` ops whose message carries the file path. Iterate through
+:func:`iterate_checked`, or wrap ``model.fit`` in ``with data_errors(ds):``, to turn any
+TensorFlow error raised by the reader into a ``DataError`` naming the file; a decode
+failure (whose TF message has no path) is traced back by re-checking the dataset's files
+with PIL. The blank rule is :mod:`data.checks`'.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
 import os
 import re
 import weakref
@@ -45,24 +29,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-import numpy as np
 import tensorflow as tf
-from PIL import Image
-from tqdm import tqdm
 
 from common.errors import DataError
 from common.images import normalize
-from data.layout import image_path, manifest_path, read_manifest
+from common.io import file_sha256
+from data import shard
+from data.checks import (STAMP_DIR, check_image, pair_paths, stat_all, survey_blank,
+                         validate_files)
+from data.render import BLANK_MEAN_TOL, BLANK_STD
+from data.surveys import LUO_SIZE
 
-from data.render import BLANK_MEAN_TOL, BLANK_STD, blank_level, is_blank
-from data.surveys import LUO_SIZE, LUO_SURVEYS, get_survey
-
-#: Blank-cutout rule (see module docstring), in grey levels of [0, 255]: BLANK_STD and
-#: BLANK_MEAN_TOL, defined in data.render (TF-free, shared with the downloader).
-
-#: Bumped whenever check_image's rules change, so old validation stamps stop matching.
-_RULES_VERSION = "1"
-_STAMP_DIR = ".validated"
 _JPEG_SOI = b"\xff\xd8"
 #: In-graph assertion messages look like ``[DataError] <path>: <problem>``.
 _ASSERT_TAG = "[DataError] "
@@ -78,154 +55,6 @@ LAYOUTS = ("auto", "files", "shards")
 #: Shards read in parallel while training, and records shuffled together (one block).
 SHARD_CYCLE = 4
 SHUFFLE_RECORDS = 2048
-
-
-# ---------------------------------------------------------------------------- scaling
-# ---------------------------------------------------------------------------- checks
-def survey_blank(survey: str) -> int:
-    """Grey level (0..255) of a zero-flux pixel in ``survey``'s JPEGs; ``ValueError``
-    for an unknown survey."""
-    return blank_level(get_survey(survey))
-
-
-def check_image(path: str | Path, image_size: int = LUO_SIZE,
-                blank: int | None = None, *, data: bytes | None = None) -> None:
-    """Decode one JPEG with PIL and raise ``DataError`` naming it if it is unusable.
-
-    Unusable: missing, not a (complete) JPEG, not ``image_size x image_size`` RGB, or,
-    when ``blank`` (the survey's blank grey) is given, a blank cutout (module docstring).
-    With ``data`` (the JPEG's bytes, e.g. from a shard record) those are checked instead
-    of a file, and ``path`` only names them in the message.
-    """
-    try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
-            img.load()  # full decode: catches truncated or damaged data
-            fmt, mode, (w, h) = img.format, img.mode, img.size
-            arr = np.asarray(img) if blank is not None else None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file is missing") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable JPEG ({e})") from None
-    if fmt != "JPEG":
-        raise DataError(f"{path}: not a JPEG file (PIL reads it as {fmt})")
-    if mode != "RGB" or (w, h) != (image_size, image_size):
-        raise DataError(f"{path}: expected a {image_size}x{image_size}x3 RGB image, "
-                        f"got {w}x{h} {mode}")
-    if blank is not None and _is_blank(arr, blank):
-        raise DataError(f"{path}: blank cutout (uniform grey {arr.mean():.1f}, survey "
-                        f"blank level {blank}): outside the survey footprint? "
-                        "Drop it from the manifest")
-
-
-_is_blank = is_blank
-
-
-def _stat_all(paths: Sequence[str], where: str) -> list[os.stat_result]:
-    """``os.stat`` every path; raise one ``DataError`` summarising the missing ones."""
-    stats, missing = [], []
-    for p in paths:
-        try:
-            stats.append(os.stat(p))
-        except FileNotFoundError:
-            missing.append(p)
-    if missing:
-        raise DataError(f"{len(missing)} of {len(paths)} files {where} are missing; "
-                        f"first: {missing[0]}")
-    return stats
-
-
-def pair_paths(root: str | Path, split: str, source: str, target: str,
-               ids: Iterable[str] | None = None) -> tuple[list[str], list[str], list[str]]:
-    """Ids and (source, target) file paths of a split, after the cheap up-front checks.
-
-    Args:
-        root: dataset folder (``ROOT/manifest.csv``, ``ROOT/<split>/<survey>/<id>.jpg``).
-        split: ``"train"`` or ``"test"``.
-        source, target: survey names (``ValueError`` if unknown).
-        ids: optional subset of the split's ids, in the order wanted.
-    Returns:
-        ``(ids, source_paths, target_paths)``, three equally long lists of ``str``.
-    Raises:
-        DataError: missing root/manifest, empty split, unknown id, or missing files.
-    """
-    for s in (source, target):
-        get_survey(s)
-    manifest = read_manifest(root, split)
-    known = list(manifest["id"])
-    if ids is None:
-        ids = known
-    else:
-        ids = [str(i) for i in ids]
-        unknown = sorted(set(ids) - set(known))
-        if unknown:
-            raise DataError(f"{len(unknown)} requested id(s) are not in the {split!r} "
-                            f"split of {manifest_path(root)}; first: {unknown[0]!r}")
-    if not ids:
-        raise DataError(f"no galaxies in the {split!r} split of {manifest_path(root)}")
-    src = [str(image_path(root, split, source, i)) for i in ids]
-    tgt = [str(image_path(root, split, target, i)) for i in ids]
-    _stat_all(src + tgt, f"listed in {manifest_path(root)} ({split})")
-    return ids, src, tgt
-
-
-def validate_files(paths: Sequence[str], blanks: Sequence[int | None],
-                   image_size: int = LUO_SIZE, *, stamp_dir: str | Path | None = None,
-                   progress: bool | None = None) -> int:
-    """Run :func:`check_image` on every file; raise ``DataError`` at the first bad one.
-
-    Args:
-        paths: JPEG files; ``blanks``: the blank grey of each file's survey (``None``
-            skips the blank test for that file).
-        stamp_dir: if given, a stamp named by a digest of the file list, sizes, mtimes
-            and rules is looked up there (hit: nothing is decoded) and written on success
-            (silently skipped if the folder is not writable).
-        progress: tqdm bar; ``None`` shows it only on a terminal.
-    Returns:
-        The number of files decoded (0 when the stamp matched).
-    """
-    stats = _stat_all(paths, "to validate")
-    stamp = None
-    if stamp_dir is not None:
-        h = hashlib.sha1(f"{_RULES_VERSION} {image_size} {BLANK_STD} {BLANK_MEAN_TOL}"
-                         .encode())
-        for p, st, b in zip(paths, stats, blanks):
-            h.update(f"\n{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\t{b}"
-                     .encode())
-        stamp = Path(stamp_dir) / h.hexdigest()
-        if stamp.is_file():
-            return 0
-    for p, b in tqdm(list(zip(paths, blanks)), desc="validating JPEGs", unit="file",
-                     disable=None if progress is None else not progress, leave=False):
-        check_image(p, image_size, b)
-    if stamp is not None:
-        try:
-            stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.touch()
-        except OSError:
-            pass  # read-only dataset: validate again next time
-    return len(paths)
-
-
-def validate_split(root: str | Path, split: str,
-                   surveys: Sequence[str] = LUO_SURVEYS, *,
-                   ids: Iterable[str] | None = None, image_size: int = LUO_SIZE,
-                   cache: bool = True, progress: bool | None = None) -> int:
-    """Check every JPEG of ``surveys`` in a split (existence, decode, size, blank).
-
-    Uses a stamp under ``ROOT/.validated/`` when ``cache`` so unchanged files are
-    decoded only once across runs. Returns the number of files decoded; raises
-    ``DataError`` naming the first bad file.
-    """
-    surveys = list(surveys)
-    ids, _, _ = pair_paths(root, split, surveys[0], surveys[0], ids)
-    paths, blanks = [], []
-    for s in surveys:
-        b = survey_blank(s)
-        for i in ids:
-            paths.append(str(image_path(root, split, s, i)))
-            blanks.append(b)
-    return validate_files(paths, blanks, image_size, progress=progress,
-                          stamp_dir=Path(root) / _STAMP_DIR if cache else None)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -321,10 +150,11 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
             evaluation (not ``training``) subset must follow the manifest order.
         with_ids: also yield the ``[B]`` string ids.
         image_size: required side of every JPEG (Luo et al.: 128).
-        validate: files: decode every file once up front (:func:`validate_split`,
-            cached); shards: check that every shard file exists with the index's size
-            (their JPEGs were validated when packed; damage inside a shard is caught by
-            TFRecord checksums and the in-graph checks while iterating).
+        validate: files: decode every file once up front
+            (:func:`data.checks.validate_split`, cached); shards: check that every
+            shard file exists with the index's size (their JPEGs were validated when
+            packed; damage inside a shard is caught by TFRecord checksums and the
+            in-graph checks while iterating).
         progress: tqdm bar during validation (``None``: only on a terminal).
         layout: ``"auto"`` (shards if an index is found, else files), ``"files"`` or
             ``"shards"``.
@@ -357,7 +187,6 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
     blanks = (survey_blank(source), survey_blank(target))
     index = None
     if layout != "files":
-        from data import shard  # imported here: data.shard imports this module
         index = shard.find_index(root)
         if index is None and layout == "shards":
             raise DataError(f"{Path(root) / shard.SHARD_DIR / shard.INDEX} is missing: "
@@ -367,7 +196,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
         ids, src, tgt = pair_paths(root, split, source, target, ids)
         if validate:
             validate_files(src + tgt, [blanks[0]] * len(src) + [blanks[1]] * len(tgt),
-                           image_size, stamp_dir=Path(root) / _STAMP_DIR,
+                           image_size, stamp_dir=Path(root) / STAMP_DIR,
                            progress=progress)
         n, columns = len(ids), (tf.constant(src), tf.constant(tgt), tf.constant(ids))
 
@@ -457,8 +286,6 @@ def _shard_records(index: Path, root, split, source, target, blanks, ids, traini
     a seed giving one pass of ``(shard path, serialized record)`` (shuffled with that
     seed when ``training``), the function decoding one into ``(source [S,S,3] uint8,
     target, id)``, and the damage finder for :func:`data_errors`."""
-    from data import shard
-
     entry = shard.load_split(index, split, (source, target), image_size, root=root)
     known = entry["ids"]
     keep = None
@@ -557,7 +384,7 @@ def list_images(paths: str | Path | Iterable[str | Path]) -> list[str]:
         files = [str(f) for f in paths]
         if not files:
             raise DataError("no image files given")
-    _stat_all(files, "given")
+    stat_all(files, "given")
     return files
 
 
@@ -619,12 +446,11 @@ def _check_shards(index: Path, shards: Sequence[dict], keys: Sequence[str],
                   image_size: int) -> None:
     """Find a damaged shard (missing, wrong size or sha256) or, in intact shards, a
     record that is unparsable or holds an unusable JPEG; raise ``DataError`` naming it."""
-    from data import shard
     for e in shards:
         p = index.parent / e["file"]
         if not p.is_file():
             raise DataError(f"{p}: shard is missing (listed in {index})")
-        if p.stat().st_size != e["bytes"] or shard.file_sha256(p) != e.get("sha256"):
+        if p.stat().st_size != e["bytes"] or file_sha256(p) != e.get("sha256"):
             raise DataError(f"{p}: shard is damaged (size or sha256 differs from "
                             f"{index}); rerun `python -m data.shard` to rewrite it")
     spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id",) + tuple(keys)}

@@ -49,11 +49,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from common.cli import Parser, positive_int
-from common.errors import run_cli
-from common.io import clean_stale_tmp, file_sha256
-from common.errors import DataError
+from common.errors import DataError, run_cli
+from common.io import (atomic_path, atomic_write, atomic_write_text, clean_stale_tmp,
+                       file_sha256)
+from data.checks import validate_split
 from data.layout import SPLITS, image_path, manifest_path, read_manifest
 from data.surveys import LUO_SURVEYS, get_survey
 
@@ -294,7 +297,6 @@ def _inputs_digest(ids, surveys, sizes, mtimes, image_size) -> str:
 
 
 def _detect_size(path: Path | str) -> int | None:
-    from PIL import Image
     try:
         with Image.open(path) as img:
             return img.size[0]
@@ -303,7 +305,6 @@ def _detect_size(path: Path | str) -> int | None:
 
 
 def _save_index(out: Path, index: dict) -> None:
-    from common.io import atomic_write_text
     atomic_write_text(index_path(out), json.dumps(index, indent=1) + "\n")
 
 
@@ -327,13 +328,9 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
     Raises:
         ValueError: bad ``shard_mb``, unknown or repeated survey. DataError: missing
         root/manifest/files, an empty split, or an unusable JPEG (named; checked with
-        :func:`data.pipeline.validate_split` before anything is packed).
+        :func:`data.checks.validate_split` before anything is packed).
     """
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    from common.io import atomic_path, atomic_write
-    from data import pipeline  # here: data.pipeline imports this module lazily too
+    import tensorflow as tf  # only packing needs it (not --help, nor the index readers)
 
     if not (isinstance(shard_mb, (int, float)) and shard_mb > 0):
         raise ValueError(f"shard_mb must be > 0, got {shard_mb!r}")
@@ -363,7 +360,7 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
             raise DataError(f"no galaxies in the {split!r} split of {manifest_path(root)}")
         size = image_size or _detect_size(image_path(root, split, surveys[0], ids[0])) or 0
         # every file exists and decodes (cached by the same stamps as make_dataset's)
-        pipeline.validate_split(root, split, surveys, image_size=size, progress=progress)
+        validate_split(root, split, surveys, image_size=size, progress=progress)
         # [N, n_surveys] int64 file sizes and mtimes: the only per-galaxy state kept
         nbytes, mtimes = _stats(root, split, surveys, ids)
         rec = [record_bytes(g, dict(zip(surveys, map(int, nbytes[j]))))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from common import images
 from common.errors import DataError
-from data import pipeline
+from data import checks, pipeline
 from data.layout import image_path
 from data.render import blank_level
 from data.surveys import get_survey
@@ -176,14 +176,14 @@ def test_image_dataset_folder_file_and_list(root):
 # ------------------------------------------------------------------ validation cache
 def test_validate_split_caches_until_a_file_changes(root):
     n = len(SURVEYS) * N_TRAIN
-    assert pipeline.validate_split(root, "train", image_size=SIZE, progress=False) == n
-    assert pipeline.validate_split(root, "train", image_size=SIZE, progress=False) == 0
-    assert pipeline.validate_split(root, "train", image_size=SIZE, cache=False,
+    assert checks.validate_split(root, "train", image_size=SIZE, progress=False) == n
+    assert checks.validate_split(root, "train", image_size=SIZE, progress=False) == 0
+    assert checks.validate_split(root, "train", image_size=SIZE, cache=False,
                                    progress=False) == n
     path = image_path(root, "train", "decals", "g02")
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert pipeline.validate_split(root, "train", image_size=SIZE, progress=False) == n
+    assert checks.validate_split(root, "train", image_size=SIZE, progress=False) == n
 
 
 # ------------------------------------------------------------------ errors
