@@ -18,8 +18,9 @@ batch scheduler (SLURM array, Dask, Spark) can run shard ``i`` of ``N`` anywhere
 
 The catalogue is streamed (``csv`` reader, ``chunk_rows`` rows at a time), never held
 in memory (a duplicate-id check first keeps one set of the shard's ids). The shard CSV
-is appended in catalogue order and fsynced per chunk, so a killed shard resumes after
-its last recorded row (a cut last line is dropped and that row redone). A bad row
+is a ``data.joblog.JobLog``: appended in catalogue order and fsynced per chunk, so a
+killed shard resumes after its last recorded row (a cut last line is dropped and that
+row redone). A bad row
 (missing file, unreadable or non-JPEG data, wrong size, blank cutout, unsafe id) is
 recorded as ``failed`` with a one-line reason naming the file.
 
@@ -32,7 +33,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from common.errors import DataError
 from common.io import atomic_write_text
+from data.joblog import JobLog, read_rows
 from pix2wgan.convert import (Model, as_model, blank_of, not_ours, read_image,
                               save_image, size_note, start)
 
@@ -196,40 +197,17 @@ def chunks(items, size: int):
         yield chunk
 
 
-# --- the shard CSV ----------------------------------------------------------------------
+# --- the shard CSV ---------------------------------------------------------------------
 
-def recorded(csv_path: Path) -> tuple[int, str | None]:
-    """``(rows recorded, last recorded id)`` of a shard CSV, streaming it; a cut last
-    line (a kill mid-write) is removed first, so its row is redone."""
-    size = csv_path.stat().st_size
-    with open(csv_path, "rb+") as f:  # drop an unterminated last line
-        if size:
-            f.seek(size - 1)
-            if f.read(1) != b"\n":
-                f.seek(0)
-                keep = 0
-                for line in f:
-                    if line.endswith(b"\n"):
-                        keep += len(line)
-                f.truncate(keep)
-                os.fsync(f.fileno())
-    rows, last = 0, None
-    with open(csv_path, newline="") as f:
-        for rec in csv.DictReader(f):
-            rows, last = rows + 1, rec["id"]
-    return rows, last
-
-
-def tally(csv_path: Path) -> dict:
-    """``{"rows", "ok", "failed"}`` counted from a shard CSV (streamed; zeros if it does
-    not exist)."""
-    c = {"rows": 0, "ok": 0, "failed": 0}
-    if csv_path.is_file():
-        with open(csv_path, newline="") as f:
-            for rec in csv.DictReader(f):
-                c["rows"] += 1
-                c["ok" if rec["status"] == "ok" else "failed"] += 1
-    return c
+def tally(csv_path: Path) -> tuple[dict, str | None]:
+    """``({"rows", "ok", "failed"}, last recorded id)`` of a shard CSV, streamed (zeros
+    and ``None`` if it does not exist; a last line cut by a kill is not read)."""
+    c, last = {"rows": 0, "ok": 0, "failed": 0}, None
+    for rec in read_rows(csv_path, whole=False):
+        c["rows"] += 1
+        c["ok" if rec["status"] == "ok" else "failed"] += 1
+        last = rec["id"]
+    return c, last
 
 
 # --- one shard --------------------------------------------------------------------------
@@ -344,28 +322,22 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
             pth.unlink(missing_ok=True)
     atomic_write_text(files.model, json.dumps(model.record(), indent=1) + "\n")
     files.images.mkdir(parents=True, exist_ok=True)
-    resumed, last_id = recorded(files.rows) if files.rows.is_file() else (0, None)
-    counts = {"shard": files.name, **tally(files.rows)}
-    ok_before = counts["ok"]
-    rows = pending_rows(manifest, files, resumed, last_id, id_column, path_column)
-    new_file = not files.rows.is_file() or files.rows.stat().st_size == 0
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(unit="row", disable=not progress, desc=files.name) as bar, \
-            open(files.rows, "a", newline="") as f:
-        converter = ShardConverter(model, files.images, fmt, batch_size, blank, pool)
-        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
-        if new_file:
-            writer.writeheader()
-        for chunk in chunks(rows, chunk_rows):
-            records, good = converter.check(chunk)
-            converter.write(good)
-            for rec in records:  # recorded only once its output is on disk
-                writer.writerow(rec)
-                counts["ok" if rec["status"] == "ok" else "failed"] += 1
-            counts["rows"] += len(records)
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(records))
+    with JobLog(files.rows, RECORD_FIELDS).open() as log:  # open drops a cut last line
+        recorded, last_id = tally(files.rows)
+        resumed, ok_before = recorded["rows"], recorded["ok"]
+        counts = {"shard": files.name, **recorded}
+        rows = pending_rows(manifest, files, resumed, last_id, id_column, path_column)
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                tqdm(unit="row", disable=not progress, desc=files.name) as bar:
+            converter = ShardConverter(model, files.images, fmt, batch_size, blank, pool)
+            for chunk in chunks(rows, chunk_rows):
+                records, good = converter.check(chunk)
+                converter.write(good)
+                log.append(*records)  # recorded only once their outputs are on disk
+                for rec in records:
+                    counts["ok" if rec["status"] == "ok" else "failed"] += 1
+                counts["rows"] += len(records)
+                bar.update(len(records))
     atomic_write_text(files.done, json.dumps(counts) + "\n")
     print(f"{files.name}: {counts['rows'] - resumed} rows this run, {resumed} already "
           f"recorded; {counts['ok']} ok, {counts['failed']} failed: wrote "
@@ -433,7 +405,7 @@ def merge(out_dir) -> dict:
             c = json.loads(files.done.read_text())
         else:
             total["incomplete"].append(files.name)
-            c = tally(files.rows)
+            c = tally(files.rows)[0]
         for k in ("rows", "ok", "failed"):
             total[k] += c[k]
         w.writerow([files.name, files.rows.name, c["rows"], c["ok"], c["failed"],
