@@ -11,14 +11,12 @@ No reference implementation is timed for this model (next work).
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import closing, emit, existing_dir, print_machine  # noqa: E402
+from benchmarks.benchlib import closing, emit, existing_dir, print_machine
 
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int
 
 
 def main(argv=None) -> int:
@@ -45,7 +43,7 @@ def run(a) -> None:
     import tensorflow as tf
 
     from data.layout import LIN_MANIFEST
-    from data.simulate import LinSimConfig
+    from data.sim_lin import LinSimConfig
     from noise_gan.config import NoiseGANConfig
     from noise_gan.trainer import build_step, make_dataset
     root = Path(a.data) if a.data else LinSimConfig().out

@@ -29,15 +29,12 @@ this machine's GPU; printed as "not measured" without a GPU (never estimated).
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NO_GPU, closing, conv_forward_flops, emit, existing_dir,  # noqa: E402
+from benchmarks.benchlib import (NO_GPU, closing, conv_forward_flops, emit, existing_dir,
                       graph_flops, matmul_peak, print_machine)
 
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int
 
 EPOCH_IMAGES = 15_000
 
@@ -58,7 +55,7 @@ def setup(kind, cfg):
     import keras
     import tensorflow as tf
 
-    from reference_wgan import reference_cascade_step, reference_step
+    from benchmarks.reference_wgan import reference_cascade_step, reference_step
     n = cfg.n_critic * cfg.batch_size
     shape = (n, cfg.image_size, cfg.image_size, 3)
     rng = tf.random.Generator.from_seed(0)
@@ -281,7 +278,7 @@ def run(a) -> None:
     best = max(ours_ips, res.get("xla_img_s") or 0)
     root = a.data
     if root is None:
-        from data.simulate import ensure_simulated
+        from data.sim_luo import ensure_simulated
         root = ensure_simulated()
     rate = pipeline_rate(a.model, cfg, root, a.data_seconds)
     res["data_img_s"], res["data_ratio"] = rate, rate / best

@@ -49,6 +49,12 @@ everything at tiny size (width 2, batch 2, 32^2 images, depth 2, n_critic 1; noi
 width 4, one band, batches of 2) as a smoke check of this script on a CPU (XLA compiled for
 Pix2WGAN float32 only: one CPU compile of a step takes 15-50 s on 2 cores); its figures
 are not performance figures.
+
+Why one file: it is the one prepared script a device session runs, and its measurement
+knobs (``AGREE_STEPS``, ``FULL``, ``QUICK``) are module constants that
+tests/test_gpu_check.py sets on this module before ``main``; split along measurements
+(Check .. noise_gan_measurement) and reports (``markdown``) those knobs would have to
+travel as arguments first.
 """
 from __future__ import annotations
 
@@ -57,14 +63,12 @@ import gc
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import cpu_model, gpus, machine_info, status_mb  # noqa: E402
+from benchmarks.benchlib import cpu_model, gpus, machine_info, status_mb
 
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int
 
 DEFAULT_OUT = "results/gpu_check"
 MD_NAME, JSON_NAME = "gpu_check.md", "gpu_check.json"
@@ -234,8 +238,8 @@ def train_measurement(kind, cfg, steps, timed, peaks, start_weights=None,
     once the model is built (the GPU peak then covers the steps)."""
     import keras
 
-    from bench_train import setup
-    from benchlib import train_step_flops
+    from benchmarks.bench_train import setup
+    from benchmarks.benchlib import train_step_flops
     step, ref, data, n, f_g, f_d, model = setup(kind, cfg)
     del ref  # the keras-io reference twin bench_train times: not needed here
     gc.collect()
@@ -354,7 +358,7 @@ TOLERANCE_WHY = (
 # --- matmul peak, predict, noise GAN -------------------------------------------------------
 
 def matmul_measurement(dtype: str, n: int, seconds: float) -> dict:
-    from benchlib import matmul_peak
+    from benchmarks.benchlib import matmul_peak
     flop_s = matmul_peak(n, seconds, dtype)
     return {"flop_s": flop_s, "tflop_s": flop_s / 1e12, "n": n, "dtype": dtype}
 
@@ -362,7 +366,7 @@ def matmul_measurement(dtype: str, n: int, seconds: float) -> dict:
 def predict_model_measurement(kind, width, depth, size, batch, precision, timed):
     import tensorflow as tf
 
-    from bench_predict import _build
+    from benchmarks.bench_predict import _build
     from common.training import set_precision
     set_precision(precision)
     fn, _ = _build(kind, width, depth)
@@ -380,8 +384,8 @@ def predict_manifest_measurement(width, depth, size, batch, rows):
 
     import tensorflow as tf
 
-    from bench_predict import _build, write_catalogue
-    from pix2wgan.predict import predict_manifest
+    from benchmarks.bench_predict import _build, write_catalogue
+    from pix2wgan.survey import predict_manifest
     with tempfile.TemporaryDirectory() as tmp:
         cat = write_catalogue(Path(tmp) / "cat", rows, size)
         fn, mult = _build("pix2wgan", width, depth)

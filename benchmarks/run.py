@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from benchlib import NO_GPU, machine_info, print_machine  # noqa: E402
+from benchmarks.benchlib import NO_GPU, machine_info, print_machine
 
-from common.cli import Parser, add_verbose  # noqa: E402
+from common.cli import Parser, add_verbose
 
 BENCHES = ("train", "cascade", "predict", "predict_cascade", "simulate", "noise_gan")
 

@@ -12,16 +12,12 @@ disk without arms, a bulge-dominated galaxy; the largest clean one of each), or 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import luo_common as lc
 
 PAPER = ("Fig. 1: three galaxies (columns), each seen by SDSS (top), DECaLS (middle) "
          "and HSC (bottom), viewer JPEGs at 0.168\"/px; structure and extent grow with "
@@ -49,8 +45,7 @@ def run(args) -> list[Path]:
     recs = [dict(figure=name, column=j + 1, id=g, reason=w)
             for j, (g, w) in enumerate(chosen)]
     # background grey-level noise of each row: the depth ordering the caption describes
-    from experiments.survey_gap import background_sigma
-    sig = {s: background_sigma(np.stack(imgs)) for s, imgs in
+    sig = {s: lc.background_sigma(np.stack(imgs)) for s, imgs in
            zip(("sdss", "decals", "hsc"), (r[1] for r in rows))}
     for r in recs:
         r.update({f"bg_sigma_{s}": v for s, v in sig.items()})

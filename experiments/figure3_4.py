@@ -16,14 +16,10 @@ Writes ``results/figure3.{png,pdf}``, ``results/figure4.{png,pdf}`` and
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import luo_common as lc
 
 PAPER = ("Figs 3-4: six test galaxies (three per figure); rows DECaLS, Pix2WGAN "
          "pseudo-HSC, HSC. Text (§4.2): spiral of the first galaxy 'nearly perfectly' "

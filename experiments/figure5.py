@@ -14,14 +14,10 @@ Pix2WGAN pseudo-HSC, HSC. Writes ``results/figure5.{png,pdf}`` and
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import luo_common as lc
 
 KINDS = ("streak", "noisy", "saturated")
 PAPER = ("Fig. 5: real HSC images with a streak-like artifact (left), prominent noise "

@@ -14,14 +14,10 @@ Pix2WGAN pseudo-HSC, HSC. Writes ``results/figure6.{png,pdf}`` and
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import luo_common as lc
 
 KINDS = ("streak", "noisy", "blurred")
 PAPER = ("Fig. 6: DECaLS inputs with streak-like artifacts (left), significant noise "

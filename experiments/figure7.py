@@ -19,17 +19,15 @@ and goes on.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser, positive_int  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser, positive_int
+from experiments import luo_common as lc
+from experiments import luo_models
+from experiments.presets import LUO_PRESETS
 
 PAPER = ("Fig. 7: SDSS -> G1 -> pseudo-DECaLS -> G2 -> pseudo-HSC; D1 judges (SDSS, "
          "DECaLS) vs (SDSS, pseudo-DECaLS), D2 judges (pseudo-DECaLS, HSC) vs "
@@ -48,15 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cascade_config(args, root: Path):
     """The cascade's config: the run's config.json if the run exists, else the
-    preset's (table1.train_config). Returns ``(cfg, where)``."""
+    preset's (``luo_models.train_config``). Returns ``(cfg, where)``."""
     from cascade.config import CascadeConfig
     from common.training import load_config
-    from experiments import table1
-    run = lc.run_dir(args, "cascade")
+    run = luo_models.run_dir(args.run, args.preset, "cascade")
     if (run / "config.json").is_file():
         return load_config(CascadeConfig, run), f"{run}/config.json"
-    cfg = table1.train_config(lc._table1_args(args), lc.PRESETS[args.preset], root,
-                              "cascade")
+    cfg = luo_models.train_config(LUO_PRESETS[args.preset], root, "cascade",
+                                  overrides=luo_models.flag_overrides(args))
     return cfg, f"preset {args.preset} (no run in {run})"
 
 

@@ -13,14 +13,10 @@ Table 1's settings if missing); it sees SDSS only. Writes
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import luo_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import luo_common as lc
 
 PAPER = ("Figs 8-9: the galaxies of Figs 3-4; rows SDSS, Cascade Pix2WGAN pseudo-HSC, "
          "HSC. Text (§4.3): spiral arms, disks, tidal tails, bridges and central fine "

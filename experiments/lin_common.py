@@ -1,10 +1,10 @@
-"""Shared by the Lin et al. (2021) figure scripts (lin_fig3..6): presets, train-once cache
-of every case, and the cached translation of the paired test set.
+"""Shared by the Lin et al. (2021) figure scripts (lin_fig3..6): the cases' configs and
+runs, and the cached translation of the paired test set.
 
-One source of truth for the presets: :data:`PRESETS`. A case ("ours" or an ablation
-"a".."f", ``noise_gan.config.VARIANTS``) is trained once per preset into
-``runs/lin/<preset>/<case>/`` (resumed if a run was killed, reused when finished); its
-translation of the paired test set is cached in ``results/lin/<preset>/<case>_test.npz``
+The presets live in :data:`experiments.presets.LIN_PRESETS`. A case ("ours" or an
+ablation "a".."f", ``noise_gan.config.VARIANTS``) is trained once per preset into
+``runs/lin/<preset>/<case>/`` (resumed if a run was killed, reused when finished; the
+locks and helper processes: :mod:`experiments.scheduler`); its translation of the paired test set is cached in ``results/lin/<preset>/<case>_test.npz``
 under a key made of the checkpoint files, the data and the noise seed, so a second
 figure script (or a rerun) costs no training and no inference.
 """
@@ -13,90 +13,34 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
-from common.io import atomic_write, file_sha256  # noqa: E402
+from common.cli import add_verbose, positive_int
+from common.io import atomic_write, file_sha256
 from common.errors import DataError
-from data.layout import REPO_ROOT, data_root  # noqa: E402
+from data.layout import REPO_ROOT, data_root
+from experiments.presets import LIN_CASES, LIN_PRESETS
 
-#: Cases in the paper's order (Figs. 4-6). (g) CycleGAN and (h) Augmented CycleGAN
-#: translate CFHT regridded to the SDSS grid (§IV-B; ``noise_gan.cyclegan``): their CFHT
-#: reconstructions are compared with the regridded originals.
-CASES = ("ours", "a", "b", "c", "d", "e", "f", "g", "h")
 CASE_LABELS = {"ours": "Ours", "a": "(a) Ad.pix2pix", "b": "(b) Ad.CycleGAN",
                "c": "(c) Ad.CycleGAN+PID", "d": "(d) Ad.CycleGAN+ID",
                "e": "(e) Ad.CycleGAN+ID+PS", "f": "(f) Ours-Auto", "g": "(g) CycleGAN",
                "h": "(h) AugCGAN"}
 
-#: Presets. ``sim``: ``data.simulate.LinSimConfig`` fields of the preset's simulated set,
-#: ``folder``: its name under the data root (None = the default set ``sim-lin``), or
-#: ``real``: the preset's default data is the downloaded FITS set
-#: (``python -m data.download pairs``); ``train``: ``NoiseGANConfig`` changes from the
-#: paper's settings (§IV-B; recipe fields a case has no networks for are left out of its
-#: config, :data:`RECIPE_NEEDS`); ``cases``: the cases the figure scripts train and plot
-#: by default (``--cases all``: every one); ``n_noise``: Noise-Emulator draws behind σ of
-#: Fig. 5.
-#:
-#: ``cpu``: issue 13's recipe, meant to show Figs. 5-6's claims from scratch within 30
-#: min on an idle 2-core CPU (docs/noise_gan.md has the measured times and the
-#: measurements behind each value). r band only (Figs. 5-6 are r; ~2.5x cheaper per
-#: step), width 8, batches 4 + 4 + 4; the emulators start at the robust noise estimate of
-#: the training images; the autoencoders are pre-trained 5,000 iterations so the critic
-#: compares noise with noise, not with blur (at 1,000 the CFHT critic wins on the
-#: autoencoder's residuals within 400 iterations and pushes the emulator down); critics
-#: and emulators at the paper's 1e-4 (at 3e-3 the critic wins within ~200 iterations),
-#: autoencoders and generators at 1e-3; 1,500 iterations for step one and the ablations,
-#: with no rate drops; step two 3,000, its rate divided by 10 after 2,000 (at a constant
-#: 1e-3 the generators end wherever their swing is: 4,000 iterations gave one seed a
-#: sky offset above the CFHT noise and 0 % in the band, from 44 % at 2,000). Step two's
-#: CFHT-domain terms weigh 25x: the ratio of the two domains' noise variances in r
-#: (robust estimates 0.0112² / 0.00224²), so each domain's errors count in units of its
-#: own noise (measured at 2,000: 50 % of the CFHT reconstructions in the noise band,
-#: against 31 % at 8x and 4 % at 1:1; SDSS 80-81 % in all three).
-#: ``paper``: §IV-B unchanged (width 64, 60,000 iterations per step, 24 + 24 + 24,
-#: lr 1e-4 / 5 every 20,000, ugriz) on the downloaded paired sets (a GPU job).
-#: ``tiny``: for tests, seconds per case (plus tracing).
-PRESETS = {
-    "tiny": dict(folder="sim-lin-tiny", real=False,
-                 sim=dict(n_paired_train=4, n_paired_test=6, n_unpaired_sdss=4,
-                          n_unpaired_cfht=4),
-                 train=dict(width=2, noise_hidden=2, iterations=2, batch_unpaired=2,
-                            batch_paired=2, checkpoint_every=2, sample_every=2,
-                            n_samples=1, lr=1e-3, lr_drop_every=1),
-                 cases=CASES, n_noise=8),
-    "cpu": dict(folder=None, real=False, sim=dict(),
-                train=dict(band_set="r", width=8, noise_hidden=16, batch_unpaired=4,
-                           batch_paired=4, iterations=1500, step2_iterations=3000,
-                           step2_lr_drop=10.0, step2_lr_drop_every=2000,
-                           noise_init="data", auto_pretrain=5000, lr=1e-3, lr_disc=1e-4,
-                           lr_noise=1e-4, lr_drop=1.0, step2_weight_cfht=25.0,
-                           checkpoint_every=100, sample_every=500, n_samples=4),
-                cases=("ours", "a"), n_noise=500),
-    "paper": dict(folder=None, real=True, sim=dict(), train=dict(), cases=CASES,
-                  n_noise=2500),
-}
-
 
 def with_seed(preset: str, seed: int) -> str:
     """The name of ``preset`` trained with seed ``seed`` (``--train-seed``): ``preset``
-    itself for 0, else ``"<preset>-seed<seed>"``, registered in :data:`PRESETS` on first
-    use as the same preset with that ``NoiseGANConfig.seed``. Runs, caches and figures
+    itself for 0, else ``"<preset>-seed<seed>"``, registered in :data:`LIN_PRESETS` on
+    first use as the same preset with that ``NoiseGANConfig.seed``. Runs, caches and figures
     of each seed then stay apart (``runs/lin/cpu-seed1/``), so a seed spread is a rerun
     away."""
     if seed == 0:
         return preset
     name = f"{preset}-seed{seed}"
-    if name not in PRESETS:
-        base = PRESETS[preset]
-        PRESETS[name] = {**base, "train": {**base["train"], "seed": seed},
+    if name not in LIN_PRESETS:
+        base = LIN_PRESETS[preset]
+        LIN_PRESETS[name] = {**base, "train": {**base["train"], "seed": seed},
                          "seed_of": (preset, seed)}
     return name
 
@@ -121,7 +65,7 @@ DIRECTIONS = {"sdss": "CFHT -> SDSS (reconstructed SDSS)",
 
 def describe_preset(name: str) -> str:
     """One line: the preset's data and its departures from §IV-B's settings."""
-    pre = PRESETS[name]
+    pre = LIN_PRESETS[name]
     changes = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
                         for k, v in pre["train"].items()) or "none"
     data = ("the downloaded paired FITS sets (datasets/lin2021)" if pre["real"] else
@@ -139,9 +83,9 @@ def ensure_data(preset: str, data: str | Path | None = None, progress: bool = Tr
         if not root.is_dir():
             raise DataError(f"data folder {root} does not exist")
         return root
-    pre = PRESETS[preset]
+    pre = LIN_PRESETS[preset]
     if pre["real"]:
-        from data.fits_download import default_out
+        from data.cube import default_out
         root = default_out()
         if not (root / "lin_manifest.csv").is_file():
             raise DataError(
@@ -149,7 +93,7 @@ def ensure_data(preset: str, data: str | Path | None = None, progress: bool = Tr
                 f"lin_manifest.csv: download them (python -m data.download sdss-fits / "
                 f"cfht-fits / pairs) or pass --data ROOT")
         return root
-    from data.simulate import LinSimConfig, default_lin_dir, ensure_lin_simulated
+    from data.sim_lin import LinSimConfig, default_lin_dir, ensure_lin_simulated
     out = default_lin_dir() if pre["folder"] is None else data_root() / pre["folder"]
     return ensure_lin_simulated(LinSimConfig(out=out, progress=progress, **pre["sim"]))
 
@@ -167,10 +111,10 @@ def case_config(case: str, preset: str, root: Path | str):
     """``NoiseGANConfig`` of ``case`` under ``preset`` on the data at ``root`` (the
     preset's recipe fields that need networks the case lacks are left out)."""
     from noise_gan.config import NoiseGANConfig
-    if case not in CASES:
-        raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
+    if case not in LIN_CASES:
+        raise ValueError(f"unknown case {case!r}; choose one of {', '.join(LIN_CASES)}")
     probe = NoiseGANConfig(variant=case)
-    train = {k: v for k, v in PRESETS[preset]["train"].items()
+    train = {k: v for k, v in LIN_PRESETS[preset]["train"].items()
              if getattr(probe, RECIPE_NEEDS.get(k, "variant"))}
     if "band_set" in train:
         train["bands"] = len(train["band_set"])
@@ -230,169 +174,6 @@ def check_settings(run_dir: Path, cfg, preset: str) -> None:
             f"({', '.join(f'{k} {getattr(old, k)!r} -> {getattr(cfg, k)!r}' for k in diff[:3])}"
             f"{', ...' if len(diff) > 3 else ''}): move it away, or pass --runs DIR, to "
             f"train it anew")
-
-
-class CaseLocked(Exception):
-    """Another live process is training this case (its lock file names the pid)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    import os
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _acquire(lock: Path) -> None:
-    """Create ``lock`` holding our pid; a lock of a dead process is taken over; one of a
-    live process raises :class:`CaseLocked`."""
-    import os
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise CaseLocked(f"{lock}: pid {pid} is training this case") from None
-            lock.unlink(missing_ok=True)        # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return
-    raise CaseLocked(f"{lock}: could not take the lock")
-
-
-def ensure_case(case: str, preset: str, data_root: Path | str,
-                runs_root: Path | str | None = None, progress: bool = True,
-                wait: bool = True) -> Path:
-    """Train ``case`` under ``preset`` into ``runs/lin/<preset>/<case>`` unless finished.
-
-    "ours" trains both steps, the ablations their single step. A killed run resumes
-    from its newest checkpoint (``noise_gan.trainer.train(resume=True)``); a finished
-    one is reused at no cost. Two scripts started together do not train one case twice:
-    ``runs/lin/<preset>/<case>.lock`` holds the trainer's pid; the other script waits
-    for it (``wait``) or raises :class:`CaseLocked`. Returns the run folder.
-    """
-    from noise_gan.trainer import train
-    cfg = case_config(case, preset, data_root)
-    run_dir = run_dir_of(case, preset, runs_root)
-    check_settings(run_dir, cfg, preset)
-    lock = run_dir.with_name(f"{case}.lock")
-    while True:
-        if case_finished(case, preset, data_root, runs_root):
-            print(f"case {case}: finished run {run_dir} reused")
-            return run_dir
-        try:
-            _acquire(lock)
-            break
-        except CaseLocked as err:
-            if not wait:
-                raise
-            print(f"case {case}: waiting: {err}", flush=True)
-            time.sleep(20)
-    try:
-        if case_finished(case, preset, data_root, runs_root):   # finished while we waited
-            return run_dir
-        resume = (run_dir / "config.json").is_file()
-        print(f"\n=== case {case} ({CASE_LABELS[case]}): "
-              f"{'resuming' if resume else 'training'} {run_dir} under "
-              f"{describe_preset(preset)} ===", flush=True)
-        t0 = time.time()
-        train(cfg, run_dir, step="both", resume=resume, progress=progress)
-        print(f"case {case}: trained in {time.time() - t0:.0f} s", flush=True)
-    finally:
-        lock.unlink(missing_ok=True)
-    return run_dir
-
-
-def ensure_cases(cases, preset: str, data_root: Path | str,
-                 runs_root: Path | str | None = None, progress: bool = True,
-                 jobs: int = 1) -> dict:
-    """``{case: run_dir}`` for every case, training the missing ones in order; a case
-    another process is training is left for later (then waited for).
-
-    ``jobs`` > 1 starts ``jobs - 1`` helper processes (:func:`train_cases_main`) that
-    walk the same list from other starting points; the case locks keep any case from
-    training twice. Worth it on CPU: a step's graph trace (~25 s at width 8) is
-    single-threaded Python, so one process traces while the other computes. A helper's
-    output goes to ``runs/lin/<preset>/helper<k>.log``; a helper that dies leaves a
-    stale lock, and its case is then trained here.
-    """
-    todo = [c for c in cases if not case_finished(c, preset, data_root, runs_root)]
-    helpers = [_start_helper(k, todo[k:] + todo[:k], preset, data_root, runs_root)
-               for k in range(1, min(jobs, len(todo)))]
-    try:
-        later = []
-        for c in cases:
-            try:
-                ensure_case(c, preset, data_root, runs_root, progress, wait=False)
-            except CaseLocked as err:
-                print(f"case {c}: {err}; coming back to it", flush=True)
-                later.append(c)
-        for c in later:
-            ensure_case(c, preset, data_root, runs_root, progress, wait=True)
-    except BaseException:
-        for proc, _ in helpers:
-            proc.terminate()                # we are failing: do not leave them running
-        raise
-    finally:
-        for proc, log in helpers:
-            if proc.wait() != 0:
-                print(f"helper process failed (exit {proc.returncode}); its log: {log}",
-                      flush=True)
-    return {c: run_dir_of(c, preset, runs_root) for c in cases}
-
-
-def _start_helper(k: int, cases, preset: str, data_root, runs_root):
-    """Start helper ``k`` training ``cases`` in a subprocess; ``(Popen, log path)``."""
-    import subprocess
-    log = runs_dir(preset, runs_root) / f"helper{k}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    base, seed = PRESETS[preset].get("seed_of", (preset, 0))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--preset", base,
-           "--train-seed", str(seed),
-           "--data", str(data_root), "--cases", *cases]
-    if runs_root:
-        cmd += ["--runs", str(runs_root)]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-    print(f"helper {k} (pid {proc.pid}) trains alongside, starting with case {cases[0]}; "
-          f"log {log}", flush=True)
-    return proc, log
-
-
-def train_cases_main(argv=None) -> int:
-    """``python experiments/lin_common.py --preset P --data ROOT --cases C...``: train
-    the cases one after another (skipping finished or locked ones, then waiting for
-    those); the helper behind ``ensure_cases(jobs > 1)``."""
-    from common.cli import quiet_tensorflow
-    from common.errors import run_cli
-    p = Parser(prog="python experiments/lin_common.py",
-               description=train_cases_main.__doc__.split(";")[0])
-    p.add_argument("--preset", choices=PRESETS, required=True)
-    p.add_argument("--data", required=True, help="Lin et al. FITS root")
-    p.add_argument("--runs", help="runs root (default runs/)")
-    p.add_argument("--cases", nargs="+", choices=CASES, required=True)
-    p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
-    add_verbose(p)
-    args = p.parse_args(argv)
-    args.preset = with_seed(args.preset, args.train_seed)
-    quiet_tensorflow(args.verbose)
-
-    def run():
-        root = ensure_data(args.preset, args.data, progress=False)  # given: must exist
-        runs = ensure_cases(args.cases, args.preset, root, args.runs, progress=False)
-        print(f"wrote the runs of case(s) {', '.join(runs)} in "
-              f"{runs_dir(args.preset, args.runs)}")
-    return run_cli(run)
 
 
 # --- the paired test set and its translations, cached ------------------------------------
@@ -606,7 +387,7 @@ def sigma_of(translated: dict, survey: str, band: str = "r") -> float:
 # --- command line and output ---------------------------------------------------------------
 
 def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--preset", choices=PRESETS, default="cpu",
+    p.add_argument("--preset", choices=LIN_PRESETS, default="cpu",
                    help="training/data settings (default cpu: issue 13's recipe, r band, "
                         "within 30 min on 2 cores; paper = §IV-B, a GPU job)")
     p.add_argument("--data", help="Lin et al. FITS root (default: the preset's set; "
@@ -631,10 +412,11 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_cases_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--cases``: the cases to train and plot (default: the preset's ``cases``)."""
-    p.add_argument("--cases", nargs="+", choices=CASES + ("all",), metavar="CASE",
-                   help=f"cases to train and plot, of {' '.join(CASES)}, or all (default: "
-                        f"the preset's: "
-                        + "; ".join(f"{k} {' '.join(v['cases'])}" for k, v in PRESETS.items())
+    p.add_argument("--cases", nargs="+", choices=LIN_CASES + ("all",), metavar="CASE",
+                   help=f"cases to train and plot, of {' '.join(LIN_CASES)}, or all "
+                        f"(default: the preset's: "
+                        + "; ".join(f"{k} {' '.join(v['cases'])}"
+                                    for k, v in LIN_PRESETS.items())
                         + ")")
     return p
 
@@ -642,20 +424,10 @@ def add_cases_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def resolve_cases(args, first: tuple = ()) -> list[str]:
     """``args.cases`` made concrete: the preset's default for none, every case for "all",
     ``first`` (cases a figure needs) put in front; sets and returns ``args.cases``."""
-    asked = args.cases or PRESETS[args.preset]["cases"]
-    cases = list(CASES) if "all" in asked else list(asked)
+    asked = args.cases or LIN_PRESETS[args.preset]["cases"]
+    cases = list(LIN_CASES) if "all" in asked else list(asked)
     args.cases = list(dict.fromkeys([*first, *cases]))
     return args.cases
-
-
-def translate_cases(args, root: Path, cache: Path) -> dict:
-    """``{case: translate_test_set(...)}`` for ``args.cases``, training missing cases
-    first; only "ours" carries Noise-Emulator draws (Fig. 5's sigma)."""
-    runs = ensure_cases(args.cases, args.preset, root, args.runs, not args.quiet, args.jobs)
-    n_noise = PRESETS[args.preset]["n_noise"]
-    return {c: translate_test_set(r, root, args.seed, cache,
-                                  n_noise=n_noise if c == "ours" else 0)
-            for c, r in runs.items()}
 
 
 def out_dir(args, name: str) -> Path:
@@ -718,8 +490,3 @@ def save_csv(df, out_dir: Path | str, name: str) -> Path:
 
 def write_json(path: Path | str, obj) -> Path:
     return atomic_write(Path(path), lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
-
-
-if __name__ == "__main__":
-    from common.errors import exit_process
-    exit_process(train_cases_main())

@@ -23,18 +23,14 @@ flux difference to the original) and ``fig3_pixels.npz`` (the shown arrays).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import lin_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import lin_common as lc
+from experiments import scheduler
 
 #: panel -> (array key, original key, title, pixel scale ")
 COLUMNS = {"sdss": ("sdss", "sdss", "SDSS original", 0.396),
@@ -158,7 +154,7 @@ def plot(t: dict, upper, lower, title: str):
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 3")
-    run_dir = lc.ensure_case("ours", args.preset, root, args.runs, not args.quiet)
+    run_dir = scheduler.ensure_case("ours", args.preset, root, args.runs, not args.quiet)
     t = lc.translate_test_set(run_dir, root, args.seed, cache)
     upper, lower = choose(t, args.galaxy, args.n_rgb)
     bands, rgb = shown_bands(t)

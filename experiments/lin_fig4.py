@@ -20,18 +20,14 @@ Writes ``results/lin_fig4/fig4.{png,pdf}`` and ``fig4.csv``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import lin_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import lin_common as lc
+from experiments import scheduler
 
 #: direction -> (input key, target key, reconstruction key, title)
 ROWS = {"sdss_to_cfht": ("sdss", "cfht", "cfht_rec", "SDSS -> CFHT"),
@@ -118,7 +114,7 @@ def plot(translated: dict, i: int, band: str, title: str):
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 4")
-    translated = lc.translate_cases(args, root, cache)
+    translated = scheduler.translate_cases(args, root, cache)
     args.band = lc.check_band(translated, args.band or default_band(translated))
     first = next(iter(translated.values()))
     i = lc.pick_galaxies(first["id"], first["sdss"], 1, args.galaxy[:1] if args.galaxy

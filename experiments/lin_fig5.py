@@ -28,18 +28,15 @@ seeing keeps, and nothing more, reaches (``oracle_frac_within_noise_band``).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import lin_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import lin_common as lc
+from experiments import scheduler
 
 #: survey reconstructed -> (key of the reconstruction, key of the original, title)
 PANELS = {"sdss": ("sdss_rec", "sdss", "SDSS (reconstructed from CFHT)"),
@@ -340,7 +337,7 @@ def plot(points: pd.DataFrame, summary: pd.DataFrame, sigma: dict, band: str, ti
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 5")
-    translated = lc.translate_cases(args, root, cache)
+    translated = scheduler.translate_cases(args, root, cache)
     lc.check_band(translated, args.band)
     t_train = time.time() - t0
     sigma = {s: lc.sigma_of(translated["ours"], s, args.band) for s in PANELS}

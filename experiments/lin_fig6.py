@@ -20,18 +20,15 @@ and ``fig6_maps.csv`` (every stacked map, long format: survey, case, ky, kx, amp
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.cli import Parser  # noqa: E402
-from experiments import lin_common as lc  # noqa: E402
+from common.cli import Parser
+from experiments import lin_common as lc
+from experiments import scheduler
+from experiments.presets import LIN_CASES
 
 PANELS = {"sdss": ("sdss_rec", "SDSS (from CFHT)"), "cfht": ("cfht_rec", "CFHT (from SDSS)")}
 
@@ -195,7 +192,7 @@ def report(summary: pd.DataFrame, gaps: dict | None = None) -> None:
                 print(f"  {s.upper()}: d(ours) - d(a) = {g:+.3f}, 95% bootstrap interval over "
                       f"the test galaxies [{lo:+.3f}, {hi:+.3f}] -> {word} beyond the "
                       f"galaxy sample's noise (one training seed)")
-        others = [c for c in lc.CASES if c != "ours" and (s, c) in d]
+        others = [c for c in LIN_CASES if c != "ours" and (s, c) in d]
         if (s, "ours") in d and others:
             best = min(others, key=lambda c: d[s, c])
             print(f"  {s.upper()}: closest case other than ours: {best} "
@@ -206,7 +203,7 @@ def report(summary: pd.DataFrame, gaps: dict | None = None) -> None:
 def run(args) -> pd.DataFrame:
     t0 = time.time()
     root, cache = lc.start(args, "Fig. 6")
-    translated = lc.translate_cases(args, root, cache)
+    translated = scheduler.translate_cases(args, root, cache)
     lc.check_band(translated, args.band)
     t_train = time.time() - t0
     maps = stacked_maps(translated, args.band)

@@ -1,16 +1,17 @@
 """Shared pieces of the Luo et al. figure and physics scripts.
 
-* presets: Table 1's (``cpu``, ``paper``) plus ``tiny`` (a few simulated galaxies,
-  width-4 networks trained one epoch: for tests and smoke runs);
-* :func:`add_common_args` / :func:`setup`: the flags every script takes, the dataset
-  of the preset (simulated on first use) and the trained models, **the same runs as
-  Table 1** (``runs/table1-<preset>``, ``-cascade``): a finished run is loaded, an
-  unfinished one resumed, a missing one trained with Table 1's settings;
+* :func:`add_common_args`, :func:`ensure_data`, :func:`get_model`: the flags every
+  script takes (presets: :data:`experiments.presets.LUO_PRESETS`), the dataset of the
+  preset (simulated on first use) and the trained models, **the same runs as Table 1**
+  (``runs/table1-<preset>``, ``-cascade``; :mod:`experiments.luo_models`): a finished
+  run is loaded, an unfinished one resumed, a missing one trained with Table 1's
+  settings;
 * galaxy selection rules over the manifest (never hand-picked ids): :func:`select_showcase`
   (Figs 3-4 and 8-9), :func:`select_triplets` (Fig 1), :func:`select_artifacts`
   (Figs 5-6); each returns ``(id, reason)`` pairs and is deterministic (sorted with
   the id as the last key);
-* images: :func:`load_rgb`, :func:`translate` (a generator on uint8 cutouts);
+* images: :func:`load_rgb`, :func:`translate` (a generator on uint8 cutouts),
+  :func:`background_sigma` (JPEG background noise);
 * :func:`panel_grid` and :func:`save_figure` (PNG + PDF, written atomically).
 
 Images are ``[H, W, 3]`` uint8 (R, G, B) in [0, 255] unless said otherwise; model
@@ -19,30 +20,18 @@ functions map ``[B, H, W, 3]`` float32 in [-1, 1] to the same.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # imported from a script run by path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Nothing here imports TensorFlow at module level (luo_models neither): ``--help`` of
+# every figure script stays fast; the model and metric code is imported where it is used.
+from common.cli import add_verbose, positive_int
+from data.layout import REPO_ROOT, image_path, read_manifest
+from experiments import luo_models
+from experiments.presets import LUO_PRESETS
 
-# Nothing here imports TensorFlow at module level (table1 neither): ``--help`` of every
-# figure script stays fast; the model and metric code is imported where it is used.
-from common.cli import add_verbose, positive_int  # noqa: E402
-from data.layout import REPO_ROOT, image_path, read_manifest  # noqa: E402
-from experiments import table1  # noqa: E402
-
-#: ``tiny``: 8 + 6 simulated galaxies with high defect rates (so that every artifact
-#: rule of Figs 5-6 finds a galaxy), width-4 networks, one epoch, batch 2. A smoke test
-#: of the code paths, not a result.
-TINY = dict(folder="sim-tiny",
-            sim=dict(n_train=8, n_test=6, rate_companion=0.3, rate_streak=0.4,
-                     rate_saturated=0.3, rate_noisy=0.3, rate_blurred=0.3),
-            train=dict(width=4, epochs=1, batch_size=2, lr=1e-3, lr_decay=1.05))
-PRESETS = {**table1.PRESETS, "tiny": TINY}
 RESULTS = REPO_ROOT / "results"
 SURVEY_LABEL = {"sdss": "SDSS", "decals": "DECaLS", "hsc": "HSC"}
 #: Artifact kinds the simulator can flag per survey (``defects_<survey>`` column).
@@ -53,7 +42,7 @@ ARTIFACTS = ("streak", "saturated", "noisy", "blurred")
 def add_common_args(p: argparse.ArgumentParser, models: bool = True) -> None:
     """Flags shared by the figure scripts (the model ones mirror table1.py's, and
     ``--verbose``: only scripts with models use TensorFlow)."""
-    p.add_argument("--preset", choices=PRESETS, default="cpu",
+    p.add_argument("--preset", choices=LUO_PRESETS, default="cpu",
                    help="cpu (default; the models of `python experiments/table1.py`), "
                         "paper, or tiny (smoke test)")
     p.add_argument("--data", help="dataset folder (default: the preset's simulated set, "
@@ -75,77 +64,17 @@ def add_common_args(p: argparse.ArgumentParser, models: bool = True) -> None:
 
 def ensure_data(args) -> Path:
     """The dataset root of ``args`` (``--data`` or the preset's simulated set)."""
-    return table1.ensure_data(_table1_args(args), PRESETS[args.preset])
-
-
-def _table1_args(args) -> argparse.Namespace:
-    """``args`` with every attribute table1's helpers read (defaults where absent)."""
-    ns = argparse.Namespace(**vars(args))
-    for k in ("data", "run", "width", "batch_size", "epochs", "precision", "model",
-              "cascade_model"):
-        if not hasattr(ns, k):
-            setattr(ns, k, None)
-    ns.quiet = getattr(ns, "quiet", False)
-    return ns
-
-
-def run_dir(args, key: str) -> Path:
-    """Run folder of model ``key`` (table1.MODELS): the folder table1.py uses."""
-    base = Path(args.run or REPO_ROOT / "runs" / f"table1-{args.preset}")
-    return Path(f"{base}{table1.MODELS[key][1]}")
-
-
-def epochs_done(run: Path) -> int:
-    """Epochs recorded in ``run/history.csv`` (0 if none): its distinct epoch numbers, so
-    that runs written before history.csv counted from 1 (0-based) count alike."""
-    hist = run / "history.csv"
-    if not hist.is_file():
-        return 0
-    try:
-        df = pd.read_csv(hist)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError):
-        return 0
-    return int(df["epoch"].nunique())
+    return luo_models.ensure_data(args.preset, args.data,
+                                  progress=not getattr(args, "quiet", False))
 
 
 def get_model(args, root: Path, key: str):
-    """``(fn, note)``: model ``key`` ("pix2wgan" or "cascade") of the preset.
-
-    Loads the finished run that table1.py trained (``generator.keras`` or
-    ``g1.keras``/``g2.keras`` present and all the preset's epochs in history.csv);
-    otherwise resumes/trains it with table1's settings, unless ``--skip-train``.
-    ``fn``: ``[B, H, W, 3]`` float32 in [-1, 1] -> pseudo-HSC, same shape and range.
-    """
-    from cascade.trainer import G1_FILE, load_cascade
-    from pix2wgan.trainer import GENERATOR_FILE, load_generator
-
-    targs = _table1_args(args)
-    preset = PRESETS[args.preset]
-    run = run_dir(args, key)
-    what = table1.MODELS[key][0]
-    cfg = table1.train_config(targs, preset, root, key)
-    final = run / (G1_FILE if key == "cascade" else GENERATOR_FILE)
-    done = epochs_done(run)
-    if final.is_file() and (done >= cfg.epochs or args.skip_train):
-        nets = load_cascade(run) if key == "cascade" else (load_generator(run),)
-        note = f"{what}: finished run {run} ({done} epochs)"
-    elif args.skip_train:
-        raise FileNotFoundError(f"{what}: no finished model in {run} (--skip-train); "
-                                f"train it with `python experiments/table1.py --preset "
-                                f"{args.preset}` or drop --skip-train")
-    else:
-        from cascade.trainer import train as train_cascade
-        from pix2wgan.trainer import train
-        has_ckpt = (run / "checkpoints" / "checkpoint").is_file()
-        print(f"=== {what}: {'resuming' if has_ckpt else 'training'} {run} "
-              f"(Table 1's settings, preset {args.preset}) ===")
-        t0 = time.time()
-        fit = train_cascade if key == "cascade" else train
-        model = fit(cfg, run, resume=has_ckpt, verbose=0 if args.quiet else "auto")
-        nets = ((model.stage1.generator, model.stage2.generator) if key == "cascade"
-                else (model.generator,))
-        note = f"{what}: trained here, run {run} ({time.time() - t0:.0f} s)"
-    return table1._chain(nets), note
+    """``(fn, note)``: model ``key`` ("pix2wgan" or "cascade") of the preset, as
+    :func:`experiments.luo_models.load_or_train` gives it for the parsed flags ``args``
+    (``--run``, ``--skip-train``, ``--epochs``/``--width``/``--batch-size``)."""
+    return luo_models.load_or_train(args.preset, root, key, args.run, args.skip_train,
+                                    luo_models.flag_overrides(args),
+                                    getattr(args, "quiet", False))
 
 
 # ------------------------------------------------------------------------ images
@@ -166,6 +95,19 @@ def translate(fn, images: np.ndarray, batch: int = 16) -> np.ndarray:
         x = normalize(tf.convert_to_tensor(images[lo:lo + batch]))
         out.append(denormalize(fn(x), tf.uint8).numpy())
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], np.uint8)
+
+
+def background_sigma(images: np.ndarray, border: int = 12) -> float:
+    """Median over images of the robust (MAD) std of the border pixels, grey levels.
+
+    A diagnostic of the JPEG background noise, ``images`` ``[N, H, W, 3]`` in [0, 255].
+    """
+    x = images.astype(np.float64)
+    edge = np.concatenate([x[:, :border].reshape(len(x), -1),
+                           x[:, -border:].reshape(len(x), -1)], axis=1)
+    mad = np.median(np.abs(edge - np.median(edge, axis=1, keepdims=True)), axis=1)
+    return float(np.median(1.4826 * mad))
+
 
 
 # ------------------------------------------------------------------------ selection

@@ -33,19 +33,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common.cli import Parser
+from data.layout import REPO_ROOT, data_root, default_sim_dir
+from experiments.presets import LUO_PRESETS, table1_tiny_flags
 
-from common.cli import Parser  # noqa: E402
-from data.layout import REPO_ROOT, data_root, default_sim_dir  # noqa: E402
-
-PRESETS = ("cpu", "paper", "tiny")
 STAMPS = ".stamps"
-LUO_CODE = ("experiments/luo_common.py", "experiments/table1.py", "common", "data",
+#: The library modules of experiments/ a Luo / Lin target runs, besides its script.
+LUO_CODE = ("experiments/luo_common.py", "experiments/luo_models.py",
+            "experiments/presets.py", "experiments/table1.py", "common", "data",
             "pix2wgan", "cascade")
-LIN_CODE = ("experiments/lin_common.py", "common", "data", "noise_gan")
-#: table1.py knows cpu and paper; the tiny preset is spelled out with its flags.
-TINY_TABLE1 = ["--epochs", "1", "--width", "4", "--batch-size", "2"]
+LIN_CODE = ("experiments/lin_common.py", "experiments/presets.py",
+            "experiments/scheduler.py", "common", "data", "noise_gan")
 
 
 @dataclass
@@ -75,11 +73,11 @@ class Context:
 
 
 def _data_root(ctx: Context) -> Path:
-    """The Luo dataset the preset uses (as luo_common.PRESETS / table1 do)."""
+    """The Luo dataset the preset uses (:data:`experiments.presets.LUO_PRESETS`)."""
     if ctx.data:
         return ctx.data
-    return default_sim_dir() if ctx.preset == "cpu" else data_root() / (
-        "sim-paper" if ctx.preset == "paper" else "sim-tiny")
+    folder = LUO_PRESETS[ctx.preset]["folder"]
+    return default_sim_dir() if folder is None else data_root() / folder
 
 
 def _run_flag(ctx: Context) -> list[str]:
@@ -105,7 +103,7 @@ def table1_args(ctx: Context) -> list[str]:
     if ctx.preset == "tiny":  # table1.py's cpu settings, tiny sizes, its own run folder
         base = ctx.runs or REPO_ROOT / "runs"
         return out + ["--run", str(base / "table1-tiny"), "--preset", "cpu", "--data",
-                      str(_data_root(ctx))] + TINY_TABLE1
+                      str(_data_root(ctx))] + table1_tiny_flags()
     out += _run_flag(ctx)
     out += ["--preset", ctx.preset]
     return out + (["--data", str(ctx.data)] if ctx.data else [])
@@ -124,8 +122,8 @@ def lin_args(name: str):
     return args
 
 
-def _luo(name, outputs, models=True, after=("table1",), args=luo_args):
-    return Target(name, f"experiments/{name}.py", outputs, LUO_CODE, models,
+def _luo(name, outputs, models=True, after=("table1",), args=luo_args, code=LUO_CODE):
+    return Target(name, f"experiments/{name}.py", outputs, code, models,
                   after if models else (), args if models else luo_args_no_models)
 
 
@@ -145,7 +143,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     _luo("figure7", _pair("figure7") + ("figure7_layers.csv",)),
     _luo("figure8_9", _pair("figure8") + _pair("figure9") + ("figure8_9_galaxies.csv",)),
     _luo("physics", ("physics.csv", "physics.md", "physics_galaxies.csv")
-         + _pair("physics_vs_hsc")),
+         + _pair("physics_vs_hsc"), code=LUO_CODE + ("experiments/photometry.py",)),
     *[Target(f"lin_fig{i}", f"experiments/lin_fig{i}.py", (f"lin_fig{i}",), LIN_CODE,
              False, (), lin_args(f"lin_fig{i}"), paper="lin") for i in (3, 4, 5, 6)],
 ]}
@@ -241,10 +239,8 @@ def up_to_date(target: Target, ctx: Context, root: Path = REPO_ROOT) -> tuple[bo
 def _prepare_tiny(ctx: Context) -> None:
     """The tiny preset's dataset must exist before table1.py is pointed at it."""
     if ctx.preset == "tiny" and not ctx.data:
-        from argparse import Namespace
-
-        from experiments import luo_common
-        luo_common.ensure_data(Namespace(preset="tiny", data=None, quiet=True))
+        from experiments.luo_models import ensure_data
+        ensure_data("tiny", progress=False)
 
 
 def run_target(target: Target, ctx: Context, root: Path = REPO_ROOT) -> tuple[bool, float]:
@@ -278,7 +274,7 @@ def run_target(target: Target, ctx: Context, root: Path = REPO_ROOT) -> tuple[bo
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python experiments/run_all.py",
                description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=PRESETS, default="cpu",
+    p.add_argument("--preset", choices=LUO_PRESETS, default="cpu",
                    help="the preset every target runs with")
     p.add_argument("--only", help="comma-separated targets (default: all)")
     p.add_argument("--skip", help="comma-separated targets to leave out")

@@ -13,23 +13,20 @@ Writes ``results/survey_gap.csv`` and ``results/survey_gap.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-# common.metrics (SSIM) imports TensorFlow: imported where it is used, so --help and
-# figure1.py (which borrows background_sigma) stay free of it.
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
-from common.io import atomic_write  # noqa: E402
-from common.paper import TABLE1  # noqa: E402
+# common.metrics (SSIM) imports TensorFlow: imported where it is used, so --help stays
+# free of it.
+from common.cli import Parser, add_verbose, positive_int
+from common.io import atomic_write
+from common.paper import TABLE1
 from common.errors import DataError
-from data import layout, render  # noqa: E402
-from data.simulate import SimConfig, ensure_simulated  # noqa: E402
+from data import layout, render
+from data.sim_luo import SimConfig, ensure_simulated
+from experiments.luo_common import background_sigma
 
 #: Luo et al. Table 1, untransformed pairs (RMSE, PSNR dB, SSIM).
 PAPER = {s: tuple(TABLE1[pair][m] for m in ("rmse", "psnr", "ssim"))
@@ -40,18 +37,6 @@ RESULTS = layout.REPO_ROOT / "results"
 def load_split(root: Path, survey: str, ids, split: str = "test") -> np.ndarray:
     """``[N, H, W, 3]`` uint8 JPEGs of one survey for the given ids."""
     return np.stack([render.read_jpeg(layout.image_path(root, split, survey, i)) for i in ids])
-
-
-def background_sigma(images: np.ndarray, border: int = 12) -> float:
-    """Median over images of the robust (MAD) std of the border pixels, grey levels.
-
-    A diagnostic of the JPEG background noise, ``images`` ``[N, H, W, 3]`` in [0, 255].
-    """
-    x = images.astype(np.float64)
-    edge = np.concatenate([x[:, :border].reshape(len(x), -1),
-                           x[:, -border:].reshape(len(x), -1)], axis=1)
-    mad = np.median(np.abs(edge - np.median(edge, axis=1, keepdims=True)), axis=1)
-    return float(np.median(1.4826 * mad))
 
 
 def survey_gap(root: Path, split: str = "test", batch: int = 100) -> pd.DataFrame:

@@ -23,69 +23,27 @@ per-galaxy score, for rechecking a verdict).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-# Nothing imported at module level may import TensorFlow: ``--help`` stays fast, and
-# luo_common (every Luo figure script) imports this module for its presets.
-from common.choices import AUTO, PRECISIONS  # noqa: E402
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
-from common.io import atomic_write_text  # noqa: E402
-from common.perceptual import FID_ALIASES, FID_EXTRACTORS  # noqa: E402
-from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,  # noqa: E402
+# Nothing imported at module level may import TensorFlow: ``--help`` stays fast.
+from common.choices import AUTO, PRECISIONS
+from common.cli import Parser, add_verbose, positive_int
+from common.io import atomic_write_text
+from common.perceptual import FID_ALIASES, FID_EXTRACTORS
+from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,
                           TABLE1_METRICS)
-from common.stats import RULE, combine, paired_verdict  # noqa: E402
-from data.layout import REPO_ROOT, data_root, default_sim_dir, read_manifest  # noqa: E402
+from common.stats import RULE, combine, paired_verdict
+from data.layout import REPO_ROOT, read_manifest
+from experiments.luo_models import (MODELS, TRAIN_FLAGS, chain, effective_settings,
+                                    ensure_data, flag_overrides, run_base, train_config)
+from experiments.presets import LUO_PRESETS, TABLE1_PRESETS
 
 NOT_YET = "not yet computed"
 NO_MODEL = "no model"
-
-#: ``cpu``: a reduced run that finishes in <= 15 min on 2 CPU cores, simulation included.
-#: It keeps the paper's losses, networks (narrower: width 8) and critic ratio, but has
-#: ~500 generator updates instead of ~78,000, so it starts at 5x the paper's learning
-#: rate and anneals it by 1.1 per epoch (to ~2.4e-5 by the last epoch) to end on a
-#: stable model. Why 1.1: at /1.05 (final lr ~1.5e-4) the WGAN models still oscillated
-#: at the end: Pix2WGAN's validation L1 swung 0.09-0.17 over the last 8 epochs and one
-#: run's test RMSE moved from 26.8 to 30.5 between epochs 39 and 40, so the seed spread
-#: of the table was the last epoch's luck; at /1.1 the last 5 epochs' validation L1 of
-#: each of three seeds stayed within 0.099-0.111 (Pix2WGAN, measured; the selection
-#: criterion was this stability, read on the 64 monitoring galaxies, not the table).
-#: Every Table 1 model trains with this one schedule, as in the paper (§4.3: the cascade
-#: "share[s] the same structures and parameter settings" as Pix2WGAN): an earlier preset
-#: gave the cascade 9 epochs at a /1.26 decay to save time, which left G1 with a +41
-#: grey-level sky offset and the cascade worse than raw SDSS.
-#: ``precision``: float32, so the README's numbers repeat on any CPU; ``--precision
-#: auto`` picks mixed_bfloat16 on a CPU with bf16 units (AVX512_BF16 here: 1.08-1.10x
-#: faster at width 8, batch 8; three seeds' cells within one float32 seed std at the
-#: earlier /1.05 schedule, see docs/performance.md).
-#: ``paper``: Luo et al. §2.4 / §4.2 (15,000 + 2,000 galaxies, width 64, 500 epochs).
-PRESETS = {
-    # ``sim``: SimConfig fields of the preset's simulated set ({} = the embedded default,
-    # datasets/sim-default); ``folder``: its name under the data root.
-    "cpu": dict(folder=None, sim=dict(),
-                train=dict(width=8, epochs=40, batch_size=8, lr=1e-3, lr_decay=1.1,
-                           precision="float32")),
-    "paper": dict(folder="sim-paper", sim=dict(n_train=15000, n_test=2000), train=dict()),
-}
-
-#: The training settings a flag can override, and the flag.
-TRAIN_FLAGS = {"width": "--width", "epochs": "--epochs", "batch_size": "--batch-size",
-               "precision": "--precision"}
-
-#: The trained models: key -> (what, run-folder suffix). Pix2WGAN keeps the plain folder.
-MODELS = {
-    "pix2wgan": ("Pix2WGAN DECaLS->HSC (Pseudo-HSC¹)", ""),
-    "cascade": ("Cascade Pix2WGAN SDSS->DECaLS->HSC (Pseudo-HSC²)", "-cascade"),
-    "pix2pix": ("classic pix2pix (BCE) DECaLS->HSC", "-pix2pix"),
-    "direct": ("Pix2WGAN SDSS->HSC without the cascade", "-direct"),
-}
 
 #: Table rows: name -> (input survey, model key or a baseline, paper row?).
 #: "bicubic": the input resampled to its survey's native pixel grid (area average:
@@ -105,24 +63,6 @@ ROWS = {
 }
 
 
-def effective_settings(args, preset: dict) -> tuple[dict, dict]:
-    """``(settings, overridden)``: the training settings the four models get (the
-    preset's departures from the paper's defaults, then the flags of
-    :data:`TRAIN_FLAGS` given in ``args``, precision resolved, e.g. ``auto`` -> ``bf16``),
-    and ``{name: the value the flag replaced}`` (None: the paper's default) for each
-    setting a flag set."""
-    from common.training import resolve_precision
-    settings, overridden = dict(preset["train"]), {}
-    for name in TRAIN_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None:
-            overridden[name] = settings.get(name)
-            settings[name] = value
-    if "precision" in settings:
-        settings["precision"] = resolve_precision(settings["precision"])
-    return settings, overridden
-
-
 def _value(v) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
@@ -132,7 +72,8 @@ def describe_settings(args) -> str:
     paper's settings with every flag override marked ``*`` and the preset's value it
     replaced (the paper's default where the preset keeps it)."""
     from pix2wgan.config import Pix2WGANConfig
-    settings, overridden = effective_settings(args, PRESETS[args.preset])
+    settings, overridden = effective_settings(LUO_PRESETS[args.preset],
+                                              flag_overrides(args))
     parts = []
     for k, v in settings.items():
         text = f"{k} {_value(v)}"
@@ -158,7 +99,7 @@ def describe_settings(args) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python experiments/table1.py",
                description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=PRESETS, default="cpu",
+    p.add_argument("--preset", choices=TABLE1_PRESETS, default="cpu",
                    help="cpu: a reduced run for 2 CPU cores; paper: Luo et al.'s settings "
                         "(a GPU job)")
     p.add_argument("--data", help="dataset folder (default: the preset's simulated set, "
@@ -201,37 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def ensure_data(args, preset: dict) -> Path:
-    """The dataset root: ``--data``, or the preset's simulated set (made if missing)."""
-    if args.data:
-        return Path(args.data)
-    from data.simulate import SimConfig, ensure_simulated
-    root = default_sim_dir() if preset["folder"] is None else data_root() / preset["folder"]
-    return ensure_simulated(SimConfig(out=root, progress=not args.quiet, **preset["sim"]))
-
-
-def train_config(args, preset: dict, root: Path, key: str = "pix2wgan", seed: int = 0):
-    """The config of model ``key`` (see :data:`MODELS`) under the preset and flags, with
-    training seed ``seed``; one schedule for all four models (:func:`effective_settings`)."""
-    from pix2wgan.config import Pix2WGANConfig
-    settings, _ = effective_settings(args, preset)
-    settings["seed"] = seed
-    if key == "cascade":
-        from cascade.config import CascadeConfig
-        return CascadeConfig(data=str(root), **settings).validate()
-    source, loss = {"pix2wgan": ("decals", "wgan-gp"), "pix2pix": ("decals", "bce"),
-                    "direct": ("sdss", "wgan-gp")}[key]
-    return Pix2WGANConfig(data=str(root), source=source, target="hsc", loss=loss,
-                          **settings).validate()
-
-
-def run_base(args, seed: int = 0) -> Path:
-    """Pix2WGAN's run folder of ``seed`` (the others add :data:`MODELS` suffixes):
-    ``--run`` or ``runs/table1-PRESET``, with ``-seedS`` for seeds after the first."""
-    base = str(args.run or REPO_ROOT / "runs" / f"table1-{args.preset}")
-    return Path(base + (f"-seed{seed}" if seed else ""))
-
-
 def bicubic_fn(survey: str):
     """``[B, S, S, 3]`` in [-1, 1] -> the input area-resampled to ``survey``'s native
     pixel scale and bicubic-upsampled back to S (see :data:`ROWS`)."""
@@ -255,7 +165,7 @@ def get_models(args, preset: dict, root: Path, progress: bool, seed: int = 0):
     from common.training import describe_config
     from pix2wgan.trainer import GENERATOR_FILE, load_generator, train
 
-    base = run_base(args, seed)
+    base = run_base(args.run, args.preset, seed)
     given = {"pix2wgan": args.model, "cascade": args.cascade_model}
     out = {}
     for key, (what, suffix) in MODELS.items():
@@ -270,7 +180,7 @@ def get_models(args, preset: dict, root: Path, progress: bool, seed: int = 0):
             nets = load_cascade(run_dir) if key == "cascade" else (load_generator(run_dir),)
             note = f"{what}: given/finished model {run_dir}"
         else:
-            cfg = train_config(args, preset, root, key, seed)
+            cfg = train_config(preset, root, key, seed, flag_overrides(args))
             has_run = (run_dir / "checkpoints" / "checkpoint").is_file()
             print(f"\n=== {what}, seed {seed}: run {run_dir} "
                   f"({'resuming/reusing' if has_run else 'new'}) ===")
@@ -280,16 +190,8 @@ def get_models(args, preset: dict, root: Path, progress: bool, seed: int = 0):
                     else (model.generator,))
             note = (f"{what}: trained here, run {run_dir} ({time.time() - t0:.0f} s this "
                     f"session)\n" + describe_config(cfg))
-        out[key] = (_chain(nets), note)
+        out[key] = (chain(nets), note)
     return out
-
-
-def _chain(nets):
-    def fn(x):
-        for net in nets:
-            x = net(x, training=False)
-        return x
-    return fn
 
 
 def _cell(entry: dict | None, m: str) -> tuple[float | str, float]:
@@ -471,8 +373,8 @@ def score_row(root: Path, source: str, fn, template, ids: list[str], progress: b
               desc: str) -> dict:
     """One row, one seed: per-galaxy RMSE/PSNR/SSIM ``[N]``, LPIPS/FID results and the
     sky offset / colour bias of ``fn(source)`` (or ``source``) against HSC."""
-    from common.evaluate import score_split
     from common.metrics import SkyColour
+    from pix2wgan.evaluate import score_split
     from common.perceptual import PerceptualSet
     ps = PerceptualSet(template.lpips, template.fid, template.lpips_reason,
                        template.fid_reason)
@@ -506,9 +408,9 @@ def run(args) -> pd.DataFrame:
     if args.seeds > 1 and (args.model or args.cascade_model):
         raise ValueError("--model/--cascade-model score one given model; use them "
                          "with --seeds 1")
-    preset = PRESETS[args.preset]
+    preset = LUO_PRESETS[args.preset]
     started = time.time()
-    root = ensure_data(args, preset)
+    root = ensure_data(args.preset, args.data, progress=not args.quiet)
     t_data = time.time() - started
     simulated = (root / "sim_config.json").is_file()
     n_train = len(read_manifest(root, "train"))

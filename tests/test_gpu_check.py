@@ -208,9 +208,7 @@ def test_measurements_after_the_budget_are_skipped():
 
 
 def test_train_step_flops_matches_the_paper_step_formula():
-    import sys
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from benchlib import train_step_flops
+    from benchmarks.benchlib import train_step_flops
     f_g, f_d, b = 3.0, 5.0, 32
     assert train_step_flops(f_g, f_d, b) == b * (5 * f_g + 38 * f_d)
     assert train_step_flops(f_g, f_d, b, n_critic=3, stages=2) == \

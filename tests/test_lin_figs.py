@@ -72,7 +72,7 @@ def test_at_coarse_seeing_turns_a_cfht_star_into_an_sdss_star():
     source drawn with SDSS's seeing (both on CFHT's grid), flux kept."""
     import galsim
     from data.lin_pipeline import stretch, unstretch
-    from data.simulate import MOFFAT_BETA
+    from data.scene import MOFFAT_BETA
     from data.surveys import CFHT, SDSS
 
     def star(fwhm):
@@ -415,6 +415,8 @@ import os
 from pathlib import Path
 
 from experiments import lin_common as lc
+from experiments import scheduler
+from experiments.presets import LIN_CASES, LIN_PRESETS
 
 FIG_CASES = ("ours", "a", "e", "f", "h")   # two-step, one-step, PixelShuffle, one-step + NE,
 #                                             regridded CFHT with a latent code
@@ -443,15 +445,15 @@ _fake_train.calls = []
 @pytest.fixture(scope="module")
 def lin_env(tmp_path_factory):
     """A tiny simulated Lin et al. set and a runs root with FIG_CASES trained."""
-    from data.simulate import LinSimConfig, ensure_lin_simulated
+    from data.sim_lin import LinSimConfig, ensure_lin_simulated
     base = tmp_path_factory.mktemp("lin")
     root = ensure_lin_simulated(LinSimConfig(out=base / "data", workers=1, progress=False,
-                                             **lc.PRESETS["tiny"]["sim"]))
+                                             **LIN_PRESETS["tiny"]["sim"]))
     mp = pytest.MonkeyPatch()
     if not os.environ.get("LIN_FIGS_TRAIN"):
         import noise_gan.trainer
         mp.setattr(noise_gan.trainer, "train", _fake_train)
-    runs = lc.ensure_cases(FIG_CASES, "tiny", root, base / "runs", progress=False)
+    runs = scheduler.ensure_cases(FIG_CASES, "tiny", root, base / "runs", progress=False)
     yield {"root": root, "runs": base / "runs", "cache": base / "cache", "base": base,
            "run_dirs": runs}
     mp.undo()
@@ -473,10 +475,10 @@ def _check_outputs(out: Path, stem: str, csvs):
 
 def test_ensure_case_reuses_finished_runs(lin_env):
     calls = len(_fake_train.calls)
-    again = lc.ensure_case("a", "tiny", lin_env["root"], lin_env["runs"], progress=False)
+    again = scheduler.ensure_case("a", "tiny", lin_env["root"], lin_env["runs"], progress=False)
     assert again == lin_env["run_dirs"]["a"] == lin_env["runs"] / "lin" / "tiny" / "a"
     assert len(_fake_train.calls) == calls          # finished: nothing trained again
-    assert lc.is_finished(again, "a", lc.PRESETS["tiny"]["train"]["iterations"])
+    assert lc.is_finished(again, "a", LIN_PRESETS["tiny"]["train"]["iterations"])
     assert not lc.is_finished(lin_env["base"] / "nothing", "a", 2)
 
 
@@ -495,7 +497,7 @@ def test_cpu_preset_recipe_reaches_only_the_networks_a_case_has(tmp_path):
     assert (a.noise_init, a.auto_pretrain, a.lr_noise, a.lr_auto, a.lr_pretrain) == \
         ("paper", 0, None, None, None)
     assert (f.noise_init, f.auto_pretrain, f.lr_of("noise")) == ("data", 0, 1e-4)
-    assert lc.PRESETS["cpu"]["cases"] == ("ours", "a")
+    assert LIN_PRESETS["cpu"]["cases"] == ("ours", "a")
     assert (ours.step2_weight_cfht, a.step2_weight_cfht) == (25.0, 1.0)
 
 
@@ -507,14 +509,14 @@ def test_a_run_trained_under_other_settings_is_refused(lin_env, tmp_path):
     old.mkdir(parents=True)
     training.save_config(dataclasses.replace(cfg, width=3), old)
     with pytest.raises(DataError, match=r"other settings than preset tiny.*width 3 -> 2"):
-        lc.ensure_case("a", "tiny", lin_env["root"], tmp_path, progress=False)
+        scheduler.ensure_case("a", "tiny", lin_env["root"], tmp_path, progress=False)
     lc.check_settings(lin_env["run_dirs"]["a"], cfg, "tiny")   # its own run: accepted
 
 
 def test_a_band_set_run_has_nan_for_the_bands_it_lacks(lin_env, tmp_path):
     from noise_gan.config import NoiseGANConfig
     cfg = NoiseGANConfig(variant="ours", data=str(lin_env["root"]), band_set="r", bands=1,
-                         **lc.PRESETS["tiny"]["train"]).validate()
+                         **LIN_PRESETS["tiny"]["train"]).validate()
     run = _fake_train(cfg, tmp_path / "ours")
     t = lc.translate_test_set(run, lin_env["root"], cache_dir=tmp_path / "cache", n_noise=4)
     assert lc.bands_of(t) == "r"
@@ -572,14 +574,14 @@ def test_emulator_check_judges_step_one_over_its_last_third(lin_env, tmp_path):
 def test_cases_default_to_the_presets_and_all_means_every_case():
     from experiments import lin_fig5, lin_fig6
     assert lin_fig6.parse_args(["--preset", "cpu"]).cases == ["ours", "a"]
-    assert lin_fig6.parse_args(["--cases", "all"]).cases == list(lc.CASES)
+    assert lin_fig6.parse_args(["--cases", "all"]).cases == list(LIN_CASES)
     assert lin_fig5.parse_args(["--cases", "b"]).cases == ["ours", "b"]
 
 
 def test_translate_test_set_shapes_and_cache(lin_env):
     t = lc.translate_test_set(lin_env["run_dirs"]["ours"], lin_env["root"], seed=3,
                               cache_dir=lin_env["cache"], n_noise=5)
-    n = lc.PRESETS["tiny"]["sim"]["n_paired_test"]
+    n = LIN_PRESETS["tiny"]["sim"]["n_paired_test"]
     assert t["sdss"].shape == t["sdss_rec"].shape == (n, 64, 64, 5)
     assert t["cfht"].shape == t["cfht_rec"].shape == (n, 136, 136, 5)
     assert list(t["id"]) == sorted(t["id"]) and bool(t["has_noise"])
@@ -636,7 +638,7 @@ def test_fig5_end_to_end(lin_env, capsys):
     s = pd.read_csv(out / "fig5_summary.csv")
     pts = pd.read_csv(out / "fig5_points.csv")
     assert set(s.case) == set(FIG_CASES) and set(s.survey) == {"sdss", "cfht"}
-    n = lc.PRESETS["tiny"]["sim"]["n_paired_test"]
+    n = LIN_PRESETS["tiny"]["sim"]["n_paired_test"]
     # The simulated set has truth: the perfect model is there, one point per galaxy.
     assert pts.groupby(["case", "survey"]).size().eq(n).all()
     assert set(pts.case) == {"perfect", "seeing_oracle", *FIG_CASES}
@@ -730,13 +732,27 @@ def test_unknown_galaxy_is_a_one_line_error(lin_env, capsys):
 
 
 def test_case_lock_live_stale_and_release(tmp_path):
+    import subprocess
+    import sys
     lock = tmp_path / "ours.lock"
-    lock.write_text(str(os.getppid()))                 # a live process holds it
-    with pytest.raises(lc.CaseLocked, match="is training"):
-        lc._acquire(lock)
-    lock.write_text("999999999")                        # its process is gone: stale
-    lc._acquire(lock)
+    repo = Path(__file__).resolve().parent.parent
+    holder = subprocess.Popen(                           # a live process holds it
+        [sys.executable, "-c", "import time; from pathlib import Path; "
+         "from experiments.scheduler import acquire; "
+         f"acquire(Path({str(lock)!r})); print('held', flush=True); time.sleep(120)"],
+        cwd=repo, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(scheduler.CaseLocked, match=f"pid {holder.pid} is training"):
+            scheduler.acquire(lock)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.is_file()                               # its process is gone: stale
+    held = scheduler.acquire(lock)
     assert lock.read_text() == str(os.getpid())
+    scheduler.release(held)
+    assert not lock.exists()
 
 
 def _side_by_side_train(cfg, run_dir, step="both", resume=False, dataset=None,
@@ -785,7 +801,7 @@ def _side_by_side_train(cfg, run_dir, step="both", resume=False, dataset=None,
 
 def test_jobs_train_each_case_once_side_by_side(lin_env, capsys, monkeypatch, tmp_path):
     # jobs=2 on cases b, c: this process starts with b, the helper (a subprocess of
-    # lin_common.py) with c. Both run _side_by_side_train (the helper through a
+    # experiments/lin_train.py) with c. Both run _side_by_side_train (the helper through a
     # sitecustomize on PYTHONPATH), which blocks until the other process is training
     # too: a helper that never runs alongside makes this fail (TimeoutError) instead of
     # passing. Real training would cost ~50 s of tracing per case; the trainer itself
@@ -798,16 +814,15 @@ def test_jobs_train_each_case_once_side_by_side(lin_env, capsys, monkeypatch, tm
     site.mkdir()
     repo = Path(__file__).resolve().parent.parent
     (site / "sitecustomize.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(repo)!r})\n\n"
-        + inspect.getsource(_side_by_side_train)
+        inspect.getsource(_side_by_side_train)
         + "\n\nimport noise_gan.trainer\nnoise_gan.trainer.train = _side_by_side_train\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+        p for p in (str(site), str(repo), os.environ.get("PYTHONPATH")) if p))
     monkeypatch.setenv("LIN_FIGS_SIDE_BY_SIDE", str(events))
     monkeypatch.setattr(noise_gan.trainer, "train", _side_by_side_train)
     runs = lin_env["base"] / "runs-jobs"
-    got = lc.ensure_cases(["b", "c"], "tiny", lin_env["root"], runs, progress=False,
-                          jobs=2)
+    got = scheduler.ensure_cases(["b", "c"], "tiny", lin_env["root"], runs,
+                                 progress=False, jobs=2)
     here = capsys.readouterr().out
     helper = (runs / "lin" / "tiny" / "helper1.log").read_text()
     helper_pid = int(re.search(r"helper 1 \(pid (\d+)\)", here).group(1))
@@ -823,7 +838,7 @@ def test_jobs_train_each_case_once_side_by_side(lin_env, capsys, monkeypatch, tm
     assert max(t for _, t in start.values()) < min(t for _, t in end.values())
     for case, text in (("b", here), ("c", helper)):
         assert f"=== case {case} " in text
-        assert lc.is_finished(got[case], case, lc.PRESETS["tiny"]["train"]["iterations"])
+        assert lc.is_finished(got[case], case, LIN_PRESETS["tiny"]["train"]["iterations"])
     assert "case b: finished run" in helper and "case c: finished run" in here
     assert "helper process failed" not in here
     assert not list((runs / "lin" / "tiny").glob("*.lock"))

@@ -1,4 +1,4 @@
-"""experiments/physics.py measurements against known answers on simulated galaxies.
+"""experiments/photometry.py measurements against known answers on simulated galaxies.
 
 Tolerances (stated, and failing if the code is wrong):
 * total r flux of compact disk galaxies (r50 < 2.5", bulge fraction < 0.35, no
@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from data import render
-from data.simulate import Scene, SimConfig, _psf, draw_params, observe, truth_image
+from data.scene import Scene, draw_params, moffat_psf as _psf
+from data.sim_luo import SimConfig, observe, truth_image
 from data.surveys import get_survey
-from experiments import physics as ph
+from experiments import photometry as ph
 
 HSC_SIGMA_R = 7.6e-4  # ~ data.simulate.pixel_noise(HSC, "r"), nMgy per pixel
 

@@ -7,6 +7,8 @@ import pytest
 
 from common.paper import TABLE1
 from experiments import table1
+from experiments.luo_models import MODELS, flag_overrides, train_config
+from experiments.presets import LUO_PRESETS, TABLE1_PRESETS
 from tests.fakes import make_fake
 
 #: Luo et al. Table 1 as printed in the paper (RMSE, PSNR, SSIM, LPIPS, FID), typed
@@ -54,7 +56,7 @@ def test_table1_trains_all_models_and_writes_every_row(tiny, tmp_path, capsys, e
                 assert pd.isna(rows.loc[pair, f"{m}_paper"])
         for m in ("lpips", "fid"):
             assert rows.loc[pair, m] == "unavailable (no weights)"
-    for key, (_, suffix) in table1.MODELS.items():  # every model, every seed, saved
+    for key, (_, suffix) in MODELS.items():  # every model, every seed, saved
         for seed, base in ((0, "run"), (1, "run-seed1")):
             saved = json.loads((tmp_path / f"{base}{suffix}" / "config.json").read_text())
             assert saved["seed"] == seed and saved["epochs"] == 1, (key, seed)
@@ -130,7 +132,7 @@ def test_table1_direct_rows_match_the_metrics_module(tiny, tmp_path):
     ids = read_manifest(tiny, "test")["id"]
     x = np.stack([render.read_jpeg(image_path(tiny, "test", "decals", i)) for i in ids])
     y = np.stack([render.read_jpeg(image_path(tiny, "test", "hsc", i)) for i in ids])
-    from common.evaluate import score_split
+    from pix2wgan.evaluate import score_split
     got = score_split(tiny, "decals", "hsc", progress=False).result()
     assert got["rmse"]["mean"] == pytest.approx(metrics.rmse(x, y).mean(), rel=1e-9)
     assert got["ssim"]["mean"] == pytest.approx(metrics.ssim(x, y).mean(), rel=1e-6)
@@ -146,8 +148,10 @@ def test_presets_give_the_four_models_one_schedule(tiny):
     args = argparse.Namespace(width=None, batch_size=None, epochs=None, precision=None)
     schedule = ("epochs", "lr", "lr_decay", "batch_size", "width", "precision",
                 "n_critic", "beta_1", "beta_2", "l1_weight", "gp_weight", "depth")
-    for name, preset in table1.PRESETS.items():
-        cfgs = {k: table1.train_config(args, preset, tiny, k, seed=2) for k in table1.MODELS}
+    for name in TABLE1_PRESETS:
+        preset = LUO_PRESETS[name]
+        cfgs = {k: train_config(preset, tiny, k, seed=2, overrides=flag_overrides(args))
+                for k in MODELS}
         first = cfgs["pix2wgan"]
         for key, cfg in cfgs.items():
             assert cfg.seed == 2, (name, key)
@@ -155,8 +159,8 @@ def test_presets_give_the_four_models_one_schedule(tiny):
                 assert getattr(cfg, field) == getattr(first, field), (name, key, field)
     # a flag overrides all four alike
     args.epochs = 3
-    assert {table1.train_config(args, table1.PRESETS["cpu"], tiny, k).epochs
-            for k in table1.MODELS} == {3}
+    assert {train_config(LUO_PRESETS["cpu"], tiny, k, overrides=flag_overrides(args)).epochs
+            for k in MODELS} == {3}
 
 
 def test_settings_line_marks_every_flag_override():

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from common import perceptual as P  # noqa: E402  (TensorFlow-free until a network is built)
-from common.cli import Parser, add_verbose  # noqa: E402
+from common import perceptual as P  # TensorFlow-free until a network is built
+from common.cli import Parser, add_verbose
 
 
 def parse_args(argv=None) -> argparse.Namespace:

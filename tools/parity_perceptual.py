@@ -42,12 +42,10 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from common import perceptual as P  # noqa: E402
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common import perceptual as P
+from common.cli import Parser, add_verbose, positive_int
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "data" / "perceptual_parity.npz"
