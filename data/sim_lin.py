@@ -36,7 +36,8 @@ from data.sim_jobs import CONFIG_FILE, check_config, run_jobs, start_run
 from data.sim_luo import SimConfig
 from data.surveys import LIN_CFHT_SIZE, LIN_SDSS_SIZE, LIN_SURVEYS, get_survey
 
-#: Bump when a change to the Lin setup changes the files for the same settings.
+#: Bump when a change to this module (or to ``data.scene``) changes the files for the same
+#: settings.
 LIN_SIM_VERSION = 2
 #: Galaxy groups of the Lin setup: name -> (id prefix, subset folder, surveys observed).
 #: Every group draws its galaxies from its own block of ``LIN_GROUP_STRIDE`` indices of

@@ -44,8 +44,8 @@ from data.surveys import (LUO_PIXSCALE, LUO_SIZE, LUO_SURVEYS, VIEWER_LANCZOS, g
 
 #: ``--truth``: the splits that get ``truth/<id>.npy``.
 TRUTH_CHOICES = ("test", "all", "none")
-#: Bump when a change to this module changes the files for the same settings, so that
-#: resuming into a folder made by older code fails instead of mixing the two.
+#: Bump when a change to this module (or to ``data.scene``) changes the files for the same
+#: settings, so that resuming into a folder made by older code fails instead of mixing.
 SIM_VERSION = 2
 #: Native-pixel margin around the 0.168" field so Lanczos-3 has support at the edges.
 MARGIN_PX = 6

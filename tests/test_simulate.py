@@ -1,4 +1,5 @@
-"""Tests for data.simulate: layout, determinism, resume, survey ordering, defects, CLI.
+"""Tests for data.simulate (the CLI), data.sim_luo and data.scene: layout, determinism,
+resume, survey ordering, defects, CLI.
 
 Tiny datasets (a handful of 128x128 galaxies) so the file runs in well under a minute
 on two shared cores. One dataset is made per module and shared between tests.
