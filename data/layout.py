@@ -81,7 +81,8 @@ def truth_path(root: Path | str, split: str, galaxy_id: str) -> Path:
 
 
 #: Subsets of the Lin et al. FITS layout; ``pool`` holds the downloads before pairing.
-FITS_SUBSETS = ("pool", "paired_train", "paired_test", "unpaired")
+PAIRED_TRAIN, PAIRED_TEST, UNPAIRED = "paired_train", "paired_test", "unpaired"
+FITS_SUBSETS = ("pool", PAIRED_TRAIN, PAIRED_TEST, UNPAIRED)
 LIN_MANIFEST = "lin_manifest.csv"
 
 

@@ -34,13 +34,11 @@ import tensorflow as tf
 
 from common.errors import DataError
 from data.cube import BANDS, read_cube
-from data.layout import TRUTH_PREFIX, check_id
+from data.layout import PAIRED_TEST, PAIRED_TRAIN, TRUTH_PREFIX, UNPAIRED, check_id
 from data.surveys import LIN_CFHT_SIZE, LIN_SDSS_SIZE, LIN_SURVEYS
 
 #: Bands along the last axis, in order (``data.cube.BANDS``).
 N_BANDS = len(BANDS)
-#: Subset folders (simulated sets add ``TRUTH_PREFIX``-named truth folders).
-PAIRED_TRAIN, PAIRED_TEST, UNPAIRED = "paired_train", "paired_test", "unpaired"
 #: Default batch composition of §IV-B: 24 unpaired SDSS + 24 unpaired CFHT + 24 pairs.
 BATCH_UNPAIRED = 24
 BATCH_PAIRED = 24

@@ -30,6 +30,7 @@ import pandas as pd
 
 from common.io import atomic_write
 from data import layout
+from data.layout import PAIRED_TEST, PAIRED_TRAIN, UNPAIRED
 from data.cube import BANDS, cube_header, stamp_wcs, write_cube
 from data.scene import Scene, draw_params, galaxy_flux, moffat_psf, pixel_noise
 from data.sim_jobs import CONFIG_FILE, check_config, run_jobs, start_run
@@ -45,10 +46,10 @@ LIN_SIM_VERSION = 2
 #: and no galaxy is in two groups: the unpaired SDSS and CFHT galaxies are *different*
 #: galaxies, as in the paper (654,764 SDSS and 125,036 CFHT cutouts without partner).
 LIN_GROUPS = {
-    "paired_train": ("ptrain", "paired_train", LIN_SURVEYS),
-    "paired_test": ("ptest", "paired_test", LIN_SURVEYS),
-    "unpaired_sdss": ("usdss", "unpaired", ("sdss",)),
-    "unpaired_cfht": ("ucfht", "unpaired", ("cfht",)),
+    "paired_train": ("ptrain", PAIRED_TRAIN, LIN_SURVEYS),
+    "paired_test": ("ptest", PAIRED_TEST, LIN_SURVEYS),
+    "unpaired_sdss": ("usdss", UNPAIRED, ("sdss",)),
+    "unpaired_cfht": ("ucfht", UNPAIRED, ("cfht",)),
 }
 LIN_GROUP_STRIDE = 1_000_000
 #: First columns of ``lin_manifest.csv``: those ``data.lin_pairs`` writes.
