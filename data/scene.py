@@ -1,4 +1,4 @@
-"""The simulated sky both setups observe: galaxy parameters, GalSim profiles, PSF, sky noise.
+"""The simulated sky both setups observe: galaxies, GalSim profiles, PSF, sky noise.
 
 Each galaxy (:func:`draw_params`, one flat dict of scalars) is a bulge (Sersic) +
 exponential disk (log-spiral-modulated for a fraction, drawn on a fine numpy grid and
