@@ -13,9 +13,9 @@ text chunk, or the JPEG comment ``model-sha256=<hex>``); it covers the model's f
 its ``params`` (for the cascade its ``--stage``). A rerun into the same folder with
 another model is refused (:func:`check_made_by`) unless ``overwrite``.
 
-TensorFlow (through ``data.pipeline`` and ``common.images``) is imported inside the
-functions that run a model only, so that the CLIs, which import this module, answer
-``--help`` without loading it.
+TensorFlow (through ``data.pipeline`` and ``common.images``) is imported inside
+:func:`convert` only, so that the CLIs, which import this module, answer ``--help``
+without loading it.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from common.errors import DataError
 from common.io import atomic_path, clean_stale_tmp, file_sha256, output_paths
+from data.checks import survey_blank
 from data.render import is_blank
 from data.surveys import JPEG_QUALITY, SURVEYS
 
@@ -71,7 +72,6 @@ def check_survey(name: str | None) -> str | None:
 def blank_of(survey: str | None) -> int | None:
     """The blank (zero-flux) grey level of ``survey``'s JPEGs (``None``: no survey, no
     blank check); ``ValueError`` for a survey that is not JPEG input."""
-    from data.pipeline import survey_blank  # TensorFlow: see the module docstring
     survey = check_survey(survey)
     return None if survey is None else survey_blank(survey)
 
