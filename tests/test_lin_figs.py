@@ -739,7 +739,8 @@ def test_case_lock_live_stale_and_release(tmp_path):
     holder = subprocess.Popen(                           # a live process holds it
         [sys.executable, "-c", "import time; from pathlib import Path; "
          "from experiments.scheduler import acquire; "
-         f"acquire(Path({str(lock)!r})); print('held', flush=True); time.sleep(120)"],
+         f"held = acquire(Path({str(lock)!r})); print('held', flush=True); "
+         "time.sleep(120)"],
         cwd=repo, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
