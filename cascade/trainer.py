@@ -1,7 +1,8 @@
 """``train(config, run_dir)``: the importable Cascade Pix2WGAN job behind the CLI.
 
-Same run-folder contract as :mod:`pix2wgan.trainer` (config.json, checkpoints of the four
-networks, four optimizers and the epoch, history.csv, TensorBoard logs, sample grids),
+Trained through the shared harness (:func:`common.training.setup_run`,
+:func:`common.training.fit_epochs`), as Pix2WGAN: config.json, checkpoints of the four
+networks, four optimizers and the epoch, history.csv, TensorBoard logs, sample grids,
 ending with ``g1.keras`` (SDSS -> pseudo-DECaLS) and ``g2.keras`` (-> pseudo-HSC).
 """
 from __future__ import annotations
@@ -14,10 +15,18 @@ from cascade.config import CascadeConfig
 from cascade.data import make_triplets
 from cascade.model import CascadePix2WGAN
 from common import training
-from pix2wgan.trainer import (N_VAL, Saved, find_saved, fit_epochs, load_archive,
-                              restore_nets, save_generator, say_wrote, setup_run, val_batch)
+from common.saved import Saved, find_saved, load_archive, restore_nets, save_archive
+from data import pipeline
+from data.layout import read_manifest
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
+
+
+def simulated_set() -> Path:
+    """The embedded simulated default set, generated on first use (imported here: the
+    simulator needs galsim, which a run on real data never loads)."""
+    from data.sim_luo import ensure_simulated
+    return ensure_simulated()
 
 
 def build(cfg: CascadeConfig,
@@ -47,12 +56,14 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
           verbose: int | str = "auto", strategy: str = "default",
           gpus: int = 0) -> CascadePix2WGAN:
     """Train (or resume) a cascade run; returns the model. Everything lands in ``run_dir``.
-    ``strategy``, ``gpus`` and the per-replica batch: as in :func:`pix2wgan.trainer.train`."""
+    ``strategy``, ``gpus`` and the per-replica batch: see :func:`common.training.setup_run`."""
     with training.undone_if_failed(run_dir):  # a failed start leaves no files
-        run = setup_run(cfg, run_dir, resume, strategy, gpus, build, run_state)
+        run = training.setup_run(cfg, run_dir, resume, strategy, gpus, build_fn=build,
+                                 state_fn=run_state, manifest=read_manifest,
+                                 default_data=simulated_set)
         cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
-        dist, model, first_epoch = run.strategy, run.model, run.first_epoch
-        n_rep = training.replicas(dist)
+        model, first_epoch = run.model, run.first_epoch
+        n_rep = training.replicas(run.strategy)
         print(f"data {root}: {len(train_ids)} train / {len(test_ids)} test galaxies; "
               f"{cfg.source} -> {cfg.bridge} -> {cfg.target}; stage-2 gradient into G1 "
               f"{'on' if cfg.stage2_grad else 'off'}; starting at epoch {first_epoch + 1} "
@@ -64,10 +75,12 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
                                  image_size=cfg.image_size, drop_remainder=drop,
                                  epochs=(first_epoch, cfg.epochs))
         # The epochs still to run, each ordered by (seed, epoch) alone (see
-        # pix2wgan.trainer). Global batch = per-replica iteration batch x replicas.
-        train_ds, checked = triplets("train", cfg.iteration_batch * n_rep, train_ids, True)
-        vb, vdrop = val_batch(cfg, min(len(test_ids), N_VAL), n_rep)
-        val_ds, _ = triplets("test", vb, test_ids[:N_VAL], False, drop=vdrop)
+        # data.pipeline.epoch_seed). Global batch = per-replica iteration batch x replicas.
+        global_batch = cfg.iteration_batch * n_rep
+        train_ds, checked = triplets("train", global_batch, train_ids, True)
+        n_val = training.N_VAL
+        vb, vdrop = training.val_batch(cfg, min(len(test_ids), n_val), n_rep)
+        val_ds, _ = triplets("test", vb, test_ids[:n_val], False, drop=vdrop)
         sdss, _, hsc = next(iter(triplets("test", cfg.n_samples, test_ids[:cfg.n_samples],
                                           False)[0]))
 
@@ -75,16 +88,19 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
             mid = model.bridge(sdss, training=False)
             return sdss, mid, model.stage2.generator(mid, training=False), hsc
 
-        fit_epochs(run, run_dir, train_ds, val_ds, checked, model.optimizers, columns,
-                   verbose)
-        save_generator(model.stage1.generator, Path(run_dir) / G1_FILE)
-        save_generator(model.stage2.generator, Path(run_dir) / G2_FILE)
-        say_wrote(run_dir, [G1_FILE, G2_FILE], cfg.epochs, "cascade.predict")
+        # An unreadable image behind `checked` becomes one DataError naming it.
+        with pipeline.data_errors(checked):
+            training.fit_epochs(run, run_dir, train_ds, val_ds, model.optimizers, columns,
+                                pipeline.batches_per_epoch(len(train_ids), global_batch),
+                                verbose)
+        save_archive(model.stage1.generator, Path(run_dir) / G1_FILE)
+        save_archive(model.stage2.generator, Path(run_dir) / G2_FILE)
+        training.say_wrote(run_dir, [G1_FILE, G2_FILE], cfg.epochs, "cascade.predict")
         return model
 
 
 def find_cascade(path: Path | str) -> Saved:
-    """:func:`pix2wgan.trainer.find_saved` for a cascade run folder (``g1.keras`` and
+    """:func:`common.saved.find_saved` for a cascade run folder (``g1.keras`` and
     ``g2.keras``, or the newest checkpoint of an unfinished run)."""
     return find_saved(path, (G1_FILE, G2_FILE), "cascade.train")
 

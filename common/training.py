@@ -1,10 +1,14 @@
-"""Training utilities shared by every model family: configs, precision, distribution
-strategies, checkpoints, learning-rate schedule and sample grids.
+"""The training harness every model family shares (Pix2WGAN, cascade, noise_gan): run
+folder, config, resume rules, run state, optimizer, precision, distribution strategy.
 
 Every trainer follows the same shape: a config dataclass carrying the paper's defaults is
-printed (non-defaults marked) and saved as ``RUN_DIR/config.json``; ``tf.train.Checkpoint``
-holds the networks, both optimizers and the epoch, so a killed run resumes where it
-stopped; Keras ``fit`` provides the progress bar and TensorBoard.
+printed (non-defaults marked) and saved as ``RUN_DIR/config.json``; one rule set decides
+what a request may change in an existing run (:func:`resume_config`,
+:func:`refuse_started`); ``tf.train.Checkpoint`` holds the networks, the optimizers, the
+seed state and a counter (:class:`RunState`), so a killed run resumes where it stopped;
+Keras ``fit`` provides the progress bar and TensorBoard, with the callbacks of
+:mod:`common.callbacks` (:func:`fit_run`). Finding trained networks again:
+:mod:`common.saved`.
 """
 from __future__ import annotations
 
@@ -13,16 +17,16 @@ import dataclasses
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
+from common import callbacks
 from common.choices import AUTO, PRECISIONS, STRATEGIES
-from common.io import atomic_path, atomic_write_text
-from common.images import denormalize
+from common.errors import DataError
+from common.io import atomic_write_text
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -114,9 +118,16 @@ def set_precision(precision: str) -> str:
     return policy
 
 
-def make_adam(lr: float, beta_1: float, beta_2: float, precision: str):
-    """Adam, wrapped in dynamic loss scaling under fp16 (bf16 has fp32's exponent range)."""
-    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta_1, beta_2=beta_2)
+def make_adam(lr, beta_1: float = 0.9, beta_2: float = 0.999, precision: str = "float32",
+              clipnorm: float | None = None):
+    """The one optimizer factory: Adam at rate ``lr`` (a float, or a
+    ``keras.optimizers.schedules.LearningRateSchedule`` evaluated on the optimizer's own,
+    checkpointed iteration count), gradients clipped to global norm ``clipnorm`` when
+    given, wrapped in dynamic loss scaling under fp16 (bf16 has fp32's exponent range).
+    Keras' ``LossScaleOptimizer`` reports its inner optimizer's ``iterations``, which a
+    step skipped for non-finite gradients does not advance."""
+    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta_1, beta_2=beta_2,
+                                global_clipnorm=clipnorm)
     if precision == "fp16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -201,9 +212,11 @@ def layer_seeds(*nets) -> list:
 
 
 class RunState:
-    """Networks, optimizers, seed state and epoch of one run, checkpointed together.
+    """Networks, optimizers, seed state and a counter of one run, checkpointed together.
 
-    ``tf.train.CheckpointManager`` writes the data files first and the ``checkpoint``
+    The counter is the run's count done (epochs, or noise_gan's iterations), saved under
+    the key ``epoch`` (so run folders written before any rename still restore) and used
+    as the checkpoint number (``ckpt-N``). ``tf.train.CheckpointManager`` writes the data files first and the ``checkpoint``
     index last (atomically), so a kill mid-save leaves the previous checkpoint valid.
     """
 
@@ -218,16 +231,16 @@ class RunState:
         return self.manager.latest_checkpoint
 
     def restore(self) -> int:
-        """Restore the newest checkpoint; return the number of finished epochs."""
+        """Restore the newest checkpoint; return its count (epochs or iterations done)."""
         if self.latest is None:
             raise FileNotFoundError(
                 f"no checkpoint in {self.manager.directory}: nothing to resume")
         self.checkpoint.restore(self.latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
-    def save(self, epochs_done: int) -> str:
-        self.epoch.assign(epochs_done)
-        return self.manager.save(checkpoint_number=epochs_done)
+    def save(self, done: int) -> str:
+        self.epoch.assign(done)
+        return self.manager.save(checkpoint_number=done)
 
 
 @contextlib.contextmanager
@@ -252,40 +265,6 @@ def undone_if_failed(run_dir: Path):
         raise
 
 
-class CheckpointEachEpoch(keras.callbacks.Callback):
-    """Save the run state at the end of every epoch."""
-
-    def __init__(self, state: RunState):
-        super().__init__()
-        self.state = state
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.state.save(epoch + 1)
-
-
-class EpochLRDecay(keras.callbacks.Callback):
-    """``lr_e = lr_0 / factor**e`` at the start of epoch ``e`` (Luo et al. §4.2).
-
-    The rate is derived from the epoch number, not accumulated, so a resumed run continues
-    the schedule exactly.
-    """
-
-    def __init__(self, optimizers, lr0: float, factor: float):
-        super().__init__()
-        self.optimizers, self.lr0, self.factor = optimizers, lr0, factor
-
-    def rate(self, epoch: int) -> float:
-        return self.lr0 / self.factor**epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        for opt in self.optimizers:
-            opt.learning_rate.assign(self.rate(epoch))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = self.rate(epoch)
-
-
 def fit_verbose(verbose: int | str = "auto") -> int:
     """Keras ``fit``'s ``verbose``: ``"auto"`` is the live progress bar (1) on a
     terminal, one line per epoch (2) when stdout is a file or pipe, where the bar's
@@ -295,69 +274,172 @@ def fit_verbose(verbose: int | str = "auto") -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-class HistoryCSV(keras.callbacks.Callback):
-    """One row per Keras epoch in ``history.csv``: the count ``unit`` ("epoch", or
-    "iteration" when an epoch is ``per_epoch`` iterations), 1-based as Keras prints
-    ``Epoch 1/N`` and as checkpoints are numbered, then every logged value (columns fixed
-    by the first row's header; a resumed run appends under it).
+# --- the resume rules -----------------------------------------------------------------------
 
-    ``done``: the count the run restarts from (its checkpoint's). Rows past it, written
-    by a run killed between its history row and its checkpoint, are dropped, so each
-    count appears once; ``done=0`` starts a new file.
+def resume_config(cfg, run_dir: Path, resume: bool, run_fields: tuple[str, ...]):
+    """The effective (validated) config of a request ``cfg`` on ``run_dir``.
+
+    An existing ``config.json`` fixes the architecture: only the family's ``run_fields``
+    (e.g. the epochs or iterations to reach) come from ``cfg``, unless left unset there
+    (``None`` or ``""``, e.g. no ``--data``); other fields of ``cfg`` that differ from the
+    saved run and from the defaults are reported as ignored. ``resume`` needs a run.
     """
-
-    def __init__(self, path: Path, done: int, unit: str = "epoch", per_epoch: int = 1):
-        super().__init__()
-        self.path, self.unit, self.per_epoch = Path(path), unit, per_epoch
-        if done == 0:
-            self.path.unlink(missing_ok=True)
-        elif self.path.is_file():
-            lines = self.path.read_text().splitlines()
-            keep = lines[:1] + [row for row in lines[1:]
-                                if row and float(row.split(",")[0]) <= done]
-            if len(keep) < len(lines):
-                atomic_write_text(self.path, "".join(f"{row}\n" for row in keep))
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        if self.path.is_file():
-            with open(self.path) as fh:
-                keys = fh.readline().rstrip("\n").split(",")[1:]
-            head = ""
-        else:
-            keys = sorted(logs)
-            head = ",".join([self.unit, *keys]) + "\n"
-        values = [f"{float(logs[k]):.6g}" if k in logs else "" for k in keys]
-        with open(self.path, "a") as fh:
-            fh.write(head + ",".join([str((epoch + 1) * self.per_epoch), *values]) + "\n")
+    run_dir = Path(run_dir)
+    cfg.validate()
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        if resume:
+            raise FileNotFoundError(f"--resume: {run_dir} holds no run (no {CONFIG_FILE}): "
+                                    f"no checkpoint to resume")
+        return cfg
+    saved = load_config(type(cfg), run_dir)
+    defaults = type(cfg)()
+    for f in dataclasses.fields(cfg):
+        mine, theirs = getattr(cfg, f.name), getattr(saved, f.name)
+        if (f.name not in run_fields and mine != theirs
+                and mine != getattr(defaults, f.name)):
+            print(f"note: {f.name}={mine!r} ignored: {path} says {theirs!r}")
+    taken = {n: getattr(cfg, n) for n in run_fields if getattr(cfg, n) not in (None, "")}
+    return dataclasses.replace(saved, **taken).validate()
 
 
-# --- sample grids -------------------------------------------------------------------------
-
-def write_grid(rows, path: Path, pad: int = 2) -> Path:
-    """Write a PNG grid: ``rows`` is a list of lists of ``[H, W, 3]`` uint8 panels."""
-    h, w = rows[0][0].shape[:2]
-    n_cols = max(len(r) for r in rows)
-    grid = np.full((len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad, 3), 255,
-                   np.uint8)
-    for i, row in enumerate(rows):
-        for j, panel in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[y:y + h, x:x + w] = panel
-    with atomic_path(path) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
-    return Path(path)
+def refuse_started(run_dir: Path, started: str | None, resume: bool, flag: str) -> None:
+    """A started run (``started``: what of it has a checkpoint, e.g. "a run", "step 1 of
+    a run"; ``None``: nothing) is continued only with ``--resume``; ``flag`` names the
+    run-folder option to choose another folder with."""
+    if started and not resume:
+        raise FileExistsError(f"{run_dir} already holds {started}: pass --resume to "
+                              f"continue it, or choose another {flag}")
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """Each epoch, write ``samples/epoch_NNNN.png``: one galaxy a row, columns given by
-    ``columns_fn(generator)`` (e.g. input | output | target)."""
+def resolve_data(cfg, default) -> Path:
+    """``cfg.data``, or ``default()`` (the family's simulated set, generated on first
+    use) when it is unset."""
+    return Path(cfg.data) if cfg.data else Path(default())
 
-    def __init__(self, columns_fn, out_dir: Path):
-        super().__init__()
-        self.columns_fn, self.out_dir = columns_fn, Path(out_dir)
 
-    def on_epoch_end(self, epoch, logs=None):
-        columns = [denormalize(c, tf.uint8).numpy() for c in self.columns_fn()]
-        rows = [[col[i] for col in columns] for i in range(len(columns[0]))]
-        write_grid(rows, self.out_dir / f"epoch_{epoch + 1:04d}.png")
+# --- fitting ----------------------------------------------------------------------------------
+
+def fit_run(model, data, state: RunState, history: Path, logs: Path, *, done: int,
+            total: int, steps_per_epoch: int, per_epoch: int = 1, unit: str = "epoch",
+            extra=(), verbose: int | str = "auto", validation_data=None) -> None:
+    """Keras ``fit`` from count ``done`` to ``total`` (in ``unit``s; one Keras epoch =
+    ``per_epoch`` of them, ``steps_per_epoch`` batches of ``data``): the ``extra``
+    callbacks, then ``history`` (history.csv), TensorBoard scalars in ``logs`` and a
+    checkpoint of ``state`` each Keras epoch (last: after the others have logged).
+    Nothing is fitted when ``done >= total``."""
+    cbs = [*extra,
+           callbacks.HistoryCSV(history, done, unit, per_epoch),
+           keras.callbacks.TensorBoard(str(logs)),
+           callbacks.Checkpoint(state, per_epoch)]
+    if done < total:
+        model.fit(data, epochs=total // per_epoch, initial_epoch=done // per_epoch,
+                  steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+                  callbacks=cbs, verbose=fit_verbose(verbose),
+                  shuffle=False)  # the pipelines shuffle
+
+
+# --- epoch runs (Pix2WGAN, cascade) -----------------------------------------------------------
+
+#: Test galaxies scored for ``val_g_l1`` after each epoch (kept small: it is a monitor,
+#: not the evaluation; Table 1 is computed by experiments/table1.py on the whole split).
+N_VAL = 64
+
+
+def split_ids(cfg, root: Path, manifest) -> tuple[list[str], list[str]]:
+    """Training ids (the first ``cfg.n_train`` if set) and test ids of ``root``
+    (``manifest(root, split)``: a table with an ``id`` column); a ``DataError`` if there
+    is not one training iteration's worth, or no test galaxy."""
+    train_ids = manifest(root, "train")["id"].tolist()
+    if cfg.n_train:
+        train_ids = train_ids[:cfg.n_train]
+    test_ids = manifest(root, "test")["id"].tolist()
+    if len(train_ids) < cfg.iteration_batch:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"training iteration needs ({cfg.iteration_batch} = batch size x "
+                        f"n_critic)")
+    if not test_ids:
+        raise DataError(f"{root}: the test split is empty")
+    return train_ids, test_ids
+
+
+def describe_strategy(strategy: tf.distribute.Strategy, cfg) -> str:
+    """One line: strategy, replicas and the per-replica / global batch sizes."""
+    r = replicas(strategy)
+    return (f"strategy {type(strategy).__name__}: {r} replica(s); batch {cfg.batch_size} "
+            f"per replica x {r} = {cfg.batch_size * r} global per critic/generator "
+            f"update; {cfg.iteration_batch * r} images per training step")
+
+
+def val_batch(cfg, n_val: int, n_replicas: int) -> tuple[int, bool]:
+    """``(batch, drop_remainder)`` of the validation stream: one per-replica batch per
+    replica; on several replicas a last partial batch is dropped when at least one full
+    batch remains (a replica must not receive an empty batch)."""
+    batch = cfg.batch_size * n_replicas
+    return batch, n_replicas > 1 and n_val >= batch
+
+
+@dataclass
+class EpochRun:
+    """What :func:`setup_run` prepared: the effective config, data, split, strategy,
+    model (under the strategy's scope), checkpoint state and epochs already done."""
+    cfg: object
+    root: Path
+    train_ids: list[str]
+    test_ids: list[str]
+    strategy: tf.distribute.Strategy
+    model: keras.Model
+    state: RunState
+    first_epoch: int
+
+
+def setup_run(cfg, run_dir: Path, resume: bool, strategy: str, gpus: int, *, build_fn,
+              state_fn, manifest, default_data, run_fields=("epochs",)) -> EpochRun:
+    """The start of an epoch run (Pix2WGAN, cascade): the resume rules (a run's saved
+    architecture wins; only ``run_fields`` come from ``cfg``), print the config, split
+    the ids (:func:`split_ids` of ``manifest``; ``cfg.data`` or ``default_data()``), make
+    the strategy, refuse a set smaller than one
+    distributed step, build the model (``build_fn(cfg, strategy)``) and restore (on
+    resume) or start (config.json saved) its ``state_fn(model, run_dir)``."""
+    run_dir = Path(run_dir)
+    started = (run_dir / CHECKPOINTS / "checkpoint").is_file()
+    refuse_started(run_dir, "a run" if started else None, resume, "--out")
+    cfg = resume_config(cfg, run_dir, resume, run_fields)
+    root = resolve_data(cfg, default_data)
+    print(describe_config(cfg))
+    train_ids, test_ids = split_ids(cfg, root, manifest)
+    dist = make_strategy(strategy, gpus)
+    step = cfg.iteration_batch * replicas(dist)
+    if len(train_ids) < step:
+        raise DataError(f"{root}: {len(train_ids)} training galaxies, fewer than one "
+                        f"distributed step needs ({step})")
+    model = build_fn(cfg, dist)
+    state = state_fn(model, run_dir)
+    if resume:
+        first_epoch = state.restore()
+    else:
+        save_config(cfg, run_dir)
+        first_epoch = 0
+    print(describe_strategy(dist, cfg))
+    return EpochRun(cfg, root, train_ids, test_ids, dist, model, state, first_epoch)
+
+
+def fit_epochs(run: EpochRun, run_dir: Path, train_ds, val_ds, optimizers, columns,
+               steps: int, verbose: int | str = "auto") -> None:
+    """The epochs of an epoch run, from ``run.first_epoch`` to ``run.cfg.epochs``, of
+    ``steps`` global batches each: the lr of ``optimizers`` divided by ``lr_decay`` each
+    epoch (Luo §4.2), a sample grid of ``columns()``, history.csv, TensorBoard and a
+    checkpoint each epoch. ``train_ds`` holds the remaining epochs back to back."""
+    cfg, run_dir = run.cfg, Path(run_dir)
+    fit_run(run.model, train_ds, run.state, run_dir / HISTORY, run_dir / "logs",
+            done=run.first_epoch, total=cfg.epochs, steps_per_epoch=steps,
+            extra=[callbacks.EpochLRDecay(optimizers, cfg.lr, cfg.lr_decay),
+                   callbacks.SampleGrid(columns, run_dir / "samples")],
+            verbose=verbose, validation_data=val_ds)
+
+
+def say_wrote(run_dir: Path, models: list[str], epochs: int, predict: str) -> None:
+    """The closing line of an epoch run: what it wrote where, and how to use it."""
+    print(f"wrote {run_dir}: {', '.join(models)} (epoch {epochs}), {CHECKPOINTS}/, "
+          f"{HISTORY}, samples/, logs/; convert images with python -m {predict} "
+          f"--model {run_dir}")
