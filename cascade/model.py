@@ -12,8 +12,8 @@ discriminators D1 and D2, are optimized sequentially based on their interdepende
 one ``train_step`` is the Pix2WGAN iteration of stage 1 followed by that of stage 2,
 i.e. D1 (x n_critic), G1, D2 (x n_critic), G2, in data-flow order. Each stage keeps
 §4.2's convention (generator updated once every three critic iterations; the
-``n_critic`` batches arrive stacked, see :class:`pix2wgan.model.Pix2WGAN`), losses eqs.
-3-7 and λ = 100, w_p = 10. Stage 2 is fed the pseudo-DECaLS of the G1 that was *just*
+``n_critic`` batches arrive stacked, see :class:`pix2wgan.model.Pix2WGAN`), losses Luo
+eqs. 3-7 and λ = 100, w_p = 10. Stage 2 is fed the pseudo-DECaLS of the G1 that was *just*
 updated, computed with ``training=False`` (no dropout, batch-norm moving statistics):
 exactly the images G2 receives at inference, when G2∘G1 runs on SDSS alone.
 
@@ -26,10 +26,10 @@ also pushed towards whatever bridge images make G2's output look like HSC.
 """
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
-from common import losses
+from common.gan import TrackedModel
+from pix2wgan import losses
 from pix2wgan.model import Pix2WGAN, global_mean
 
 
@@ -38,7 +38,7 @@ def _stage_names(stage: int, names) -> dict:
     return {n: n.replace("_", f"{stage}_", 1) for n in names}
 
 
-class CascadePix2WGAN(keras.Model):
+class CascadePix2WGAN(TrackedModel):
     """G2∘G1 with critics D1, D2, trained with ``fit`` on ``(sdss, bridge, hsc)``
     batches, each ``[n_critic·B, H, W, 3] float32 in [-1, 1]`` (see module docstring).
     ``call(sdss)`` returns pseudo-HSC ``[B, H, W, 3]`` in [-1, 1]."""
@@ -50,8 +50,7 @@ class CascadePix2WGAN(keras.Model):
         self.stage2_grad = bool(stage2_grad)
         self.n_critic = stage1.n_critic
         self.renames = (_stage_names(1, stage1.trackers), _stage_names(2, stage2.trackers))
-        self.trackers = {new: keras.metrics.Mean(name=new)
-                         for r in self.renames for new in r.values()}
+        self.track(*(new for r in self.renames for new in r.values()))
         self.built = True  # the four networks are functional models, built already
 
     @classmethod
@@ -74,10 +73,6 @@ class CascadePix2WGAN(keras.Model):
         return [self.stage1.g_optimizer, self.stage1.d_optimizer,
                 self.stage2.g_optimizer, self.stage2.d_optimizer]
 
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
     def bridge(self, sdss, training=False):
         """G1: SDSS -> pseudo-DECaLS."""
         return self.stage1.generator(sdss, training=training)
@@ -92,7 +87,7 @@ class CascadePix2WGAN(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             mid = self.bridge(sdss, training=False)
             fake = g2(mid, training=True)
-            total, adv, l1 = self.stage2.generator_objective(mid, fake, hsc)  # eq. 3
+            total, adv, l1 = self.stage2.generator_objective(mid, fake, hsc)  # Luo eq. 3
             share = global_mean(total)  # distributed: this replica's share of the mean
             s2, s1 = o2.scale_loss(share), o1.scale_loss(share)
         grads2 = tape.gradient(s2, g2.trainable_variables)
@@ -106,7 +101,7 @@ class CascadePix2WGAN(keras.Model):
         sdss, mid, hsc = data
         n = self.n_critic
         lows, mids, highs = (tf.split(t, n, axis=0) for t in (sdss, mid, hsc))
-        # Stage 1: D1 x n_critic on (SDSS, DECaLS), then G1 (eqs. 3-7).
+        # Stage 1: D1 x n_critic on (SDSS, DECaLS), then G1 (Luo eqs. 3-7).
         v1 = self.stage1.iterate(lows, mids)
         # Stage 2 on the just-updated G1's pseudo-DECaLS: D2 x n_critic, then G2.
         fakes = [self.bridge(low, training=False) for low in lows]
@@ -115,15 +110,13 @@ class CascadePix2WGAN(keras.Model):
                 fakes, highs, lambda _mid, high: self._g2_step_through_g1(lows[-1], high))
         else:
             v2 = self.stage2.iterate([tf.stop_gradient(f) for f in fakes], highs)
-        for values, rename in zip((v1, v2), self.renames):
-            for old, new in rename.items():
-                self.trackers[new].update_state(values[old])
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.record({new: values[old]
+                            for values, rename in zip((v1, v2), self.renames)
+                            for old, new in rename.items()})
 
     def test_step(self, data):
         sdss, mid, hsc = data
         pseudo_mid = self.bridge(sdss, training=False)
         pseudo_hsc = self.stage2.generator(pseudo_mid, training=False)
-        self.trackers["g1_l1"].update_state(losses.l1_loss(pseudo_mid, mid))
-        self.trackers["g2_l1"].update_state(losses.l1_loss(pseudo_hsc, hsc))
-        return {k: self.trackers[k].result() for k in ("g1_l1", "g2_l1")}
+        return self.record({"g1_l1": losses.l1_loss(pseudo_mid, mid),
+                            "g2_l1": losses.l1_loss(pseudo_hsc, hsc)}, ("g1_l1", "g2_l1"))

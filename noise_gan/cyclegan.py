@@ -31,7 +31,7 @@ Networks (``width`` w = 64 is the papers' ngf/ndf; tests use 2-4):
     read both domains (Almahairi et al.: E_A, E_B on A x B), and latent discriminators
     ``D^{Z_X}, D^{Z_Y}`` (MLPs) match the inferred codes to the prior.
 
-Losses (pure functions below): least-squares GAN (LSGAN) as in CycleGAN (Zhu et al. §4:
+Losses (``noise_gan.losses``): least-squares GAN (LSGAN) as in CycleGAN (Zhu et al. §4:
 ``D`` minimises ``1/2 [(D(real) - 1)^2 + D(fake)^2]``, ``G`` minimises ``(D(fake) - 1)^2``,
 means over patches and batch); L1 cycle terms of weight ``CYCLE_WEIGHT`` = 10 (Zhu et al.'s
 lambda). (h) adds the latent cycle (L1, ``LATENT_CYCLE_WEIGHT``), the latent adversarial
@@ -49,7 +49,9 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from noise_gan.model import _LinGAN, _build_optimizer, _f32, _variables
+from common.gan import build_optimizer, trainable
+from noise_gan.losses import f32, l1, lsgan_discriminator_loss, lsgan_generator_loss
+from noise_gan.model import LinGAN
 
 #: §IV-B: the benchmark cases built here; both use CFHT regridded to the SDSS grid.
 BENCHMARKS = ("g", "h")
@@ -83,8 +85,8 @@ def regrid_cfht(y, size: int):
     with the Bilinear Interpolation"): each output pixel, centred at input coordinate
     ``(i + 0.5) * 136 / size - 0.5``, is the bilinear mix of its four nearest input pixels
     (``tf.image.resize``, half-pixel centres, no anti-aliasing, no flux rescaling; unlike
-    eq. 6's ``noise_gan.model.to_sdss_grid`` it is not multiplied by the pixel ratio). A
-    constant image stays that constant, a linear ramp stays a linear ramp. It acts on the
+    Lin eq. 6's ``noise_gan.losses.to_sdss_grid`` it is not multiplied by the pixel
+    ratio). A constant image stays that constant, a linear ramp stays a linear ramp. It acts on the
     stretched images the data stream yields (the paper regridded before stretching; the
     stretch is monotonic and smooth, so the two differ only at second order).
     """
@@ -95,26 +97,6 @@ def regrid_cfht(y, size: int):
         raise ValueError(f"regrid_cfht needs [B, H, W, C] images, got shape {y.shape}")
     return tf.image.resize(tf.cast(y, tf.float32), [size, size], method="bilinear",
                            antialias=False)
-
-
-# --- losses: pure tensor functions, float32 scalars ---------------------------------------
-
-def l1(a, b):
-    """Mean absolute error over every pixel (or latent unit) and band: the ``||.||_1`` of
-    Zhu et al.'s cycle loss and of Almahairi et al.'s cycle and supervised losses."""
-    return tf.reduce_mean(tf.abs(_f32(a) - _f32(b)))
-
-
-def lsgan_discriminator_loss(real, fake):
-    """LSGAN critic loss (Zhu et al. §4, halved as they do for D):
-    ``1/2 [mean (D(real) - 1)^2 + mean D(fake)^2]`` over patches and batch."""
-    return 0.5 * (tf.reduce_mean(tf.square(_f32(real) - 1.0))
-                  + tf.reduce_mean(tf.square(_f32(fake))))
-
-
-def lsgan_generator_loss(fake):
-    """LSGAN generator loss (Zhu et al. §4): ``mean (D(G(x)) - 1)^2``."""
-    return tf.reduce_mean(tf.square(_f32(fake) - 1.0))
 
 
 # --- building blocks -----------------------------------------------------------------------
@@ -334,7 +316,7 @@ def build_networks(variant: str, names, size: int = 64, bands: int = 5,
 
 # --- the model -------------------------------------------------------------------------------
 
-class CycleGANBenchmark(_LinGAN):
+class CycleGANBenchmark(LinGAN):
     """Cases (g) CycleGAN and (h) AugCGAN, one step: per iteration the discriminators
     (``disc_optimizer``), then the generators (+ encoders for (h), ``gen_optimizer``), each
     sub-step recomputing its inputs with the networks as they are then.
@@ -388,8 +370,8 @@ class CycleGANBenchmark(_LinGAN):
 
     def compile(self, gen_optimizer, disc_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.gen_optimizer = _build_optimizer(gen_optimizer, *self._gen_nets())
-        self.disc_optimizer = _build_optimizer(disc_optimizer, *self._disc_nets())
+        self.gen_optimizer = build_optimizer(gen_optimizer, *self._gen_nets())
+        self.disc_optimizer = build_optimizer(disc_optimizer, *self._disc_nets())
 
     # -- data and mappings --
     def regrid(self, y):
@@ -404,7 +386,7 @@ class CycleGANBenchmark(_LinGAN):
     def prior(self, like):
         """``z ~ N(0, I) [B, latent_dim]`` for a batch like ``like``, from the model's
         checkpointed seed state."""
-        return _f32(keras.random.normal((tf.shape(like)[0], self.latent_dim),
+        return f32(keras.random.normal((tf.shape(like)[0], self.latent_dim),
                                         seed=self.seed_generator))
 
     def x2y(self, x, z=None, training=True):
@@ -415,7 +397,7 @@ class CycleGANBenchmark(_LinGAN):
 
     def call(self, x, training=False):
         """``G^{X->Y}(x)`` on the regridded CFHT grid (for (h) with a prior draw)."""
-        return _f32(self.x2y(x, self.prior(x) if self.stochastic else None, training))
+        return f32(self.x2y(x, self.prior(x) if self.stochastic else None, training))
 
     def cycles(self, x, y):
         """Both (augmented) cycles; returns a dict of the mapped images and codes."""
@@ -462,7 +444,7 @@ class CycleGANBenchmark(_LinGAN):
                                                           self.dz_y(zy_inf, training=True))
                 loss = loss + values["d_zx"] + values["d_zy"]
             scaled = self.disc_optimizer.scale_loss(loss)
-        self.update(self.disc_optimizer, tape, scaled, _variables(*self._disc_nets()))
+        self.update(self.disc_optimizer, tape, scaled, trainable(*self._disc_nets()))
         return {"d_loss": loss, **values}
 
     def generator_step(self, data):
@@ -488,7 +470,7 @@ class CycleGANBenchmark(_LinGAN):
                 loss = (loss + v["g_adv_z"] + self.latent_cycle_weight * v["zcyc_loss"]
                         + self.identity_weight * v["id_loss"])
             scaled = self.gen_optimizer.scale_loss(loss)
-        self.update(self.gen_optimizer, tape, scaled, _variables(*self._gen_nets()))
+        self.update(self.gen_optimizer, tape, scaled, trainable(*self._gen_nets()))
         return {"g_loss": loss, **v}
 
     def train_step(self, data):

@@ -16,83 +16,26 @@ and is followed here: every reconstruction term is a mean squared error; the adv
 loss is the sigmoid cross-entropy with the non-saturating generator form; cycle and
 identity terms are computed on generator outputs *before* noise, and noise is added
 between the two halves of a cycle; each sub-update recomputes its inputs with the
-networks as they are after the previous sub-update, with fresh noise.
+networks as they are after the previous sub-update, with fresh noise. The loss functions
+(Lin eqs. 1-6) are ``noise_gan.losses``.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from data.surveys import CFHT, SDSS
-
-#: Eq. 6 / notes: CFHT regridded to the SDSS grid is multiplied by the ratio of the pixel
-#: scales, 0.396 / 0.187 (the released code's ``ratio_pixel``: "conservation of integrated
-#: rescaled fluxes"; in the square-root stretched domain a flux ratio of the pixel areas,
-#: (0.396/0.187)^2, becomes roughly its square root).
-PIXEL_RATIO = SDSS.pixel_scale / CFHT.pixel_scale
-#: Border the noise emulators' VALID 7x7 convolution eats: z2 is ``size + 6`` square.
-NOISE_PAD = 6
-
-
-# --- losses: pure tensor functions, float32 scalars ---------------------------------------
-
-def mse(a, b):
-    """Mean squared error over every pixel and band (eqs. 1, 4, 5, 6: the ``||.||_2`` of
-    the paper is the released code's ``reduce_mean((a - b)**2)``)."""
-    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
-
-
-def band_cross_entropy(logits, label: float, reduction: str = "sum"):
-    """Sigmoid cross-entropy of per-band logits ``[B, bands]`` against a constant label,
-    reduced over bands (``"sum"``: the ``sum_p`` of eqs. 2-3; ``"mean"``: the released
-    code) and averaged over the batch; a float32 scalar."""
-    logits = tf.cast(logits, tf.float32)
-    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label),
-                                                 logits=logits)
-    per_image = tf.reduce_sum(ce, -1) if reduction == "sum" else tf.reduce_mean(ce, -1)
-    return tf.reduce_mean(per_image)
-
-
-def discriminator_loss(real_logits, fake_logits, reduction: str = "sum"):
-    """One domain's term of eq. 2: ``-sum_p [log D_p(real) + log(1 - D_p(fake))]``."""
-    return (band_cross_entropy(real_logits, 1.0, reduction)
-            + band_cross_entropy(fake_logits, 0.0, reduction))
-
-
-def generator_adversarial_loss(fake_logits, reduction: str = "sum"):
-    """One domain's term of eq. 3, non-saturating: ``-sum_p log D_p(fake)``."""
-    return band_cross_entropy(fake_logits, 1.0, reduction)
-
-
-def to_sdss_grid(cfht_like, sdss_size: int):
-    """Eq. 6 helper: a CFHT-grid image ``[B, 136, 136, b]`` regridded bilinearly to
-    ``[B, sdss_size, sdss_size, b]`` and multiplied by ``PIXEL_RATIO`` (released code)."""
-    out = tf.image.resize(tf.cast(cfht_like, tf.float32), [sdss_size, sdss_size],
-                          method="bilinear")
-    return PIXEL_RATIO * out
-
-
-def pseudo_identity_loss(x, y, y_from_x, x_from_y, sdss_size: int):
-    """Eq. 6, ``||G^{X->Y}(x) - x|| + ||G^{Y->X}(y) - y||`` on unpaired images.
-
-    The two sides of each term live on different grids (64 vs 136 px). Our reading,
-    which is the released code's: both comparisons are made on the SDSS grid, so
-    ``G^{X->Y}(x)`` (136 px) is regridded to 64 px and compared with ``x``, and
-    ``G^{Y->X}(y)`` (64 px) is compared with ``y`` regridded to 64 px; each regridded
-    CFHT-grid image is bilinearly resized and scaled by ``PIXEL_RATIO``.
-    """
-    return (mse(to_sdss_grid(y_from_x, sdss_size), x)
-            + mse(x_from_y, to_sdss_grid(y, sdss_size)))
-
-
-def _f32(t):
-    return tf.cast(t, tf.float32)
+from common.gan import TrackedModel, build_optimizer, trainable
+from noise_gan.losses import (cycle_terms, discriminator_loss, f32,
+                              generator_adversarial_loss, identity_terms, mse,
+                              pseudo_identity_loss)
+from noise_gan.networks import NOISE_PAD
 
 
 # --- shared machinery -----------------------------------------------------------------------
 
-class _LinGAN(keras.Model):
-    """Trackers, noise sampling and the gradient-update helper shared by the models."""
+class LinGAN(TrackedModel):
+    """Loss trackers (one per name of ``TERMS``, or of ``terms``), noise sampling and the
+    gradient-update helper shared by the models of this package."""
 
     TERMS: tuple[str, ...] = ()
 
@@ -103,11 +46,7 @@ class _LinGAN(keras.Model):
         self.sdss_size, self.cfht_size, self.bands = sdss_size, cfht_size, bands
         self.adv_reduction = adv_reduction
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.terms}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+        self.track(*self.terms)
 
     def noise_inputs(self, batch, size):
         """Seeds ``(z1 [B, bands], z2 [B, size + 6, size + 6, bands])`` ~ N(0, 1) of a
@@ -128,11 +67,6 @@ class _LinGAN(keras.Model):
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
 
-    def record(self, values):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(values[name])
-        return {name: t.result() for name, t in self.trackers.items()}
-
     @staticmethod
     def _unpaired(data):
         return data["sdss"], data["cfht"]
@@ -142,24 +76,14 @@ class _LinGAN(keras.Model):
         return data["pair_sdss"], data["pair_cfht"]
 
 
-def _variables(*networks):
-    return [v for n in networks for v in n.trainable_variables]
-
-
-def _build_optimizer(optimizer, *networks):
-    # Build the slots now, so a checkpoint restores optimizer state before the first step.
-    optimizer.build(_variables(*networks))
-    return optimizer
-
-
 # --- our model, step one (§III-A, Fig. 1) ---------------------------------------------------
 
-class NoiseStep1(_LinGAN):
+class NoiseStep1(LinGAN):
     """Step one: autoencoders, then discriminators, then noise emulators, each iteration.
 
-    (i) ``A^X, A^Y`` minimise eq. 1 on unpaired ``x``, ``y``; (ii) ``D^X, D^Y`` minimise
-    eq. 2 on real images vs ``F(x) = A(x) + NE(z)`` with ``A`` fixed; (iii) ``NE^X,
-    NE^Y`` minimise eq. 3 with ``A`` and ``D`` fixed. Three optimizers, one per loss.
+    (i) ``A^X, A^Y`` minimise Lin eq. 1 on unpaired ``x``, ``y``; (ii) ``D^X, D^Y`` minimise
+    Lin eq. 2 on real images vs ``F(x) = A(x) + NE(z)`` with ``A`` fixed; (iii) ``NE^X,
+    NE^Y`` minimise Lin eq. 3 with ``A`` and ``D`` fixed. Three optimizers, one per loss.
     The paired images in the batch are not used.
     """
 
@@ -173,13 +97,13 @@ class NoiseStep1(_LinGAN):
 
     def compile(self, auto_optimizer, disc_optimizer, noise_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.auto_optimizer = _build_optimizer(auto_optimizer, self.a_x, self.a_y)
-        self.disc_optimizer = _build_optimizer(disc_optimizer, self.d_x, self.d_y)
-        self.noise_optimizer = _build_optimizer(noise_optimizer, self.ne_x, self.ne_y)
+        self.auto_optimizer = build_optimizer(auto_optimizer, self.a_x, self.a_y)
+        self.disc_optimizer = build_optimizer(disc_optimizer, self.d_x, self.d_y)
+        self.noise_optimizer = build_optimizer(noise_optimizer, self.ne_x, self.ne_y)
 
     def call(self, x, training=False):
         """``F^X(x) = A^X(x) + NE^X(z)``: an SDSS batch through the self-mapping."""
-        return _f32(self.a_x(x, training=training)) + _f32(
+        return f32(self.a_x(x, training=training)) + f32(
             self.emulate(self.ne_x, x, self.sdss_size, training))
 
     def self_map(self, x, y):
@@ -189,7 +113,7 @@ class NoiseStep1(_LinGAN):
         return fx, fy
 
     def autoencoder_step(self, x, y, optimizer=None):
-        """(i) eq. 1 on ``A^X, A^Y``; returns ``{auto_loss, auto_x, auto_y}``.
+        """(i) Lin eq. 1 on ``A^X, A^Y``; returns ``{auto_loss, auto_x, auto_y}``.
         ``optimizer``: another one than step one's (the pre-training's own)."""
         nets = (self.a_x, self.a_y)
         optimizer = optimizer or self.auto_optimizer
@@ -198,11 +122,11 @@ class NoiseStep1(_LinGAN):
             auto_y = mse(self.a_y(y, training=True), y)
             loss = auto_x + auto_y
             scaled = optimizer.scale_loss(loss)
-        self.update(optimizer, tape, scaled, _variables(*nets))
+        self.update(optimizer, tape, scaled, trainable(*nets))
         return {"auto_loss": loss, "auto_x": auto_x, "auto_y": auto_y}
 
     def discriminator_step(self, x, y):
-        """(ii) eq. 2 on ``D^X, D^Y``, real vs ``F = A + NE`` (A, NE fixed)."""
+        """(ii) Lin eq. 2 on ``D^X, D^Y``, real vs ``F = A + NE`` (A, NE fixed)."""
         fx, fy = (tf.stop_gradient(t) for t in self.self_map(x, y))
         r = self.adv_reduction
         with tf.GradientTape() as tape:
@@ -210,24 +134,24 @@ class NoiseStep1(_LinGAN):
             d_y = discriminator_loss(self.d_y(y, training=True), self.d_y(fy, training=True), r)
             loss = d_x + d_y
             scaled = self.disc_optimizer.scale_loss(loss)
-        self.update(self.disc_optimizer, tape, scaled, _variables(self.d_x, self.d_y))
+        self.update(self.disc_optimizer, tape, scaled, trainable(self.d_x, self.d_y))
         return {"d_loss": loss, "d_x": d_x, "d_y": d_y}
 
     def noise_step(self, x, y):
-        """(iii) eq. 3 on ``NE^X, NE^Y`` (A and D fixed: only NE's variables move)."""
+        """(iii) Lin eq. 3 on ``NE^X, NE^Y`` (A and D fixed: only NE's variables move)."""
         ax, ay = tf.stop_gradient(self.a_x(x)), tf.stop_gradient(self.a_y(y))
         r = self.adv_reduction
         with tf.GradientTape() as tape:
             nx = self.emulate(self.ne_x, x, self.sdss_size)
             ny = self.emulate(self.ne_y, y, self.cfht_size)
-            ne_x = generator_adversarial_loss(self.d_x(_f32(ax) + _f32(nx)), r)
-            ne_y = generator_adversarial_loss(self.d_y(_f32(ay) + _f32(ny)), r)
+            ne_x = generator_adversarial_loss(self.d_x(f32(ax) + f32(nx)), r)
+            ne_y = generator_adversarial_loss(self.d_y(f32(ay) + f32(ny)), r)
             loss = ne_x + ne_y
             scaled = self.noise_optimizer.scale_loss(loss)
-        self.update(self.noise_optimizer, tape, scaled, _variables(self.ne_x, self.ne_y))
+        self.update(self.noise_optimizer, tape, scaled, trainable(self.ne_x, self.ne_y))
         return {"ne_loss": loss, "ne_x": ne_x, "ne_y": ne_y,
-                "noise_rms_x": tf.sqrt(tf.reduce_mean(tf.square(_f32(nx)))),
-                "noise_rms_y": tf.sqrt(tf.reduce_mean(tf.square(_f32(ny))))}
+                "noise_rms_x": tf.sqrt(tf.reduce_mean(tf.square(f32(nx)))),
+                "noise_rms_y": tf.sqrt(tf.reduce_mean(tf.square(f32(ny))))}
 
     def train_step(self, data):
         x, y = self._unpaired(data)
@@ -238,34 +162,16 @@ class NoiseStep1(_LinGAN):
 
 # --- our model, step two ------------------------------------------------------------------
 
-def cycle_terms(g_x2y, g_y2x, x, y, noise_y=None, noise_x=None):
-    """Eq. 5 halves: ``(||G^{Y->X}(G^{X->Y}(x) + n_Y) - x||, ||G^{X->Y}(G^{Y->X}(y) + n_X)
-    - y||, G^{X->Y}(x), G^{Y->X}(y))``; noise (None = none) is added between the halves,
-    as in the released code. The half-cycle outputs are returned before noise."""
-    y_from_x = g_x2y(x, training=True)
-    x_from_y = g_y2x(y, training=True)
-    y_mid = y_from_x if noise_y is None else _f32(y_from_x) + _f32(noise_y)
-    x_mid = x_from_y if noise_x is None else _f32(x_from_y) + _f32(noise_x)
-    cyc_x = mse(g_y2x(y_mid, training=True), x)
-    cyc_y = mse(g_x2y(x_mid, training=True), y)
-    return cyc_x, cyc_y, y_from_x, x_from_y
-
-
-def identity_terms(g_x2y, g_y2x, px, py):
-    """Eq. 4 on pairs, before noise: ``(||G^{X->Y}(px) - py||, ||G^{Y->X}(py) - px||)``."""
-    return mse(g_x2y(px, training=True), py), mse(g_y2x(py, training=True), px)
-
-
 def _weigh(weight: float, term):
     """``weight × term``; a weight of exactly 1 adds no op, so the default graph (and its
     numbers) stay those of the paper's unweighted sum."""
     return term if weight == 1.0 else weight * term
 
 
-class NoiseStep2(_LinGAN):
-    """Step two: ``G^{X->Y}, G^{Y->X}`` minimise eq. 4 (pairs) + eq. 5 (unpaired, noise from
-    the frozen ``NE^X, NE^Y`` added mid-cycle), weights 1 and 1 (released code). No
-    discriminator, no autoencoder; one optimizer, over the generators only.
+class NoiseStep2(LinGAN):
+    """Step two: ``G^{X->Y}, G^{Y->X}`` minimise Lin eq. 4 (pairs) + Lin eq. 5 (unpaired,
+    noise from the frozen ``NE^X, NE^Y`` added mid-cycle), weights 1 and 1 (released code).
+    No discriminator, no autoencoder; one optimizer, over the generators only.
 
     ``weight_sdss`` / ``weight_cfht`` (issue 13; default 1, the paper) multiply the terms
     compared in each domain: SDSS ``cyc_x`` and ``id_y2x`` (``G^{Y->X}(py)`` vs ``px``),
@@ -282,11 +188,11 @@ class NoiseStep2(_LinGAN):
 
     def compile(self, gen_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.gen_optimizer = _build_optimizer(gen_optimizer, self.g_x2y, self.g_y2x)
+        self.gen_optimizer = build_optimizer(gen_optimizer, self.g_x2y, self.g_y2x)
 
     def call(self, x, training=False):
         """``F^{X->Y}(x) = G^{X->Y}(x) + NE^Y(z)``."""
-        return _f32(self.g_x2y(x, training=training)) + _f32(
+        return f32(self.g_x2y(x, training=training)) + f32(
             self.emulate(self.ne_y, x, self.cfht_size, training=False))
 
     def generator_step(self, data):
@@ -296,14 +202,15 @@ class NoiseStep2(_LinGAN):
         n_y = tf.stop_gradient(self.emulate(self.ne_y, x, self.cfht_size, training=False))
         n_x = tf.stop_gradient(self.emulate(self.ne_x, y, self.sdss_size, training=False))
         with tf.GradientTape() as tape:
-            id_x2y, id_y2x = identity_terms(self.g_x2y, self.g_y2x, px, py)      # eq. 4
-            cyc_x, cyc_y, _, _ = cycle_terms(self.g_x2y, self.g_y2x, x, y, n_y, n_x)  # eq. 5
+            id_x2y, id_y2x = identity_terms(self.g_x2y, self.g_y2x, px, py)      # Lin eq. 4
+            # Lin eq. 5
+            cyc_x, cyc_y, _, _ = cycle_terms(self.g_x2y, self.g_y2x, x, y, n_y, n_x)
             wx, wy = self.weight_sdss, self.weight_cfht
             id_loss = _weigh(wy, id_x2y) + _weigh(wx, id_y2x)
             cyc_loss = _weigh(wx, cyc_x) + _weigh(wy, cyc_y)
             loss = id_loss + cyc_loss
             scaled = self.gen_optimizer.scale_loss(loss)
-        self.update(self.gen_optimizer, tape, scaled, _variables(self.g_x2y, self.g_y2x))
+        self.update(self.gen_optimizer, tape, scaled, trainable(self.g_x2y, self.g_y2x))
         return {"g_loss": loss, "id_loss": id_loss, "id_x2y": id_x2y, "id_y2x": id_y2x,
                 "cyc_loss": cyc_loss, "cyc_x": cyc_x, "cyc_y": cyc_y}
 
@@ -318,7 +225,7 @@ CONTENT = {"a": ("id",), "b": ("cyc",), "c": ("cyc", "pid"), "d": ("cyc", "id"),
            "e": ("cyc", "id"), "f": ("cyc", "id")}
 
 
-class OneStepGAN(_LinGAN):
+class OneStepGAN(LinGAN):
     """Cases (a)-(f): generators trained against the per-band discriminators in one step.
 
     The discriminators see real unpaired images vs the half-cycle outputs of unpaired
@@ -326,12 +233,12 @@ class OneStepGAN(_LinGAN):
     too, as in the released code (its identity loss uses the pairs, its adversarial term
     the unpaired images).
 
-    Cases (a)-(e), per iteration: the discriminators on eq. 2, then the generators on
-    ``content_weight x content + eq. 3`` (non-saturating) with content = (a) identity
-    eq. 4, (b) cycle eq. 5 without noise, (c) cycle + pseudo-identity eq. 6, (d)/(e)
-    cycle + identity. Case (f), in the order of our step one: the generators on
+    Cases (a)-(e), per iteration: the discriminators on Lin eq. 2, then the generators on
+    ``content_weight x content + Lin eq. 3`` (non-saturating) with content = (a) identity
+    Lin eq. 4, (b) cycle Lin eq. 5 without noise, (c) cycle + pseudo-identity Lin eq. 6,
+    (d)/(e) cycle + identity. Case (f), in the order of our step one: the generators on
     cycle (noise added mid-cycle) + identity, weight 1, no adversarial term; then the
-    discriminators on real vs ``G + NE``; then the noise emulators on eq. 3.
+    discriminators on real vs ``G + NE``; then the noise emulators on Lin eq. 3.
     """
 
     def __init__(self, variant, g_x2y, g_y2x, d_x, d_y, ne_x=None, ne_y=None, *,
@@ -357,27 +264,27 @@ class OneStepGAN(_LinGAN):
 
     def compile(self, gen_optimizer, disc_optimizer, noise_optimizer=None, **kwargs):
         super().compile(**kwargs)
-        self.gen_optimizer = _build_optimizer(gen_optimizer, self.g_x2y, self.g_y2x)
-        self.disc_optimizer = _build_optimizer(disc_optimizer, self.d_x, self.d_y)
+        self.gen_optimizer = build_optimizer(gen_optimizer, self.g_x2y, self.g_y2x)
+        self.disc_optimizer = build_optimizer(disc_optimizer, self.d_x, self.d_y)
         if self.has_noise:
             if noise_optimizer is None:
                 raise ValueError("variant f needs a noise_optimizer")
-            self.noise_optimizer = _build_optimizer(noise_optimizer, self.ne_x, self.ne_y)
+            self.noise_optimizer = build_optimizer(noise_optimizer, self.ne_x, self.ne_y)
 
     def call(self, x, training=False):
-        out = _f32(self.g_x2y(x, training=training))
+        out = f32(self.g_x2y(x, training=training))
         if self.has_noise:
-            out = out + _f32(self.emulate(self.ne_y, x, self.cfht_size, training=False))
+            out = out + f32(self.emulate(self.ne_y, x, self.cfht_size, training=False))
         return out
 
     def fakes(self, x, y):
         """Discriminator inputs ``(fake_x, fake_y) = (G^{Y->X}(y) [+ NE^X], G^{X->Y}(x)
         [+ NE^Y])``, generators held constant."""
-        fx = _f32(tf.stop_gradient(self.g_y2x(y)))
-        fy = _f32(tf.stop_gradient(self.g_x2y(x)))
+        fx = f32(tf.stop_gradient(self.g_y2x(y)))
+        fy = f32(tf.stop_gradient(self.g_x2y(x)))
         if self.has_noise:
-            fx = fx + _f32(self.emulate(self.ne_x, y, self.sdss_size))
-            fy = fy + _f32(self.emulate(self.ne_y, x, self.cfht_size))
+            fx = fx + f32(self.emulate(self.ne_x, y, self.sdss_size))
+            fy = fy + f32(self.emulate(self.ne_y, x, self.cfht_size))
         return fx, fy
 
     def content_loss(self, data, noise_y=None, noise_x=None):
@@ -406,9 +313,9 @@ class OneStepGAN(_LinGAN):
         with tf.GradientTape() as tape:
             d_x = discriminator_loss(self.d_x(x, training=True), self.d_x(fx, training=True), r)
             d_y = discriminator_loss(self.d_y(y, training=True), self.d_y(fy, training=True), r)
-            loss = d_x + d_y                                                     # eq. 2
+            loss = d_x + d_y                                                     # Lin eq. 2
             scaled = self.disc_optimizer.scale_loss(loss)
-        self.update(self.disc_optimizer, tape, scaled, _variables(self.d_x, self.d_y))
+        self.update(self.disc_optimizer, tape, scaled, trainable(self.d_x, self.d_y))
         return {"d_loss": loss, "d_x": d_x, "d_y": d_y}
 
     def generator_step(self, data):
@@ -425,29 +332,29 @@ class OneStepGAN(_LinGAN):
                 adv = tf.zeros(())
                 loss = content  # (f): the adversarial loss goes to the emulators only
             else:
-                adv = (generator_adversarial_loss(self.d_y(y_from_x), r)        # eq. 3 form
+                adv = (generator_adversarial_loss(self.d_y(y_from_x), r)    # Lin eq. 3 form
                        + generator_adversarial_loss(self.d_x(x_from_y), r))
                 loss = self.content_weight * content + adv
             scaled = self.gen_optimizer.scale_loss(loss)
-        self.update(self.gen_optimizer, tape, scaled, _variables(self.g_x2y, self.g_y2x))
+        self.update(self.gen_optimizer, tape, scaled, trainable(self.g_x2y, self.g_y2x))
         return {"g_loss": loss, "content": content, "g_adv": adv, **terms}
 
     def noise_step(self, data):
-        """(f) only: eq. 3 on ``NE^X, NE^Y`` with ``G`` and ``D`` fixed."""
+        """(f) only: Lin eq. 3 on ``NE^X, NE^Y`` with ``G`` and ``D`` fixed."""
         x, y = self._unpaired(data)
-        gx = _f32(tf.stop_gradient(self.g_y2x(y)))
-        gy = _f32(tf.stop_gradient(self.g_x2y(x)))
+        gx = f32(tf.stop_gradient(self.g_y2x(y)))
+        gy = f32(tf.stop_gradient(self.g_x2y(x)))
         r = self.adv_reduction
         with tf.GradientTape() as tape:
             nx = self.emulate(self.ne_x, y, self.sdss_size)
             ny = self.emulate(self.ne_y, x, self.cfht_size)
-            loss = (generator_adversarial_loss(self.d_x(gx + _f32(nx)), r)
-                    + generator_adversarial_loss(self.d_y(gy + _f32(ny)), r))
+            loss = (generator_adversarial_loss(self.d_x(gx + f32(nx)), r)
+                    + generator_adversarial_loss(self.d_y(gy + f32(ny)), r))
             scaled = self.noise_optimizer.scale_loss(loss)
-        self.update(self.noise_optimizer, tape, scaled, _variables(self.ne_x, self.ne_y))
+        self.update(self.noise_optimizer, tape, scaled, trainable(self.ne_x, self.ne_y))
         return {"ne_loss": loss,
-                "noise_rms_x": tf.sqrt(tf.reduce_mean(tf.square(_f32(nx)))),
-                "noise_rms_y": tf.sqrt(tf.reduce_mean(tf.square(_f32(ny))))}
+                "noise_rms_x": tf.sqrt(tf.reduce_mean(tf.square(f32(nx)))),
+                "noise_rms_y": tf.sqrt(tf.reduce_mean(tf.square(f32(ny))))}
 
     def train_step(self, data):
         if self.has_noise:  # released code, method 8: G (content), D, NE

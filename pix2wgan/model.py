@@ -6,11 +6,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from common import losses
-from common.layers import build_patch_critic, build_unet
+from common.gan import TrackedModel, build_optimizer
+from pix2wgan import losses
+from pix2wgan.layers import build_patch_critic, build_unet
 
 
-class Pix2WGAN(keras.Model):
+class Pix2WGAN(TrackedModel):
     """The generator/critic pair, trained with ``fit``.
 
     ``fit`` feeds ``(x_low, x_high)`` batches, both ``[B, H, W, 3] float32 in [-1, 1]``.
@@ -48,12 +49,12 @@ class Pix2WGAN(keras.Model):
         self.l1_weight, self.gp_weight = float(l1_weight), float(gp_weight)
         self.seed_generator = keras.random.SeedGenerator(seed)
         #: Test hook: ``alpha_fn(batch) -> [batch, 1, 1, 1]`` replaces the random α of
-        #: eq. 5 (e.g. a constant, to compare one device with several exactly).
+        #: Luo eq. 5 (e.g. a constant, to compare one device with several exactly).
         self.alpha_fn = None
         names = ["g_loss", "g_adv", "g_l1", "d_loss"]
         if loss == "wgan-gp":
             names += ["d_wasserstein", "d_gp"]
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.track(*names)
 
     @classmethod
     def from_config_dataclass(cls, cfg) -> "Pix2WGAN":
@@ -66,14 +67,8 @@ class Pix2WGAN(keras.Model):
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        # Build slots now, so a checkpoint restores optimizer state before the first step.
-        g_optimizer.build(self.generator.trainable_variables)
-        d_optimizer.build(self.critic.trainable_variables)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+        self.g_optimizer = build_optimizer(g_optimizer, self.generator)
+        self.d_optimizer = build_optimizer(d_optimizer, self.critic)
 
     def call(self, x, training=False):
         return self.generator(x, training=training)
@@ -83,7 +78,7 @@ class Pix2WGAN(keras.Model):
     # reuses them for its stage-2 generator, whose input is itself a generator output.
 
     def draw_alpha(self, batch):
-        """Eq. 5's α: ``[batch, 1, 1, 1]`` float32 ~ U(0, 1), one draw per sample.
+        """Luo eq. 5's α: ``[batch, 1, 1, 1]`` float32 ~ U(0, 1), one draw per sample.
 
         Stateless draw from the model's seed generator (checkpointed, so a resumed run
         continues the sequence), with the replica id folded into the seed: replicas of a
@@ -102,18 +97,18 @@ class Pix2WGAN(keras.Model):
         each the mean over this replica's ``B`` samples."""
         real = self.critic([x_low, x_high], training=True)
         fake = self.critic([x_low, x_fake], training=True)
-        if self.loss_kind == "bce":
-            return losses.bce_critic_loss(real, fake), tf.zeros(()), tf.zeros(())  # eq. 2
-        wass = losses.wgan_critic_loss(real, fake)                      # eq. 4
-        alpha = self.draw_alpha(tf.shape(x_low)[0])                     # eq. 5, per sample
-        gp = losses.gradient_penalty(                                   # eq. 6
+        if self.loss_kind == "bce":                                     # Luo eq. 2
+            return losses.bce_critic_loss(real, fake), tf.zeros(()), tf.zeros(())
+        wass = losses.wgan_critic_loss(real, fake)                      # Luo eq. 4
+        alpha = self.draw_alpha(tf.shape(x_low)[0])                     # Luo eq. 5
+        gp = losses.gradient_penalty(                                   # Luo eq. 6
             lambda x: self.critic([x_low, x], training=True), x_high, x_fake, alpha,
             scale=_loss_scale(self.d_optimizer))
-        return wass + self.gp_weight * gp, wass, gp                     # eq. 7
+        return wass + self.gp_weight * gp, wass, gp                     # Luo eq. 7
 
     def generator_objective(self, x_low, x_fake, x_high):
         """Generator loss of ``x_fake = G(x_low)`` against ``x_high``; returns scalars
-        (total, adversarial, l1): eq. 3 (wgan-gp) or eq. 1 (bce)."""
+        (total, adversarial, l1): Luo eq. 3 (wgan-gp) or Luo eq. 1 (bce)."""
         loss_fn = (losses.bce_generator_loss if self.loss_kind == "bce"
                    else losses.wgan_generator_loss)
         fake = self.critic([x_low, x_fake], training=True)
@@ -182,17 +177,13 @@ class Pix2WGAN(keras.Model):
 
     def train_step(self, data):
         x_low, x_high = data
-        values = self.iterate(tf.split(x_low, self.n_critic, axis=0),
-                              tf.split(x_high, self.n_critic, axis=0))
-        for name, tracker in self.trackers.items():
-            tracker.update_state(values[name])
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.record(self.iterate(tf.split(x_low, self.n_critic, axis=0),
+                                        tf.split(x_high, self.n_critic, axis=0)))
 
     def test_step(self, data):
         x_low, x_high = data
         x_fake = self.generator(x_low, training=False)
-        self.trackers["g_l1"].update_state(losses.l1_loss(x_fake, x_high))
-        return {"g_l1": self.trackers["g_l1"].result()}
+        return self.record({"g_l1": losses.l1_loss(x_fake, x_high)}, ["g_l1"])
 
 
 # --- distribution helpers ------------------------------------------------------------------
@@ -220,7 +211,7 @@ def _loss_scale(optimizer):
 
     The gradient penalty differentiates the critic inside the loss, in the compute dtype:
     under fp16 that inner gradient needs the same protection as the outer one (see
-    :func:`common.losses.interpolate_gradient_norms`). Sharing the optimizer's scale
+    :func:`pix2wgan.losses.interpolate_gradient_norms`). Sharing the optimizer's scale
     makes it adaptive: an inner overflow makes the loss non-finite, the optimizer skips
     that step and halves the scale.
     """

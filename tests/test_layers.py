@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from common.layers import build_patch_critic, build_unet, unet_widths
+from pix2wgan.layers import build_patch_critic, build_unet, unet_widths
 
 
 def test_unet_widths_follow_pix2pix():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import losses
+from pix2wgan import losses
 
 
 def test_gradient_penalty_of_linear_critic_is_hand_computed():

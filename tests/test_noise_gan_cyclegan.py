@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from noise_gan import cyclegan as cg
+from noise_gan import losses
 from noise_gan import train as train_cli
 from noise_gan import trainer
 from noise_gan.config import NoiseGANConfig
@@ -114,9 +115,9 @@ def test_regrid_cfht_interpolates_values_bilinearly():
 def test_losses_on_hand_values():
     real, fake = tf.constant([[1.0, 0.0]]), tf.constant([[0.5, -1.0]])
     # 1/2 [mean((1-1)^2, (0-1)^2) + mean(0.25, 1)] = 1/2 [0.5 + 0.625]
-    assert float(cg.lsgan_discriminator_loss(real, fake)) == pytest.approx(0.5625)
-    assert float(cg.lsgan_generator_loss(fake)) == pytest.approx((0.25 + 4.0) / 2)
-    assert float(cg.l1(real, fake)) == pytest.approx((0.5 + 1.0) / 2)
+    assert float(losses.lsgan_discriminator_loss(real, fake)) == pytest.approx(0.5625)
+    assert float(losses.lsgan_generator_loss(fake)) == pytest.approx((0.25 + 4.0) / 2)
+    assert float(losses.l1(real, fake)) == pytest.approx((0.5 + 1.0) / 2)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -190,8 +191,8 @@ def test_train_two_iterations_then_translate(variant, tmp_path):
 def test_cli_train_then_predict_regridded_fits(tmp_path):
     """(h) end to end on FITS cubes: 64 px-like regridded CFHT out (here 24 px) with the
     CFHT pixel scale x cfht/sdss, a latent draw per file from --seed, 56 px CFHT in."""
-    from data.fits_download import read_cube
-    from data.simulate import LinSimConfig, ensure_lin_simulated
+    from data.cube import read_cube
+    from data.sim_lin import LinSimConfig, ensure_lin_simulated
     from noise_gan import predict as predict_cli
     data = ensure_lin_simulated(LinSimConfig(
         out=tmp_path / "sim", n_paired_train=2, n_paired_test=2, n_unpaired_sdss=2,

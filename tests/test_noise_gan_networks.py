@@ -1,10 +1,11 @@
-"""Tests of noise_gan.networks (Lin, Fouchez & Pasquet 2021, Fig. 2): tiny widths, fixed
-seeds, explicit tolerances."""
+"""Tests of noise_gan.networks and noise_gan.layers (Lin, Fouchez & Pasquet 2021, Fig. 2):
+tiny widths, fixed seeds, explicit tolerances."""
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
+from noise_gan import layers as L
 from noise_gan import networks as N
 
 W = 4  # tiny width for every network test
@@ -75,7 +76,7 @@ def _released_code_symmetrise(kernel):
 
 
 def test_symmetric_filter_has_ten_free_weights_per_band_and_a_d4_invariant_kernel():
-    layer = N.SymmetricFilter()
+    layer = L.SymmetricFilter()
     layer.build((None, 13, 13, 3))
     assert layer.count_params() == 30
     assert [tuple(w.shape) for w in layer.trainable_weights] == [(10, 3)]
@@ -91,11 +92,11 @@ def test_symmetric_filter_has_ten_free_weights_per_band_and_a_d4_invariant_kerne
 
 
 def test_symmetric_filter_spans_exactly_the_released_code_symmetrised_kernels():
-    layer = N.SymmetricFilter()
+    layer = L.SymmetricFilter()
     layer.build((None, 7, 7, 2))
     full = np.random.default_rng(4).standard_normal((7, 7, 2)).astype(np.float32)
     target = _released_code_symmetrise(full)
-    orbits = N._orbit_index(7)
+    orbits = L._orbit_index(7)
     free = np.stack([[full[:, :, b][orbits == o].mean() for b in range(2)]
                      for o in range(10)])
     layer.free.assign(free.astype(np.float32))
@@ -103,7 +104,7 @@ def test_symmetric_filter_spans_exactly_the_released_code_symmetrised_kernels():
 
 
 def test_symmetric_filter_commutes_with_rotations_and_is_a_valid_depthwise_conv():
-    layer = N.SymmetricFilter()
+    layer = L.SymmetricFilter()
     x = np.random.default_rng(5).standard_normal((2, 15, 15, 2)).astype(np.float32)
     y = layer(x).numpy()
     assert y.shape == (2, 9, 9, 2)
@@ -119,7 +120,7 @@ def test_symmetric_filter_commutes_with_rotations_and_is_a_valid_depthwise_conv(
 
 def test_symmetric_filter_initial_kernel_is_small_and_symmetric():
     keras.utils.set_random_seed(0)
-    layer = N.SymmetricFilter()
+    layer = L.SymmetricFilter()
     layer.build((None, 7, 7, 5))
     free = layer.free.numpy()
     limit = np.sqrt(6 / 98)
@@ -172,9 +173,9 @@ def test_discriminator_outputs_one_logit_per_band(size):
 def test_symmetric_pad_and_pixel_shuffle_layers():
     x = np.arange(2 * 3 * 3 * 8, dtype=np.float32).reshape(2, 3, 3, 8)
     np.testing.assert_array_equal(
-        N.SymmetricPad(2)(x).numpy(),
+        L.SymmetricPad(2)(x).numpy(),
         np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="symmetric"))
-    y = N.PixelShuffle(2)(x).numpy()
+    y = L.PixelShuffle(2)(x).numpy()
     assert y.shape == (2, 6, 6, 2)
     for i, j, a, c, g in [(0, 0, 0, 0, 0), (1, 2, 1, 0, 1), (2, 1, 1, 1, 0), (2, 2, 0, 1, 1)]:
         assert y[1, 2 * i + a, 2 * j + c, g] == x[1, i, j, 4 * g + 2 * a + c]
@@ -303,7 +304,7 @@ def test_discriminator_bands_are_independent():
 
 
 def test_acm_gates_each_channel_in_zero_one():
-    acm = N.ACM()
+    acm = L.ACM()
     x = np.abs(np.random.default_rng(6).standard_normal((2, 5, 5, 3))).astype(np.float32)
     y = acm(x).numpy()
     assert acm.count_params() == 3 * 3 + 3
@@ -332,7 +333,7 @@ def test_unknown_kinds_and_bad_sizes_raise():
     with pytest.raises(ValueError, match="at least 5"):
         N.build_discriminator(4, width=W)
     with pytest.raises(ValueError, match="odd"):
-        N.SymmetricFilter(6)
+        L.SymmetricFilter(6)
 
 
 def test_save_and_load_round_trip(tmp_path):

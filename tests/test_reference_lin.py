@@ -1,6 +1,6 @@
 """Reference steps of Lin, Fouchez & Pasquet (2021): ONE training iteration recomputed by
-hand from the paper's equations (§III-A, eqs. 1-6; §IV-B) and compared, weight by weight,
-with the model's ``train_step``.
+hand from the paper's equations (§III-A, Lin eqs. 1-6; §IV-B) and compared, weight by
+weight, with the model's ``train_step``.
 
 Set-up shared by every test:
   * plain SGD (``keras.optimizers.SGD(LR)``, no momentum) replaces every optimizer after
@@ -39,7 +39,7 @@ CONTENT_WEIGHT = 1000.0
 #: Fig. 2(g) high-pass filter of the discriminators.
 HIGHPASS = np.array([[-1, 3, -4, 3, -1], [3, -8, 10, -8, 3], [-4, 10, -12, 10, -4],
                      [3, -8, 10, -8, 3], [-1, 3, -4, 3, -1]], np.float32)
-#: SDSS / CFHT pixel scales (eq. 6 regridding, released code's ``ratio_pixel``).
+#: SDSS / CFHT pixel scales (Lin eq. 6 regridding, released code's ``ratio_pixel``).
 PIXEL_RATIO = 0.396 / 0.187
 
 
@@ -61,7 +61,7 @@ def _batch(seed=0):
             "pair_cfht": img(p, C)}
 
 
-# --- the paper's pieces, written independently of noise_gan.model -------------------------
+# --- the paper's pieces, written independently of noise_gan.losses and noise_gan.model ---
 
 def _mse(a, b):
     return tf.reduce_mean(tf.square(a - b))
@@ -112,7 +112,8 @@ def _sgd(loss_fn, *nets):
 
 
 def _cycle(m, x, y, n_y=None, n_x=None):
-    """Eq. 5: ``||G^{Y->X}(G^{X->Y}(x) + n_Y) - x|| + ||G^{X->Y}(G^{Y->X}(y) + n_X) - y||``
+    """Lin eq. 5:
+    ``||G^{Y->X}(G^{X->Y}(x) + n_Y) - x|| + ||G^{X->Y}(G^{Y->X}(y) + n_X) - y||``
     (noise between the two halves; none for the baselines)."""
     y_mid, x_mid = m.g_x2y(x), m.g_y2x(y)
     if n_y is not None:
@@ -121,13 +122,13 @@ def _cycle(m, x, y, n_y=None, n_x=None):
 
 
 def _identity(m, px, py):
-    """Eq. 4 on the pairs."""
+    """Lin eq. 4 on the pairs."""
     return _mse(m.g_x2y(px), py) + _mse(m.g_y2x(py), px)
 
 
 def _pseudo_identity(m, x, y):
-    """Eq. 6, both sides on the SDSS grid: CFHT-grid images resized bilinearly and scaled
-    by the pixel ratio."""
+    """Lin eq. 6, both sides on the SDSS grid: CFHT-grid images resized bilinearly and
+    scaled by the pixel ratio."""
     def grid(u):
         return PIXEL_RATIO * tf.image.resize(u, [S, S], method="bilinear")
     return _mse(grid(m.g_x2y(x)), x) + _mse(m.g_y2x(y), grid(y))
@@ -136,18 +137,18 @@ def _pseudo_identity(m, x, y):
 # --- reference iterations -----------------------------------------------------------------
 
 def _eq2(d, real, fake, r):
-    """One domain of eq. 2: ``E[-sum_p (log D_p(real) + log(1 - D_p(fake)))]``."""
+    """One domain of Lin eq. 2: ``E[-sum_p (log D_p(real) + log(1 - D_p(fake)))]``."""
     return _adv(_disc(d, real), True, r) + _adv(_disc(d, fake), False, r)
 
 
 def _eq3(d, fake, r):
-    """One domain of eq. 3 (non-saturating): ``E[-sum_p log D_p(fake)]``."""
+    """One domain of Lin eq. 3 (non-saturating): ``E[-sum_p log D_p(fake)]``."""
     return _adv(_disc(d, fake), True, r)
 
 
 def _ref_step1(m, data, r):
-    """Step one (Fig. 1): (i) A^X, A^Y on eq. 1; (ii) D^X, D^Y on eq. 2, real vs
-    ``F = A + NE`` (A, NE fixed); (iii) NE^X, NE^Y on eq. 3 (A, D fixed)."""
+    """Step one (Fig. 1): (i) A^X, A^Y on Lin eq. 1; (ii) D^X, D^Y on Lin eq. 2, real vs
+    ``F = A + NE`` (A, NE fixed); (iii) NE^X, NE^Y on Lin eq. 3 (A, D fixed)."""
     x, y = data["sdss"], data["cfht"]
     out = {"auto_loss": _sgd(lambda: _mse(m.a_x(x), x) + _mse(m.a_y(y), y), m.a_x, m.a_y)}
     fx = m.a_x(x) + _noise(m, m.ne_x, x, S)
@@ -161,8 +162,8 @@ def _ref_step1(m, data, r):
 
 
 def _ref_step2(m, data):
-    """Step two: G^{X->Y}, G^{Y->X} on eq. 4 + eq. 5 (weights 1, 1), noise from the frozen
-    NE^Y, NE^X added mid-cycle."""
+    """Step two: G^{X->Y}, G^{Y->X} on Lin eq. 4 + Lin eq. 5 (weights 1, 1), noise from the
+    frozen NE^Y, NE^X added mid-cycle."""
     x, y = data["sdss"], data["cfht"]
     n_y, n_x = _noise(m, m.ne_y, x, C), _noise(m, m.ne_x, y, S)
     out = {"id_loss": _identity(m, data["pair_sdss"], data["pair_cfht"]),
@@ -177,9 +178,9 @@ CONTENT = {"b": ("cyc",), "c": ("cyc", "pid"), "f": ("cyc", "id")}
 
 
 def _ref_one_step(m, data, variant, r="sum"):
-    """Cases (b), (c): D on eq. 2 (real vs G(.)), then G on 1000 x content + eq. 3 form.
-    Case (f) (like step one): G on content only (noise mid-cycle), then D on eq. 2 against
-    G + NE, then NE on eq. 3."""
+    """Cases (b), (c): D on Lin eq. 2 (real vs G(.)), then G on 1000 x content + Lin eq. 3
+    form. Case (f) (like step one): G on content only (noise mid-cycle), then D on Lin eq. 2
+    against G + NE, then NE on Lin eq. 3."""
     x, y = data["sdss"], data["cfht"]
 
     def content(n_y=None, n_x=None):
@@ -251,9 +252,10 @@ def _assert_matches_reference(m, data, reference, tol=1e-4):
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_step1_matches_eqs_1_to_3(reduction):
-    """Lin eqs. 1-3 (step one): A on eq. 1; D on eq. 2 against F = A + NE with the Fig. 2(g)
-    high-pass in front of each per-band sub-discriminator; NE on eq. 3 (non-saturating);
-    adversarial terms summed over bands (paper) or averaged (``adv_reduction="mean"``)."""
+    """Lin eqs. 1-3 (step one): A on Lin eq. 1; D on Lin eq. 2 against F = A + NE with the
+    Fig. 2(g) high-pass in front of each per-band sub-discriminator; NE on Lin eq. 3
+    (non-saturating); adversarial terms summed over bands (paper) or averaged
+    (``adv_reduction="mean"``)."""
     m = _model("1", adv_reduction=reduction)
     _assert_matches_reference(m, _batch(), lambda m, d: _ref_step1(m, d, reduction))
 
@@ -269,8 +271,8 @@ def test_step2_matches_eqs_4_5_with_frozen_emulators():
 
 @pytest.mark.parametrize("variant", ["b", "c", "f"])
 def test_one_step_ablation_matches_reference(variant):
-    """§IV-B cases: (b) Ad.CycleGAN, 1000 x eq. 5 (no noise) + eq. 3 form on G after eq. 2
-    on D; (c) (b) + eq. 6; (f) Ours-Auto, step-one order: G on eq. 5 (noise mid-cycle) +
-    eq. 4 only, D on eq. 2 against G + NE, NE on eq. 3."""
+    """§IV-B cases: (b) Ad.CycleGAN, 1000 x Lin eq. 5 (no noise) + Lin eq. 3 form on G
+    after Lin eq. 2 on D; (c) (b) + Lin eq. 6; (f) Ours-Auto, step-one order: G on Lin eq. 5
+    (noise mid-cycle) + Lin eq. 4 only, D on Lin eq. 2 against G + NE, NE on Lin eq. 3."""
     m = _model("1", variant=variant)
     _assert_matches_reference(m, _batch(2), lambda m, d: _ref_one_step(m, d, variant))

@@ -4,9 +4,10 @@ recomputed by hand from Luo et al.'s equations and compared with what ``train_st
 The networks are tiny (32 px, width 2) and copied (``clone_model`` + ``set_weights``)
 before the step; the optimizers are plain SGD, so each update is ``w -= LR * dJ/dw`` and
 the reference below (a few lines of TensorFlow per equation, sharing nothing with
-``common/losses.py``) can redo it on the copies with ``tf.GradientTape``. Randomness is
-pinned: generators are built without dropout, and the α of eq. 5 that the model draws is
-recorded (its draws are checked to be per-sample U(0, 1)) and reused by the reference.
+``pix2wgan/losses.py``) can redo it on the copies with ``tf.GradientTape``. Randomness
+is pinned: generators are built without dropout, and the α of Luo eq. 5 that the model
+draws is recorded (its draws are checked to be per-sample U(0, 1)) and reused by the
+reference.
 Each test compares the weight *changes* of every network, so a wrong sign, weight,
 input, batch or update count shows up as an O(1) relative difference, far above RTOL.
 
@@ -21,11 +22,11 @@ import tensorflow as tf
 
 from cascade.config import CascadeConfig
 from cascade.model import CascadePix2WGAN
-from common.layers import build_patch_critic, build_unet
 from pix2wgan.config import Pix2WGANConfig
+from pix2wgan.layers import build_patch_critic, build_unet
 from pix2wgan.model import Pix2WGAN
 
-LAMBDA_L1, W_P, N_CRITIC = 100.0, 10.0, 3   # Luo eq. 3, eq. 7, §4.2
+LAMBDA_L1, W_P, N_CRITIC = 100.0, 10.0, 3   # Luo eq. 3, Luo eq. 7, §4.2
 B, SIZE, WIDTH, DEPTH = 2, 32, 2, 3          # per-critic-update batch; tiny networks
 LR = 0.05
 RTOL = 1e-5  # on each weight change, plus an atol of RTOL x the largest change
@@ -51,11 +52,12 @@ def critic_loss(critic, low, high, fake, alpha, kind="wgan-gp", w_p=W_P):
     """The critic's loss for one batch.
 
     wgan-gp, Luo eq. 7: ``(D(fake) - D(real)) + w_p * E[(||∇_x D(x_interp, x_low)|| - 1)^2]``.
-    Eq. 4 prints ``D(real) - D(fake)``, the Wasserstein estimate the critic *maximises*
+    Luo eq. 4 prints ``D(real) - D(fake)``, the Wasserstein estimate the critic *maximises*
     (Gulrajani et al. 2017); minimising it as printed would push D(fake) the same way as
-    the generator's ``-D(fake)`` (eq. 3), so the critic minimises its negative. The
-    penalty (eq. 6) is taken at eq. 5's ``x_interp = α x_high + (1 - α) x_enhanced``,
-    with the condition ``x_low`` held fixed, the norm per sample over all pixels.
+    the generator's ``-D(fake)`` (Luo eq. 3), so the critic minimises its negative. The
+    penalty (Luo eq. 6) is taken at Luo eq. 5's
+    ``x_interp = α x_high + (1 - α) x_enhanced``, with the condition ``x_low`` held fixed,
+    the norm per sample over all pixels.
     bce, Luo eq. 2: ``(BCE(D(real), 1) + BCE(D(fake), 0)) / 2`` over the logit patches,
     with ``-log σ(t) = softplus(-t)`` and ``-log(1 - σ(t)) = softplus(t)``.
     """
@@ -64,17 +66,17 @@ def critic_loss(critic, low, high, fake, alpha, kind="wgan-gp", w_p=W_P):
                       + tf.reduce_mean(tf.nn.softplus(critic([low, fake], training=True))))
     minus_eq4 = tf.reduce_mean(score(critic, low, fake)) - tf.reduce_mean(
         score(critic, low, high))
-    interp = alpha * high + (1.0 - alpha) * fake                          # eq. 5
+    interp = alpha * high + (1.0 - alpha) * fake                          # Luo eq. 5
     with tf.GradientTape() as tape:
         tape.watch(interp)
         d_interp = score(critic, low, interp)
     grads = tf.reshape(tape.gradient(d_interp, interp), [tf.shape(interp)[0], -1])
-    gp = tf.reduce_mean(tf.square(tf.norm(grads, axis=1) - 1.0))          # eq. 6
-    return minus_eq4 + w_p * gp                                           # eq. 7
+    gp = tf.reduce_mean(tf.square(tf.norm(grads, axis=1) - 1.0))          # Luo eq. 6
+    return minus_eq4 + w_p * gp                                           # Luo eq. 7
 
 
 def generator_loss(critic, low, fake, high, kind="wgan-gp"):
-    """Luo eq. 3 (wgan-gp): ``-D(fake, x_low) + λ L1(fake, x_high)``; eq. 1 (bce):
+    """Luo eq. 3 (wgan-gp): ``-D(fake, x_low) + λ L1(fake, x_high)``; Luo eq. 1 (bce):
     ``BCE(D(fake, x_low), 1) + λ L1``. L1 is the mean absolute error over all pixels."""
     adv = (tf.reduce_mean(tf.nn.softplus(-critic([low, fake], training=True)))
            if kind == "bce" else -tf.reduce_mean(score(critic, low, fake)))
@@ -91,8 +93,8 @@ def sgd(loss_fn, variables):
 
 
 def critic_updates(gen, critic, lows, highs, alphas, kind="wgan-gp"):
-    """One critic update (eq. 7 or eq. 2) per batch, each on a fresh ``G(x_low)`` of the
-    generator, which does not change during them."""
+    """One critic update (Luo eq. 7 or Luo eq. 2) per batch, each on a fresh ``G(x_low)``
+    of the generator, which does not change during them."""
     for low, high, alpha in zip(lows, highs, alphas):
         fake = gen(low, training=True)
         loss = sgd(lambda: critic_loss(critic, low, high, fake, alpha, kind),
@@ -101,7 +103,7 @@ def critic_updates(gen, critic, lows, highs, alphas, kind="wgan-gp"):
 
 
 def generator_update(gen, critic, low, high, kind="wgan-gp", upstream=None):
-    """One generator update (eq. 3 or eq. 1) against the *updated* critic. With
+    """One generator update (Luo eq. 3 or Luo eq. 1) against the *updated* critic. With
     ``upstream`` (the cascade's G1), the generator's input is ``upstream(low)`` and the
     same loss also updates ``upstream``'s weights."""
     variables = gen.trainable_variables + (upstream.trainable_variables if upstream else [])
@@ -133,7 +135,8 @@ def clone(net):
 
 
 def record_alphas(stage):
-    """Wrap ``stage.draw_alpha`` so the α it draws (eq. 5) are kept for the reference."""
+    """Wrap ``stage.draw_alpha`` so the α it draws (Luo eq. 5) are kept for the
+    reference."""
     drawn, draw = [], stage.draw_alpha
 
     def recording(batch):
@@ -144,7 +147,7 @@ def record_alphas(stage):
 
 
 def assert_alphas_uniform(alphas, n):
-    """Eq. 5's α ∈ (0, 1), "a random number": drawn afresh for every sample of every
+    """Luo eq. 5's α ∈ (0, 1), "a random number": drawn afresh for every sample of every
     critic update (Gulrajani et al.'s per-sample draw), so no two are equal."""
     assert len(alphas) == n
     values = np.concatenate([a.numpy().ravel() for a in alphas])
@@ -183,8 +186,9 @@ def nets_of(model):
 # --- Pix2WGAN and pix2pix -------------------------------------------------------------------
 
 def test_paper_settings_are_the_defaults():
-    """λ (eq. 3), w_p (eq. 7) and n_critic (§4.2) of both configs and of the Pix2WGAN
-    constructor are the paper's; pix2pix (``loss="bce"``) updates its critic once."""
+    """λ (Luo eq. 3), w_p (Luo eq. 7) and n_critic (§4.2) of both configs and of the
+    Pix2WGAN constructor are the paper's; pix2pix (``loss="bce"``) updates its critic
+    once."""
     for cfg in (Pix2WGANConfig(), CascadeConfig()):
         assert (cfg.l1_weight, cfg.gp_weight, cfg.n_critic) == (LAMBDA_L1, W_P, N_CRITIC)
     gen, critic = build_unet(1, 1), build_patch_critic(1)
@@ -195,8 +199,8 @@ def test_paper_settings_are_the_defaults():
 
 @pytest.mark.parametrize("w_p", [0.0, W_P])
 def test_one_critic_update_is_eq7(w_p):
-    """One ``_critic_step`` = one SGD step on eq. 7 (w_p = 0: eq. 4's term alone, so a
-    flipped sign fails here on its own)."""
+    """One ``_critic_step`` = one SGD step on Luo eq. 7 (w_p = 0: Luo eq. 4's term alone,
+    so a flipped sign fails here on its own)."""
     model = pix2wgan(gp_weight=w_p)
     alphas = record_alphas(model)
     low, high = images(1, B), images(2, B)
@@ -278,7 +282,7 @@ def test_cascade_iteration(stage2_grad):
     """Luo §4.3 / Fig. 7, one iteration: stage 1 is a Pix2WGAN iteration of G1/D1 on
     (SDSS, real DECaLS); stage 2 one of G2/D2 on (pseudo-DECaLS = the updated G1's
     output, HSC), so D2's real and fake pairs are both conditioned on G1's output and G2
-    never sees real DECaLS. ``stage2_grad=True`` adds to G1 one SGD step of G2's eq.-3
+    never sees real DECaLS. ``stage2_grad=True`` adds to G1 one SGD step of G2's Luo eq. 3
     loss back-propagated through G1 (taken with G2's own update, same gradients);
     ``False`` leaves G1 with its stage-1 update alone."""
     model = cascade(stage2_grad)

@@ -1,5 +1,5 @@
-"""Network builders shared by every model family: the U-Net generator and the
-conditional PatchGAN critic of Luo et al. §3.1.
+"""Network builders of Luo et al. §3.1: the U-Net generator and the conditional PatchGAN
+critic (Pix2WGAN, pix2pix and both Cascade Pix2WGAN stages).
 
 All builders return functional ``keras.Model`` objects with a ``name``, take widths and
 sizes as arguments (tests build tiny networks), and are fully convolutional: a generator
@@ -71,7 +71,7 @@ def build_unet(width: int = 64, depth: int = 6, channels: int = 3, dropout: floa
         of decoder block k is concatenated with the encoder feature map of the same size
         (skip connections, five of them: 4, 8, 16, 32, 64 px);
       * head: a 1x1 convolution to ``channels`` maps with tanh, so the output lies in
-        [-1, 1] like the normalised targets (paper eq. 8). The paper does not say how the
+        [-1, 1] like the normalised targets (Luo eq. 8). The paper does not say how the
         last decoder block becomes an RGB image; a 1x1 head keeps all six decoder blocks
         exactly as described.
 

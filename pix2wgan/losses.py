@@ -1,4 +1,5 @@
-"""Loss functions of Luo et al. §3: pure tensor functions, wired together by the models.
+"""Loss functions of Luo et al. §3 (eqs. 1-7): pure tensor functions, wired together by
+the models (``pix2wgan.model``, ``cascade.model``).
 
 Conventions: critic outputs are patch maps ``[B, h, w, 1]`` (scores or logits); images are
 ``[B, H, W, C]`` in [-1, 1]. Every function returns scalars (float32 tensors); models log
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-#: eq. 3: weight of the L1 structural term.
+#: Luo eq. 3: weight of the L1 structural term.
 L1_WEIGHT = 100.0
-#: eq. 7: weight of the gradient penalty.
+#: Luo eq. 7: weight of the gradient penalty.
 GP_WEIGHT = 10.0
 #: Inside the square root of the gradient norm, so its gradient is finite at 0.
 GP_EPS = 1e-10
@@ -26,10 +27,10 @@ def l1_loss(fake, target):
     return tf.reduce_mean(tf.abs(tf.cast(target, tf.float32) - tf.cast(fake, tf.float32)))
 
 
-# --- Wasserstein GAN with gradient penalty (Pix2WGAN, eqs. 3-7) ---------------------------
+# --- Wasserstein GAN with gradient penalty (Pix2WGAN, Luo eqs. 3-7) -----------------------
 
 def wgan_generator_loss(fake_scores, fake, target, l1_weight=L1_WEIGHT):
-    """Eq. 3: ``-D(x_enhanced, x_low) + lambda * L1(x_enhanced, x_high)``.
+    """Luo eq. 3: ``-D(x_enhanced, x_low) + lambda * L1(x_enhanced, x_high)``.
 
     Returns:
         ``(total, adversarial, l1)`` scalars.
@@ -40,18 +41,18 @@ def wgan_generator_loss(fake_scores, fake, target, l1_weight=L1_WEIGHT):
 
 
 def wgan_critic_loss(real_scores, fake_scores):
-    """Wasserstein term of eq. 7, the critic's estimate of ``-W(real, fake)``.
+    """Wasserstein term of Luo eq. 7, the critic's estimate of ``-W(real, fake)``.
 
-    Eq. 4 prints ``D(x_high) - D(x_enhanced)``; minimising that while the generator
-    minimises ``-D(x_enhanced)`` (eq. 3) would push both players the same way, so we use
-    the sign of Gulrajani et al. (2017): the critic minimises ``D(fake) - D(real)``.
+    Luo eq. 4 prints ``D(x_high) - D(x_enhanced)``; minimising that while the generator
+    minimises ``-D(x_enhanced)`` (Luo eq. 3) would push both players the same way, so we
+    use the sign of Gulrajani et al. (2017): the critic minimises ``D(fake) - D(real)``.
     """
     return tf.reduce_mean(critic_score(fake_scores)) - tf.reduce_mean(
         critic_score(real_scores))
 
 
 def interpolate(real, fake, alpha):
-    """Eq. 5: ``x_interp = alpha * x_high + (1 - alpha) * x_enhanced``.
+    """Luo eq. 5: ``x_interp = alpha * x_high + (1 - alpha) * x_enhanced``.
 
     Args:
         alpha: ``[B, 1, 1, 1]`` float32, one U(0, 1) draw per sample.
@@ -95,7 +96,7 @@ def interpolate_gradient_norms(critic_fn, x, scale=None, eps=GP_EPS):
 
 
 def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS, scale=None):
-    """Eq. 6: ``E[(||grad_x D(x_interp)||_2 - 1)^2]``, the norm taken per sample.
+    """Luo eq. 6: ``E[(||grad_x D(x_interp)||_2 - 1)^2]``, the norm taken per sample.
 
     Args:
         critic_fn: maps ``[B, H, W, C]`` images to ``[B, ...]`` scores; the condition
@@ -116,7 +117,7 @@ def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS, scale=None):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-# --- classic pix2pix (eqs. 1-2) ------------------------------------------------------------
+# --- classic pix2pix (Luo eqs. 1-2) --------------------------------------------------------
 
 def _bce(logits, label):
     logits = tf.cast(logits, tf.float32)
@@ -126,7 +127,8 @@ def _bce(logits, label):
 
 
 def bce_generator_loss(fake_logits, fake, target, l1_weight=L1_WEIGHT):
-    """Eq. 1: ``BCE(D(x_enhanced, x_low), 1) + lambda * L1``, BCE averaged over patches.
+    """Luo eq. 1: ``BCE(D(x_enhanced, x_low), 1) + lambda * L1``, BCE averaged over
+    patches.
 
     Returns:
         ``(total, adversarial, l1)`` scalars.
@@ -137,5 +139,5 @@ def bce_generator_loss(fake_logits, fake, target, l1_weight=L1_WEIGHT):
 
 
 def bce_critic_loss(real_logits, fake_logits):
-    """Eq. 2: ``(BCE(D(x_high, x_low), 1) + BCE(D(x_enhanced, x_low), 0)) / 2``."""
+    """Luo eq. 2: ``(BCE(D(x_high, x_low), 1) + BCE(D(x_enhanced, x_low), 0)) / 2``."""
     return 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))

@@ -1,4 +1,5 @@
-"""Score image pairs of a test split with the Table 1 metrics, streaming."""
+"""Luo et al. Table 1 scoring: a generator's predictions (or the untransformed inputs)
+against the targets of a split, streamed through ``data.pipeline``."""
 from __future__ import annotations
 
 from pathlib import Path
