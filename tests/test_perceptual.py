@@ -1,7 +1,7 @@
-"""LPIPS and FID (common/perceptual.py): the Fréchet distance against hand-computed and
-scipy values, LPIPS properties on random-init networks (behind the explicit flag), the
-weight-file formats and lookups, refusal without weights, and the cached, checksummed
-download (fake server on 127.0.0.1)."""
+"""LPIPS and FID (common/perceptual.py, lpips.py, fid.py, inception.py, weights.py): the
+Fréchet distance against hand-computed and scipy values, LPIPS properties on random-init
+networks (behind the explicit flag), the weight-file formats and lookups, refusal
+without weights, and the cached, checksummed download (fake server on 127.0.0.1)."""
 import hashlib
 import os
 import warnings
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from common import perceptual as P
+from common import fid, inception, lpips, perceptual, weights
 from tests.fake_servers import FakeServer, Reply
 
 
@@ -17,8 +17,8 @@ from tests.fake_servers import FakeServer, Reply
 def _no_weights(tmp_path, monkeypatch):
     """Every test starts with an empty KERAS_HOME and no weight variables."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(P.LPIPS_ENV, raising=False)
-    monkeypatch.delenv(P.FID_ENV, raising=False)
+    monkeypatch.delenv(lpips.LPIPS_ENV, raising=False)
+    monkeypatch.delenv(fid.FID_ENV, raising=False)
 
 
 def exact_gaussian(mu, cov, n, seed):
@@ -35,8 +35,8 @@ def exact_gaussian(mu, cov, n, seed):
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():
     f = np.random.default_rng(0).normal(size=(60, 10))
-    with pytest.warns(P.FewSamplesWarning):
-        r = P.fid_from_features(f, f)
+    with pytest.warns(fid.FewSamplesWarning):
+        r = fid.fid_from_features(f, f)
     assert abs(r["value"]) < 1e-8
     assert r["n"] == 60 and r["n1"] == r["n2"] == 60
 
@@ -45,11 +45,11 @@ def test_frechet_distance_diagonal_covariances_by_hand():
     # ||mu1-mu2||^2 = 1 + 4 = 5; per axis s1 + s2 - 2 sqrt(s1 s2): (1+4-4) + (4+1-4) + 0 = 2
     mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
     s1, s2 = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 1.0, 9.0])
-    assert P.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(7.0, abs=1e-12)
+    assert fid.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(7.0, abs=1e-12)
     # from feature sets whose sample statistics are exactly these
     f1, f2 = exact_gaussian(mu1, s1, 500, 1), exact_gaussian(mu2, s2, 400, 2)
-    with pytest.warns(P.FewSamplesWarning):
-        r = P.fid_from_features(f1, f2, eps=0.0)
+    with pytest.warns(fid.FewSamplesWarning):
+        r = fid.fid_from_features(f1, f2, eps=0.0)
     assert r["value"] == pytest.approx(7.0, abs=1e-9)
     assert r["n"] == 400 and (r["n1"], r["n2"]) == (500, 400)
 
@@ -63,78 +63,78 @@ def test_frechet_distance_matches_scipy_sqrtm_on_full_covariances():
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
     ref = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
            - 2 * np.trace(linalg.sqrtm(s1 @ s2)).real)
-    assert P.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(ref, rel=1e-9)
-    assert P.FID_EPS == 0.0 and P.frechet_distance(mu1, s1, mu2, s2) == P.frechet_distance(
+    assert fid.frechet_distance(mu1, s1, mu2, s2, eps=0.0) == pytest.approx(ref, rel=1e-9)
+    assert fid.FID_EPS == 0.0 and fid.frechet_distance(mu1, s1, mu2, s2) == fid.frechet_distance(
         mu1, s1, mu2, s2, eps=0.0)
     # eps moves a well-conditioned value only slightly
-    assert P.frechet_distance(mu1, s1, mu2, s2, eps=1e-6) == pytest.approx(ref, abs=1e-4)
+    assert fid.frechet_distance(mu1, s1, mu2, s2, eps=1e-6) == pytest.approx(ref, abs=1e-4)
 
 
 def test_low_rank_route_equals_eigen_route_for_singular_covariances():
     # N <= D: fid_from_features uses singular values of A1 A2^T; frechet_distance the
     # rank-clipped eigen route. Without the rank clip the eigen route is ~1e-7 high.
-    f1, f2 = P.parity_features(30, 256, 1), P.parity_features(40, 256, 2, 0.2)
-    with pytest.warns(P.FewSamplesWarning, match="no eps"):
-        fast = P.fid_from_features(f1, f2)["value"]
-    slow = P.frechet_distance(*P.feature_stats(f1), *P.feature_stats(f2))
+    f1, f2 = fid.parity_features(30, 256, 1), fid.parity_features(40, 256, 2, 0.2)
+    with pytest.warns(fid.FewSamplesWarning, match="no eps"):
+        fast = fid.fid_from_features(f1, f2)["value"]
+    slow = fid.frechet_distance(*fid.feature_stats(f1), *fid.feature_stats(f2))
     assert fast == pytest.approx(slow, rel=1e-12) and fast > 0
-    with pytest.warns(P.FewSamplesWarning, match="eps=0.001 added"):
-        with_eps = P.fid_from_features(f1, f2, eps=1e-3)["value"]  # the eigen route
-    assert with_eps == pytest.approx(P.frechet_distance(
-        *P.feature_stats(f1), *P.feature_stats(f2), eps=1e-3), rel=1e-12)
+    with pytest.warns(fid.FewSamplesWarning, match="eps=0.001 added"):
+        with_eps = fid.fid_from_features(f1, f2, eps=1e-3)["value"]  # the eigen route
+    assert with_eps == pytest.approx(fid.frechet_distance(
+        *fid.feature_stats(f1), *fid.feature_stats(f2), eps=1e-3), rel=1e-12)
     with pytest.raises(ValueError, match="one D"):
-        P.fid_from_features(f1, f2[:, :100])
+        fid.fid_from_features(f1, f2[:, :100])
 
 
 def test_singular_covariances_stay_finite_and_warn_below_2048():
     rng = np.random.default_rng(4)
     f1, f2 = rng.normal(size=(20, 64)), rng.normal(size=(20, 64)) + 0.5  # N < D: singular
-    with pytest.warns(P.FewSamplesWarning, match="N=20 < 2048"):
-        r = P.fid_from_features(f1, f2)
+    with pytest.warns(fid.FewSamplesWarning, match="N=20 < 2048"):
+        r = fid.fid_from_features(f1, f2)
     assert np.isfinite(r["value"]) and r["value"] > 0 and "biased" in r["warning"]
     g = rng.normal(size=(2048, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning at N = 2048
-        assert P.fid_from_features(g, g)["warning"] is None
+        assert fid.fid_from_features(g, g)["warning"] is None
 
 
 def test_fid_extractors_aliases_and_default():
-    assert P.FID_EXTRACTORS[0] == "pt_inception"  # the default: comparable FIDs
-    assert P._check_extractor("tf2015") == "pt_inception"
+    assert fid.FID_EXTRACTORS[0] == "pt_inception"  # the default: comparable FIDs
+    assert fid._check_extractor("tf2015") == "pt_inception"
     with pytest.raises(ValueError, match="unknown FID extractor 'inception'.*pt_inception"):
-        P.build_fid_extractor("inception")
+        fid.build_fid_extractor("inception")
 
 
 def test_pt_inception_lookup_order_and_one_line_refusal(tmp_path, monkeypatch):
-    with pytest.raises(P.WeightsNotFound) as err:
-        P.fid_weights_path("pt_inception", download=True)  # nothing to download ready-made
+    with pytest.raises(weights.WeightsNotFound) as err:
+        fid.fid_weights_path("pt_inception", download=True)  # nothing to download ready-made
     msg = str(err.value)
-    assert "\n" not in msg and P.FID_ENV in msg and "convert_fid_weights.py" in msg
-    assert P.cache_path(P.PT_INCEPTION_NPZ) in msg and os.environ["KERAS_HOME"] in msg
+    assert "\n" not in msg and fid.FID_ENV in msg and "convert_fid_weights.py" in msg
+    assert weights.cache_path(inception.PT_INCEPTION_NPZ) in msg and os.environ["KERAS_HOME"] in msg
     cached, env, arg = (str(tmp_path / n) for n in ("c.npz", "e.npz", "a.npz"))
     for f in (env, arg):
         open(f, "wb").close()
-    os.makedirs(os.path.dirname(P.cache_path(P.PT_INCEPTION_NPZ)))
-    open(P.cache_path(P.PT_INCEPTION_NPZ), "wb").close()
-    assert P.fid_weights_path() == P.cache_path(P.PT_INCEPTION_NPZ)  # default extractor
-    monkeypatch.setenv(P.FID_ENV, env)
-    assert P.fid_weights_path("tf2015") == env
-    assert P.fid_weights_path("pt_inception", weights=arg) == arg
-    with pytest.raises(P.WeightsNotFound, match="no such file"):
-        P.fid_weights_path("pt_inception", weights=cached)
+    os.makedirs(os.path.dirname(weights.cache_path(inception.PT_INCEPTION_NPZ)))
+    open(weights.cache_path(inception.PT_INCEPTION_NPZ), "wb").close()
+    assert fid.fid_weights_path() == weights.cache_path(inception.PT_INCEPTION_NPZ)  # default extractor
+    monkeypatch.setenv(fid.FID_ENV, env)
+    assert fid.fid_weights_path("tf2015") == env
+    assert fid.fid_weights_path("pt_inception", weights=arg) == arg
+    with pytest.raises(weights.WeightsNotFound, match="no such file"):
+        fid.fid_weights_path("pt_inception", weights=cached)
 
 
 def test_pt_inception_random_init_is_labelled_and_npz_loads(tmp_path):
-    raw = P.build_fid_extractor("pt_inception", allow_uncalibrated=True, size=75, seed=1)
-    assert raw.label == P.UNCALIBRATED and "pt_inception" in raw.describe()
+    raw = fid.build_fid_extractor("pt_inception", allow_uncalibrated=True, size=75, seed=1)
+    assert raw.label == weights.UNCALIBRATED and "pt_inception" in raw.describe()
     assert "not comparable" not in raw.describe()
     imgs = np.random.default_rng(5).integers(0, 256, (2, 40, 40, 3)).astype(np.uint8)
     x = raw.prepare(imgs)
     assert x.shape == (2, 75, 75, 3) and -1 <= float(np.min(x)) <= float(np.max(x)) <= 1
-    state = P.seeded_state_dict(P.pt_inception_layout(raw.model), 2)
+    state = weights.seeded_state_dict(inception.pt_inception_layout(raw.model), 2)
     path = str(tmp_path / "w.npz")
-    np.savez(path, **P.pt_inception_from_torch(state, raw.model))
-    loaded = P.build_fid_extractor(weights=path, size=75)
+    np.savez(path, **inception.pt_inception_from_torch(state, raw.model))
+    loaded = fid.build_fid_extractor(weights=path, size=75)
     assert loaded.label == "calibrated" and loaded.weights == path
     feats = loaded(imgs)
     assert feats.shape == (2, 2048) and feats.dtype == np.float64 and (feats >= 0).all()
@@ -143,17 +143,17 @@ def test_pt_inception_random_init_is_labelled_and_npz_loads(tmp_path):
 
 def test_fid_extractor_weights_round_trip_and_labels(tmp_path, monkeypatch):
     kind = "keras-inceptionv3"
-    with pytest.raises(P.WeightsNotFound, match=P.FID_ENV):
-        P.build_fid_extractor(kind, size=75)
-    raw = P.build_fid_extractor(kind, allow_uncalibrated=True, size=75, seed=1)
-    assert raw.label == P.UNCALIBRATED and P.UNCALIBRATED in raw.describe()
+    with pytest.raises(weights.WeightsNotFound, match=fid.FID_ENV):
+        fid.build_fid_extractor(kind, size=75)
+    raw = fid.build_fid_extractor(kind, allow_uncalibrated=True, size=75, seed=1)
+    assert raw.label == weights.UNCALIBRATED and weights.UNCALIBRATED in raw.describe()
     imgs = np.random.default_rng(5).integers(0, 256, (2, 40, 40, 3)).astype(np.uint8)
     feats = raw(imgs)
     assert feats.shape == (2, 2048) and feats.dtype == np.float64
     path = str(tmp_path / "inc.weights.h5")
     raw.model.save_weights(path)
-    monkeypatch.setenv(P.FID_ENV, path)
-    loaded = P.build_fid_extractor(kind, size=75)
+    monkeypatch.setenv(fid.FID_ENV, path)
+    loaded = fid.build_fid_extractor(kind, size=75)
     assert loaded.label == "calibrated" and loaded.weights == path
     assert "keras-inceptionv3" in loaded.describe()
     np.testing.assert_allclose(loaded(imgs), feats, rtol=1e-5, atol=1e-6)
@@ -167,12 +167,12 @@ def images(seed, n=2, size=32):
 
 @pytest.fixture(scope="module")
 def alex():
-    return P.build_lpips("alex", allow_uncalibrated=True, seed=0)
+    return lpips.build_lpips("alex", allow_uncalibrated=True, seed=0)
 
 
 def test_lpips_identity_symmetry_and_positivity(alex):
     x, y = images(0), images(1)
-    assert alex.label == P.UNCALIBRATED
+    assert alex.label == weights.UNCALIBRATED
     np.testing.assert_array_equal(alex(x, x), 0.0)
     d = alex(x, y)
     assert d.shape == (2,) and (d > 0).all()
@@ -180,7 +180,7 @@ def test_lpips_identity_symmetry_and_positivity(alex):
 
 
 def test_lpips_vgg_shape_and_symmetry():
-    vgg = P.build_lpips("vgg", allow_uncalibrated=True, seed=0)
+    vgg = lpips.build_lpips("vgg", allow_uncalibrated=True, seed=0)
     x, y = images(2, 1), images(3, 1)
     d = vgg(x, y)
     assert d.shape == (1,) and d[0] > 0
@@ -192,57 +192,57 @@ def test_lpips_input_checks(alex):
     with pytest.raises(ValueError, match="32x32"):
         alex(images(0, size=16), images(1, size=16))
     with pytest.raises(ValueError, match=r"\[0, 255\]"):
-        P.to_unit(np.full((1, 32, 32, 3), 300.0))
-    np.testing.assert_allclose(P.to_unit(np.array([[[[0, 255, 127.5]]]])), [[[[-1, 1, 0]]]])
+        perceptual.to_unit(np.full((1, 32, 32, 3), 300.0))
+    np.testing.assert_allclose(perceptual.to_unit(np.array([[[[0, 255, 127.5]]]])), [[[[-1, 1, 0]]]])
 
 
 def test_lpips_refuses_without_weights_unless_flag():
-    with pytest.raises(P.WeightsNotFound, match="LPIPS_WEIGHTS") as err:
-        P.build_lpips("alex")
+    with pytest.raises(weights.WeightsNotFound, match="LPIPS_WEIGHTS") as err:
+        lpips.build_lpips("alex")
     msg = str(err.value)
     assert "\n" not in msg and os.environ["KERAS_HOME"] in msg and "lpips_alex_v0.1.npz" in msg
-    with pytest.raises(P.WeightsNotFound, match="no such file"):
-        P.build_lpips("alex", weights="/nonexistent/w.npz")
+    with pytest.raises(weights.WeightsNotFound, match="no such file"):
+        lpips.build_lpips("alex", weights="/nonexistent/w.npz")
 
 
 def test_lpips_npz_round_trip_by_flag_env_and_cache(alex, tmp_path, monkeypatch):
     path = str(tmp_path / "w.npz")
-    P.save_npz(alex.model, "alex", path)
+    lpips.save_npz(alex.model, "alex", path)
     x, y = images(4), images(5)
     ref = alex(x, y)
-    by_flag = P.build_lpips("alex", weights=path, seed=7)
+    by_flag = lpips.build_lpips("alex", weights=path, seed=7)
     assert by_flag.label == "calibrated" and by_flag.weights == path
     np.testing.assert_array_equal(by_flag(x, y), ref)
-    assert not np.allclose(P.build_lpips("alex", allow_uncalibrated=True, seed=7)(x, y), ref)
-    monkeypatch.setenv(P.LPIPS_ENV, path)
-    np.testing.assert_array_equal(P.build_lpips("alex", seed=7)(x, y), ref)
-    monkeypatch.delenv(P.LPIPS_ENV)
-    cached = P.cache_path(P.lpips_cache_name("alex"))
+    assert not np.allclose(lpips.build_lpips("alex", allow_uncalibrated=True, seed=7)(x, y), ref)
+    monkeypatch.setenv(lpips.LPIPS_ENV, path)
+    np.testing.assert_array_equal(lpips.build_lpips("alex", seed=7)(x, y), ref)
+    monkeypatch.delenv(lpips.LPIPS_ENV)
+    cached = weights.cache_path(lpips.lpips_cache_name("alex"))
     os.makedirs(os.path.dirname(cached))
     os.replace(path, cached)  # a pre-placed cache file is found with no argument
-    found = P.build_lpips("alex", seed=7)
+    found = lpips.build_lpips("alex", seed=7)
     assert found.weights == cached
     np.testing.assert_array_equal(found(x, y), ref)
 
 
 def test_lpips_npz_rejects_negative_lin_and_wrong_net(alex, tmp_path):
     path = str(tmp_path / "w.npz")
-    P.save_npz(alex.model, "alex", path)
+    lpips.save_npz(alex.model, "alex", path)
     with np.load(path) as z:
         arrays = dict(z)
     arrays["lin2/kernel"] = -arrays["lin2/kernel"]
     np.savez(tmp_path / "neg.npz", **arrays)
     with pytest.raises(ValueError, match="negative"):
-        P.build_lpips("alex", weights=str(tmp_path / "neg.npz"))
+        lpips.build_lpips("alex", weights=str(tmp_path / "neg.npz"))
     with pytest.raises(ValueError, match="not 'vgg'"):
-        P.build_lpips("vgg", weights=path)
+        lpips.build_lpips("vgg", weights=path)
 
 
 def test_from_torch_layout_conversion_round_trip(alex, tmp_path):
     # torch layouts: conv [out, in, kh, kw] under features.<i>, lin [1, C, 1, 1]
-    layers = P._conv_layers(alex.model, "alex")
+    layers = lpips._conv_layers(alex.model, "alex")
     backbone, lin = {}, {}
-    for conv, i in zip(P._backbone_convs("alex"), P.ALEX_TORCH):
+    for conv, i in zip(lpips._backbone_convs("alex"), lpips.ALEX_TORCH):
         k, b = layers[conv].get_weights()
         backbone[f"features.{i}.weight"] = k.transpose(3, 2, 0, 1)
         backbone[f"features.{i}.bias"] = b
@@ -250,37 +250,37 @@ def test_from_torch_layout_conversion_round_trip(alex, tmp_path):
         lin[f"lin{i}.model.1.weight"] = layers[f"lin{i}"].get_weights()[0].transpose(3, 2, 0, 1)
     assert backbone["features.0.weight"].shape == (64, 3, 11, 11)
     assert lin["lin1.model.1.weight"].shape == (1, 192, 1, 1)
-    np.savez(tmp_path / "c.npz", **P.from_torch("alex", backbone, lin))
+    np.savez(tmp_path / "c.npz", **lpips.from_torch("alex", backbone, lin))
     x, y = images(6), images(7)
-    conv = P.build_lpips("alex", weights=str(tmp_path / "c.npz"), seed=9)
+    conv = lpips.build_lpips("alex", weights=str(tmp_path / "c.npz"), seed=9)
     np.testing.assert_array_equal(conv(x, y), alex(x, y))
     with pytest.raises(ValueError, match="lin4"):
-        P.from_torch("alex", backbone, {k: v for k, v in lin.items() if "lin4" not in k})
+        lpips.from_torch("alex", backbone, {k: v for k, v in lin.items() if "lin4" not in k})
 
 
 # ----------------------------------------------------------------------------- Table 1 API
 
 def test_perceptual_set_unavailable_without_weights():
-    ps = P.PerceptualSet.build()
+    ps = perceptual.PerceptualSet.build()
     ps.update(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 32, 32, 3), np.uint8))
     r = ps.result()
     for key in ("lpips", "fid"):
-        assert r[key]["unavailable"] == P.UNAVAILABLE == "unavailable (no weights)"
-        assert P.cell(r[key]) == P.UNAVAILABLE
-    assert all(P.UNAVAILABLE in line for line in ps.describe())
+        assert r[key]["unavailable"] == perceptual.UNAVAILABLE == "unavailable (no weights)"
+        assert perceptual.cell(r[key]) == perceptual.UNAVAILABLE
+    assert all(perceptual.UNAVAILABLE in line for line in ps.describe())
 
 
 def test_perceptual_set_uncalibrated_label_everywhere():
     rng = np.random.default_rng(8)
     pairs = [(rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
               rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    r = P.perceptual_scores(pairs, allow_uncalibrated=True, fid_extractor=None)
+    r = perceptual.perceptual_scores(pairs, allow_uncalibrated=True, fid_extractor=None)
     lp = r["lpips"]
     assert lp["n"] == 4 and lp["mean"] > 0 and lp["net"] == "alex"
-    assert lp["label"] == P.UNCALIBRATED and P.UNCALIBRATED in lp["weights"]
-    assert P.cell(lp).endswith("(uncalibrated)")
+    assert lp["label"] == weights.UNCALIBRATED and weights.UNCALIBRATED in lp["weights"]
+    assert perceptual.cell(lp).endswith("(uncalibrated)")
     assert "uncalibrated" in r["describe"][0]
-    assert r["fid"] == {"unavailable": P.UNAVAILABLE, "reason": "not requested"}
+    assert r["fid"] == {"unavailable": perceptual.UNAVAILABLE, "reason": "not requested"}
 
 
 # ----------------------------------------------------------------------------- download
@@ -290,40 +290,40 @@ def test_fetch_uses_keras_home_cache_and_checksum(monkeypatch):
     good = hashlib.sha256(body).hexdigest()
     with FakeServer(lambda req: Reply(200, body=body) if req.path == "/w.bin"
                     else Reply(404, body=b"no")) as srv:
-        src = P.Source(srv.base_url + "/w.bin", "w.bin", file_hash=good)
-        path = P.fetch(src)
-        assert path == P.cache_path("w.bin")
+        src = weights.Source(srv.base_url + "/w.bin", "w.bin", file_hash=good)
+        path = weights.fetch(src)
+        assert path == weights.cache_path("w.bin")
         assert path.startswith(os.environ["KERAS_HOME"])
         assert open(path, "rb").read() == body and srv.count("/w.bin") == 1
-        assert P.fetch(src) == path and srv.count("/w.bin") == 1  # cached: no request
-        bad = P.Source(srv.base_url + "/w.bin", "w2.bin", file_hash="0" * 64)
+        assert weights.fetch(src) == path and srv.count("/w.bin") == 1  # cached: no request
+        bad = weights.Source(srv.base_url + "/w.bin", "w2.bin", file_hash="0" * 64)
         with pytest.raises(Exception, match="(?i)corrupt|incomplete|hash"):
-            P.fetch(bad)
-        wrong_prefix = P.Source(srv.base_url + "/w.bin", "w3-00000000.bin",
+            weights.fetch(bad)
+        wrong_prefix = weights.Source(srv.base_url + "/w.bin", "w3-00000000.bin",
                                 sha256_prefix="00000000" if not good.startswith("0" * 8) else "f")
         with pytest.raises(ValueError, match="sha256"):
-            P.fetch(wrong_prefix)
-        assert not os.path.exists(P.cache_path("w3-00000000.bin"))
-        ok_prefix = P.Source(srv.base_url + "/w.bin", "w4.bin", sha256_prefix=good[:8])
-        assert open(P.fetch(ok_prefix), "rb").read() == body
+            weights.fetch(wrong_prefix)
+        assert not os.path.exists(weights.cache_path("w3-00000000.bin"))
+        ok_prefix = weights.Source(srv.base_url + "/w.bin", "w4.bin", sha256_prefix=good[:8])
+        assert open(weights.fetch(ok_prefix), "rb").read() == body
 
 
 def test_preplaced_cache_file_skips_the_download(monkeypatch):
     body = b"pre-placed"
-    src = P.Source("http://127.0.0.1:9/never-contacted", "pre.bin",
+    src = weights.Source("http://127.0.0.1:9/never-contacted", "pre.bin",
                    file_hash=hashlib.sha256(body).hexdigest())
-    os.makedirs(os.path.dirname(P.cache_path("pre.bin")))
-    with open(P.cache_path("pre.bin"), "wb") as f:
+    os.makedirs(os.path.dirname(weights.cache_path("pre.bin")))
+    with open(weights.cache_path("pre.bin"), "wb") as f:
         f.write(body)
-    assert P.fetch(src) == P.cache_path("pre.bin")  # port 9 would refuse: no download
+    assert weights.fetch(src) == weights.cache_path("pre.bin")  # port 9 would refuse: no download
     # the FID lookup goes through the same cache, under Keras' own file name and md5
-    keras_src = P.SOURCES["keras-inceptionv3"]
+    keras_src = weights.SOURCES["keras-inceptionv3"]
     assert keras_src.file_hash == "bcbd6486424b2319ff4ef7d526e38f63"
-    monkeypatch.setitem(P.SOURCES, "keras-inceptionv3",
-                        P.Source(src.url, keras_src.fname, file_hash=src.file_hash))
-    with open(P.cache_path(keras_src.fname), "wb") as f:
+    monkeypatch.setitem(weights.SOURCES, "keras-inceptionv3",
+                        weights.Source(src.url, keras_src.fname, file_hash=src.file_hash))
+    with open(weights.cache_path(keras_src.fname), "wb") as f:
         f.write(body)
-    assert P.fid_weights_path("keras-inceptionv3") == P.cache_path(keras_src.fname)
+    assert fid.fid_weights_path("keras-inceptionv3") == weights.cache_path(keras_src.fname)
 
 
 # ----------------------------------------------------------------------------- converters
@@ -342,20 +342,20 @@ def load_tool(name: str):
 
 def test_fid_converter_round_trip_gives_identical_keras_weights(tmp_path):
     conv = load_tool("convert_fid_weights")
-    model = P.build_pt_inception()
-    state = P.seeded_state_dict(P.pt_inception_layout(model), 7)
+    model = inception.build_pt_inception()
+    state = weights.seeded_state_dict(inception.pt_inception_layout(model), 7)
     # what pytorch-fid's file has besides: the 1008-class logits and BN step counters
     extra = {"fc.weight": np.ones((1008, 2048), np.float32), "fc.bias": np.ones(1008, np.float32),
              "Mixed_5b.branch1x1.bn.num_batches_tracked": np.array(0)}
     out = conv.write_npz({**state, **extra}, str(tmp_path / "w.npz"), "ab" * 32)
-    assert P.load_pt_inception(model, out) == "ab" * 32  # the .pth's sha256, kept
+    assert inception.load_pt_inception(model, out) == "ab" * 32  # the .pth's sha256, kept
     back, n_conv = {}, 0
     for layer in model.layers:  # Keras weights -> torch layout again
         if layer.name.endswith(".conv"):
             back[f"{layer.name}.weight"] = layer.get_weights()[0].transpose(3, 2, 0, 1)
             n_conv += 1
         elif layer.name.endswith(".bn"):
-            for (_, t), w in zip(P._BN, layer.get_weights()):
+            for (_, t), w in zip(inception._BN, layer.get_weights()):
                 back[f"{layer.name}.{t}"] = w
     assert n_conv == 94 and back.keys() == state.keys()
     for k, v in state.items():
@@ -365,24 +365,24 @@ def test_fid_converter_round_trip_gives_identical_keras_weights(tmp_path):
 
 
 def test_wrong_state_dicts_and_weight_files_are_one_line_errors(tmp_path):
-    model = P.build_pt_inception()
-    state = P.seeded_state_dict(P.pt_inception_layout(model), 0)
+    model = inception.build_pt_inception()
+    state = weights.seeded_state_dict(inception.pt_inception_layout(model), 0)
     aux = {**state, "AuxLogits.conv0.conv.weight": np.zeros((128, 768, 1, 1), np.float32)}
-    cases = [(lambda: P.pt_inception_from_torch(aux, model), "unexpected key AuxLogits"),
-             (lambda: P.pt_inception_from_torch(
+    cases = [(lambda: inception.pt_inception_from_torch(aux, model), "unexpected key AuxLogits"),
+             (lambda: inception.pt_inception_from_torch(
                  {k: v for k, v in state.items() if "Mixed_7c" not in k}, model),
               "missing key Mixed_7c"),
-             (lambda: P.pt_inception_from_torch(
+             (lambda: inception.pt_inception_from_torch(
                  {**state, "Conv2d_1a_3x3.conv.weight": np.zeros((32, 3, 5, 5))}, model),
               r"shape \(32, 3, 5, 5\)")]
-    alex = P.build_lpips("alex", allow_uncalibrated=True)
-    P.save_npz(alex.model, "alex", str(tmp_path / "lpips.npz"))
+    alex = lpips.build_lpips("alex", allow_uncalibrated=True)
+    lpips.save_npz(alex.model, "alex", str(tmp_path / "lpips.npz"))
     (tmp_path / "keras.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
-    cases += [(lambda: P.load_pt_inception(model, str(tmp_path / "lpips.npz")),
+    cases += [(lambda: inception.load_pt_inception(model, str(tmp_path / "lpips.npz")),
                "not pt_inception weights"),
-              (lambda: P.load_pt_inception(model, str(tmp_path / "keras.h5")),
+              (lambda: inception.load_pt_inception(model, str(tmp_path / "keras.h5")),
                "not a pt_inception .npz"),
-              (lambda: P.from_torch("vgg", {"features.0.weight": np.zeros(1)}, {}),
+              (lambda: lpips.from_torch("vgg", {"features.0.weight": np.zeros(1)}, {}),
                "lacks features.0.bias")]
     for fn, says in cases:
         with pytest.raises(ValueError, match=says) as err:
