@@ -125,7 +125,7 @@ def saved_model(saved, load, params=None) -> Model:
                  saved.warning)
 
 
-def start(model: Model, *folders: Path) -> None:
+def start_run(model: Model, *folders: Path) -> None:
     """Before a run: the model's warning, and the temporaries that killed writers left
     in ``folders`` removed (a rerun never leaves them behind)."""
     if model.warning:
@@ -291,7 +291,7 @@ def convert(model, inputs, out_dir, *, batch_size=32, fmt="png", survey=None,
     out_dir = Path(out_dir)
     files = pipeline.list_images(inputs)
     outputs = output_paths(files, out_dir, fmt)
-    start(model, out_dir)
+    start_run(model, out_dir)
     done = set() if overwrite else {f for f in files if outputs[f].exists()}
     check_made_by(model, [outputs[f] for f in files if f in done], workers)
     todo = [f for f in files if f not in done]

@@ -45,7 +45,7 @@ from common.errors import DataError
 from common.io import atomic_write_text
 from data.joblog import JobLog, read_rows
 from pix2wgan.convert import (Model, as_model, blank_of, not_ours, read_image,
-                              save_image, size_note, start)
+                              save_image, size_note, start_run)
 
 #: Ids become file names: letters, digits and ``._+-``, not starting with a dot, no
 #: separators (no path traversal), at most 200 characters.
@@ -307,7 +307,7 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
     model = as_model(model)
     files = ShardFiles(Path(out_dir), *shard)
     blank = blank_of(survey)
-    start(model, files.out_dir, files.images)
+    start_run(model, files.out_dir, files.images)
     check_model(files, model, overwrite)
     tail = f"(model sha256 {model.sha256[:16]})"
     if files.done.is_file() and not overwrite:
