@@ -97,3 +97,66 @@ def test_keras_progress_is_one_line_per_epoch_off_a_terminal(monkeypatch):
     assert fit_verbose() == 2 and fit_verbose(0) == 0
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert fit_verbose() == 1
+
+
+# --- shared argument types and flags made from a config dataclass (issue 15) ------------
+
+@pytest.mark.parametrize("kind, good, bad", [
+    ("positive_int", [("1", 1), ("7", 7)], ["0", "-2", "1.5", "x"]),
+    ("non_negative_int", [("0", 0), ("3", 3)], ["-1", "2.0", "x"]),
+    ("positive_float", [("1e-4", 1e-4), ("2", 2.0)], ["0", "-1", "nan", "inf", "x"]),
+    ("non_negative_float", [("0", 0.0), ("0.5", 0.5)], ["-0.1", "nan", "inf", "x"]),
+])
+def test_argument_types_accept_and_refuse(kind, good, bad):
+    import argparse
+    import re
+
+    from common import cli
+    check = getattr(cli, kind)
+    for text, value in good:
+        assert check(text) == value and type(check(text)) is type(value)
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
+            check(text)
+
+
+def test_config_flags_round_trip(capsys):
+    from dataclasses import dataclass, field
+
+    from common.cli import add_config_args, bound, config_from_args
+
+    @dataclass
+    class Toy:
+        batch_size: int = 4
+        lr: float = 1e-3
+        lr_gen: float | None = None
+        mode: str = field(default="a", metadata={"help": "which mode"})
+        fast: bool = False
+        checks: bool = True
+        hidden: int = 9
+
+    p = Parser(prog="toy")
+    add_config_args(p, Toy, skip=("hidden",), help={"lr": "rate"}, choices={"mode": "ab"})
+    assert config_from_args(Toy, p.parse_args([])) == Toy()
+    args = p.parse_args(["--batch-size", "8", "--lr-gen", "0.5", "--mode", "b", "--fast",
+                         "--no-checks"])
+    assert config_from_args(Toy, args, hidden=1) == Toy(8, 1e-3, 0.5, "b", True, False, 1)
+    text = p.format_help()
+    assert "rate (default: 0.001)" in text and "which mode (default: a)" in text
+    assert "--hidden" not in text
+    with pytest.raises(SystemExit):
+        p.parse_args(["--mode", "c"])
+    assert "invalid choice: 'c'" in capsys.readouterr().err
+    assert bound(Toy(batch_size=0), "batch_size", ">=", 1) == (
+        False, "--batch-size must be >= 1, got 0")
+    assert bound(Toy(), "lr_gen", ">", 0)[0]  # None: the fallback, not checked
+
+
+@pytest.mark.parametrize("module, old", [("pix2wgan.train", "--out"),
+                                         ("cascade.train", "--out"),
+                                         ("noise_gan.train", None)])
+def test_train_clis_take_run_dir_and_their_old_spelling(module, old):
+    parser = __import__(module, fromlist=["build_parser"]).build_parser()
+    for flag in ("--run-dir", old):
+        if flag:
+            assert parser.parse_args([flag, "runs/x"]).run_dir == "runs/x"
