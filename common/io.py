@@ -9,7 +9,9 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+from common.errors import DataError
 
 #: Temporary files are named ``.<name>.tmp~<host>~<pid>~<random><suffix>`` so that a
 #: later run can tell a leftover of a killed process from a live writer's file.
@@ -121,3 +123,19 @@ def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def output_paths(files: Sequence, out_dir: Path, suffix: str) -> dict:
+    """``{input: out_dir/<stem>.<suffix>}``; a one-line ``DataError`` naming two inputs
+    that would share an output (same stem, e.g. ``a.jpg`` and ``a.jpeg``, or stems that
+    differ only in case, which collide on case-insensitive file systems)."""
+    seen, out = {}, {}
+    for f in files:
+        stem = Path(f).stem
+        first = seen.setdefault(stem.casefold(), f)
+        if first != f:
+            raise DataError(f"{first} and {f} would both be written to "
+                            f"{out_dir / (stem + '.' + suffix)}; outputs are named after "
+                            f"the input's stem: rename or move one")
+        out[f] = out_dir / f"{stem}.{suffix}"
+    return out

@@ -12,9 +12,9 @@ import tensorflow as tf
 from astropy.io import fits
 
 from common.errors import DataError
-from data import layout, lin_pipeline as lp, simulate
+from data import layout, lin_pipeline as lp, scene, sim_lin, sim_luo, simulate
 from data.cube import read_cube, write_cube
-from data.simulate import LinSimConfig
+from data.sim_lin import LinSimConfig
 from data.surveys import CFHT, SDSS
 
 SEED = 5
@@ -38,7 +38,7 @@ def _manifest(root):
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
-    return simulate.simulate_lin(_cfg(tmp_path_factory.mktemp("lin") / "a"))
+    return sim_lin.simulate_lin(_cfg(tmp_path_factory.mktemp("lin") / "a"))
 
 
 # ---------------------------------------------------------------------------- stretch
@@ -71,7 +71,7 @@ def test_layout_shapes_units_manifest(ds):
     assert set(_files(ds)) == want
 
     df = _manifest(ds)
-    assert tuple(df.columns[:8]) == simulate.LIN_MANIFEST_COLUMNS
+    assert tuple(df.columns[:8]) == sim_lin.LIN_MANIFEST_COLUMNS
     assert len(df) == 2 * 2 + 2 * 3 + 2 + 2  # one row per observed file
     paired = df[df["subset"] != "unpaired"]
     assert (paired["match_sep_arcsec"] == 0).all() and (paired["peak_sep_arcsec"] == 0).all()
@@ -99,7 +99,7 @@ def test_layout_shapes_units_manifest(ds):
         y, x = np.unravel_index(np.argmax(cube[2]), cube[2].shape)
         assert max(abs(y - (size - 1) / 2), abs(x - (size - 1) / 2)) <= 2.5
         assert r.sky_sigma_r == pytest.approx(
-            simulate.pixel_noise(sv, "r") * r.noise_factor_r, rel=1e-6)
+            scene.pixel_noise(sv, "r") * r.noise_factor_r, rel=1e-6)
         assert r.fwhm_r == pytest.approx(sv.psf_fwhm["r"] * r.fwhm_factor_r, rel=1e-6)
     # The field of view is the same ~25.4" patch in both surveys (§IV-A).
     assert abs(64 * SDSS.pixel_scale - 136 * CFHT.pixel_scale) < 0.1
@@ -121,7 +121,7 @@ def test_truth_flux_and_noise(ds):
         sums = {}
         for r in rows.itertuples():
             obs = lp.read_cube_hwc(layout.fits_path(ds, "paired_test", r.survey, gid))
-            truth = lp.read_cube_hwc(simulate.lin_truth_path(ds, "paired_test", r.survey, gid))
+            truth = lp.read_cube_hwc(layout.lin_truth_path(ds, "paired_test", r.survey, gid))
             sums[r.survey] = truth[..., 2].sum(dtype=np.float64)
             assert 0.85 <= sums[r.survey] / r.flux_r <= 1.001, (gid, r.survey)
             res = (obs - truth)[..., 2].astype(np.float64)
@@ -138,16 +138,16 @@ def test_truth_flux_and_noise(ds):
 
 def test_correlated_noise_kernel():
     rng = np.random.default_rng(0)
-    n = simulate.correlated_noise(rng, 400, 0.5, 0.1)
+    n = sim_lin.correlated_noise(rng, 400, 0.5, 0.1)
     assert n.std() == pytest.approx(0.5, rel=0.02)
     rho = np.mean(n[1:] * n[:-1]) / n.var()
     assert rho == pytest.approx(0.2 / 1.02, abs=0.02)
-    w = simulate.correlated_noise(rng, 200, 2.0, 0.0)
+    w = sim_lin.correlated_noise(rng, 200, 2.0, 0.0)
     assert w.std() == pytest.approx(2.0, rel=0.03)
 
 
 def test_deterministic_across_workers(ds, tmp_path):
-    b = simulate.simulate_lin(_cfg(tmp_path / "b", workers=2))
+    b = sim_lin.simulate_lin(_cfg(tmp_path / "b", workers=2))
     assert _files(ds) == _files(b)
     for f in _files(ds):
         assert (ds / f).read_bytes() == (b / f).read_bytes(), f
@@ -161,7 +161,7 @@ def test_resume_after_deleting_a_file(ds, tmp_path):
     victim.unlink()
     (root / layout.LIN_MANIFEST).unlink()  # as if killed before the end
     before = {f: (root / f).stat().st_mtime_ns for f in _files(root)}
-    simulate.simulate_lin(_cfg(root))
+    sim_lin.simulate_lin(_cfg(root))
     assert victim.read_bytes() == want
     assert (root / layout.LIN_MANIFEST).read_bytes() == (ds / layout.LIN_MANIFEST).read_bytes()
     for f, t in before.items():
@@ -172,10 +172,10 @@ def test_refuses_other_settings(ds, tmp_path, capsys):
     root = tmp_path / "s"
     shutil.copytree(ds, root)
     with pytest.raises(DataError, match=r"other settings: seed=5 \(now 6\)") as e:
-        simulate.simulate_lin(_cfg(root, seed=6))
+        sim_lin.simulate_lin(_cfg(root, seed=6))
     assert "\n" not in str(e.value)
     with pytest.raises(DataError, match="setup"):  # a Luo et al. run into a Lin folder
-        simulate.simulate(simulate.SimConfig(out=root, n_train=1, n_test=0, progress=False))
+        sim_luo.simulate(sim_luo.SimConfig(out=root, n_train=1, n_test=0, progress=False))
     assert simulate.main(["--setup", "lin", "--out", str(root), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "other settings" in err and err.count("\n") == 1
@@ -183,7 +183,7 @@ def test_refuses_other_settings(ds, tmp_path, capsys):
     real.mkdir()
     (real / layout.LIN_MANIFEST).write_text("id,survey\n")
     with pytest.raises(DataError, match="not simulated"):
-        simulate.simulate_lin(_cfg(real))
+        sim_lin.simulate_lin(_cfg(real))
 
 
 def test_cli_and_tiny_sizes(tmp_path, capsys):
@@ -199,16 +199,16 @@ def test_cli_and_tiny_sizes(tmp_path, capsys):
         "paired_test/cfht/ptest000001.fits", "unpaired/sdss/usdss000001.fits"}
     assert lp.read_cube_hwc(out / "paired_test/cfht/ptest000001.fits", 25).shape == (25, 25, 5)
     cfg = simulate.parse_args(["--setup", "lin"])
-    assert isinstance(cfg, LinSimConfig) and cfg.out == simulate.default_lin_dir()
+    assert isinstance(cfg, LinSimConfig) and cfg.out == sim_lin.default_lin_dir()
     assert cfg.counts() == {"paired_train": 200, "paired_test": 100, "unpaired_sdss": 400,
                             "unpaired_cfht": 400}
     assert (cfg.sdss_size, cfg.cfht_size, cfg.truth) == (64, 136, True)
-    assert isinstance(simulate.parse_args(["--n-train", "3"]), simulate.SimConfig)
+    assert isinstance(simulate.parse_args(["--n-train", "3"]), sim_luo.SimConfig)
     assert simulate.parse_args(["--setup", "luo"]).n_train == 300
     with pytest.raises(SystemExit):
         simulate.parse_args(["--setup", "lin", "--cfht-corr", "2"])
     # ensure_lin_simulated: a finished set is returned as is.
-    assert simulate.ensure_lin_simulated(LinSimConfig(
+    assert sim_lin.ensure_lin_simulated(LinSimConfig(
         out=out, n_paired_train=1, n_paired_test=1, n_unpaired_sdss=1, n_unpaired_cfht=0,
         sdss_size=12, cfht_size=25, truth=False, seed=2, progress=False)) == out
 
