@@ -400,7 +400,10 @@ def setup_run(cfg, run_dir: Path, resume: bool, strategy: str, gpus: int, *, bui
     the ids (:func:`split_ids` of ``manifest``; ``cfg.data`` or ``default_data()``), make
     the strategy, refuse a set smaller than one
     distributed step, build the model (``build_fn(cfg, strategy)``) and restore (on
-    resume) or start (config.json saved) its ``state_fn(model, run_dir)``."""
+    resume) or start (config.json saved) its ``state_fn(model, run_dir)``.
+    ``strategy``/``gpus``: :func:`make_strategy` (a hardware choice, so not part of the
+    saved config: a run may be resumed on another machine); ``cfg.batch_size`` is per
+    replica, the global batch that times the replicas."""
     run_dir = Path(run_dir)
     started = (run_dir / CHECKPOINTS / "checkpoint").is_file()
     refuse_started(run_dir, "a run" if started else None, resume, "--out")

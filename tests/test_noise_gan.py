@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from common import callbacks
 from data.layout import REPO_ROOT
 from noise_gan import predict as predict_cli
 from noise_gan import train as train_cli
@@ -95,13 +96,13 @@ def test_two_step_resume_and_frozen_emulators(tmp_path, monkeypatch, capsys):
     cfg = _cfg(iterations=2, lr_drop_every=1)
     ds, run = _dataset(cfg), tmp_path / "run"
 
-    save = trainer.CheckpointIterations.on_epoch_end
+    save = callbacks.Checkpoint.on_epoch_end
 
     def killed_after_first(self, epoch, logs=None):
         save(self, epoch, logs)
         if epoch == 0:
             raise KeyboardInterrupt  # the "kill", right after the first checkpoint
-    monkeypatch.setattr(trainer.CheckpointIterations, "on_epoch_end", killed_after_first)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", killed_after_first)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(cfg, run, step="1", dataset=ds, progress=False)
     monkeypatch.undo()
@@ -187,9 +188,9 @@ def test_lr_is_divided_by_5_every_drop_every_iterations():
     np.testing.assert_allclose([float(schedule(i)) for i in (0, 1, 2, 3, 4)],
                                [1e-3, 1e-3, 2e-4, 2e-4, 4e-5], rtol=1e-6)
     m = trainer.build_step(_cfg(lr_drop_every=1), "2")
-    assert trainer.current_lr(m.gen_optimizer) == pytest.approx(1e-4)
+    assert callbacks.current_lr(m.gen_optimizer) == pytest.approx(1e-4)
     m.train_step(lin_batch(_cfg()))
-    assert trainer.current_lr(m.gen_optimizer) == pytest.approx(1e-4 / 5)
+    assert callbacks.current_lr(m.gen_optimizer) == pytest.approx(1e-4 / 5)
     assert m.gen_optimizer.global_clipnorm == 5.0
 
 
@@ -236,7 +237,7 @@ def test_cli_bad_value_is_one_line(capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def lin_set(tmp_path_factory):
-    from data.simulate import LinSimConfig, ensure_lin_simulated
+    from data.sim_lin import LinSimConfig, ensure_lin_simulated
     out = tmp_path_factory.mktemp("lin") / "sim"
     return ensure_lin_simulated(LinSimConfig(
         out=out, n_paired_train=2, n_paired_test=2, n_unpaired_sdss=2, n_unpaired_cfht=2,
@@ -244,7 +245,7 @@ def lin_set(tmp_path_factory):
 
 
 def test_cli_train_then_predict_fits(lin_set, tmp_path, capsys):
-    from data.fits_download import read_cube, write_cube
+    from data.cube import read_cube, write_cube
     run = tmp_path / "run"
     common = ["--data", str(lin_set), "--run-dir", str(run), "--width", "4",
               "--sdss-size", "8", "--cfht-size", "24", "--batch-unpaired", "2",
@@ -312,7 +313,7 @@ def test_nan_in_a_cube_ends_the_process_with_one_line(lin_set, tmp_path):
     # Issue 14 item 1: the error was printed, then the process never exited (tf.data's
     # iterator destructor waited for in-flight numpy_function reads that waited for the
     # GIL). A fresh process, as a user runs it; it must end, exit 2, within the timeout.
-    from data.fits_download import read_cube, write_cube
+    from data.cube import read_cube, write_cube
     data = tmp_path / "data"
     shutil.copytree(lin_set, data)
     victim = sorted((data / "unpaired" / "sdss").glob("*.fits"))[0]
@@ -336,7 +337,7 @@ def test_nan_in_a_cube_ends_the_process_with_one_line(lin_set, tmp_path):
 
 
 def test_losses_on_hand_computed_cases():
-    from noise_gan import model as M
+    from noise_gan import losses as M
     zeros = tf.zeros((3, 5))  # D = 1/2 everywhere: -log(1/2) per band
     assert float(M.band_cross_entropy(zeros, 1.0, "sum")) == pytest.approx(5 * np.log(2))
     assert float(M.band_cross_entropy(zeros, 0.0, "mean")) == pytest.approx(np.log(2))

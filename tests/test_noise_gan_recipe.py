@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from scipy.signal import convolve2d
 
+from common import callbacks
 from data import lin_pipeline as lp
-from data import simulate
-from data.simulate import LinSimConfig
+from data import sim_lin as simulate
+from data.sim_lin import LinSimConfig
 from noise_gan import evaluate as ev
 from noise_gan import networks as nets
 from noise_gan import train as train_cli
@@ -116,7 +117,7 @@ def test_data_init_sets_the_emulator_rms_to_the_estimate(sim):
 # --- options reach the networks -------------------------------------------------------
 
 def test_separate_learning_rates_reach_their_optimizers():
-    cur = trainer.current_lr
+    cur = callbacks.current_lr
     kw = dict(TINY, sdss_size=8, cfht_size=24, bands=1)
     m = trainer.build_step(NoiseGANConfig(**kw).validate(), "1")
     assert [cur(o) for o in trainer.optimizers_of(m)] == pytest.approx([1e-4] * 3)
@@ -145,7 +146,7 @@ def test_step_two_has_its_own_rate_drop():
         out = []
         for i in (0, 2, 3, 6):
             optimizer.iterations.assign(i)
-            out.append(trainer.current_lr(optimizer))
+            out.append(callbacks.current_lr(optimizer))
         return out
     assert rates(trainer.build_step(cfg, "2").gen_optimizer) == pytest.approx(
         [1e-3, 1e-3, 1e-4, 1e-5])
@@ -172,7 +173,7 @@ def test_pretraining_has_its_own_rate_and_optimizer(tmp_path):
     stream = tf.data.Dataset.from_tensors(lin_batch(cfg)).repeat()
     trainer.pretrain_autoencoders(cfg, m, stream, tmp_path, progress=False)
     assert int(m.auto_optimizer.iterations) == 0
-    assert trainer.current_lr(m.auto_optimizer) == pytest.approx(1e-6)
+    assert callbacks.current_lr(m.auto_optimizer) == pytest.approx(1e-6)
     assert json.loads((tmp_path / trainer.PRETRAIN_FILE).read_text())["lr"] == 1e-2
     # Adam moves a weight by about the rate per update: 3 updates at 1e-2 move the
     # largest far more than 3 at --lr-auto's 1e-6 could.
@@ -214,7 +215,7 @@ def test_paper_preset_is_pinned():
         ("paper", 0, 1.0, 1.0)
     assert [d.lr_of(r) for r in ("auto", "pretrain", "disc", "noise", "gen")] == [1e-4] * 5
     assert train_cli.parse_args([])[0] == d
-    from experiments.lin_common import PRESETS
+    from experiments.presets import LIN_PRESETS as PRESETS
     assert PRESETS["paper"]["train"] == {}
 
 

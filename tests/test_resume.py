@@ -51,7 +51,7 @@ from PIL import Image
 from cascade import trainer as cascade_trainer
 from cascade.config import CascadeConfig
 from cascade.model import CascadePix2WGAN
-from common import training
+from common import callbacks, training
 from data import pipeline
 from data.layout import image_path
 from noise_gan import trainer as ng
@@ -86,7 +86,7 @@ DROPOUT_SEEDS = (
 NG_GRID_SEED = (
     "noise_gan step 1: the sample grid (trainer.sample_columns -> NoiseStep1.self_map "
     "-> emulate) draws emulator noise from the model's training seed_generator, and "
-    "SampleGrids runs before CheckpointIterations; a grid is drawn at the step's last "
+    "SampleGrids runs before the Checkpoint callback; a grid is drawn at the step's last "
     "iteration, so a run stopped by --iterations k draws one at k that the uninterrupted "
     "run does not, and checkpoints a seed state 4 draws ahead")
 NG_REPLAY = (
@@ -115,7 +115,7 @@ def _values(trackables: dict) -> list[tuple[str, str, np.ndarray]]:
                 out.append((f"{name}[{i}]", f"{name}[{i}] {v.path}", np.array(v)))
             if hasattr(obj, "iterations"):
                 out.append((f"{name}.lr", f"{name} learning rate of the next update",
-                            np.array(ng.current_lr(obj))))
+                            np.array(callbacks.current_lr(obj))))
         elif isinstance(obj, list):  # a list of variables (the Dropout seed states)
             out += [(f"{name}[{i}]", f"{name}[{i}] {v.path}", np.array(v))
                     for i, v in enumerate(obj)]
