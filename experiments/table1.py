@@ -33,7 +33,7 @@ import pandas as pd
 from common.choices import AUTO, PRECISIONS
 from common.cli import Parser, add_verbose, positive_int
 from common.io import atomic_write_text
-from common.perceptual import FID_ALIASES, FID_EXTRACTORS
+from common.fid import FID_ALIASES, FID_EXTRACTORS
 from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,
                           TABLE1_METRICS)
 from common.stats import RULE, combine, paired_verdict
