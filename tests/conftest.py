@@ -33,9 +33,9 @@ def eager():
 
 @pytest.fixture(scope="session")
 def luo_tiny_sim(tmp_path_factory):
-    """The ``tiny`` preset's simulated SDSS/DECaLS/HSC set (``experiments.luo_common.TINY``),
+    """The ``tiny`` preset's simulated SDSS/DECaLS/HSC set (``experiments.presets``),
     read-only: a test that changes files copies it first."""
     from data.sim_luo import SimConfig, ensure_simulated
-    from experiments import luo_common
+    from experiments.presets import LUO_PRESETS
     return ensure_simulated(SimConfig(out=tmp_path_factory.mktemp("luo_tiny") / "sim",
-                                      workers=1, progress=False, **luo_common.TINY["sim"]))
+                                      workers=1, progress=False, **LUO_PRESETS["tiny"]["sim"]))

@@ -76,7 +76,7 @@ def test_every_expected_entry_point_is_found():
     expected = {
         *(f"experiments/{n}.py" for n in (
             "figure1", "figure3_4", "figure5", "figure6", "figure7", "figure8_9",
-            "lin_common", "lin_fig3", "lin_fig4", "lin_fig5", "lin_fig6", "physics",
+            "lin_train", "lin_fig3", "lin_fig4", "lin_fig5", "lin_fig6", "physics",
             "run_all", "survey_gap", "table1")),
         *(f"benchmarks/{n}.py" for n in ("bench_noise_gan", "bench_pipeline_memory",
                                          "bench_predict", "bench_simulate", "bench_train",
@@ -129,7 +129,7 @@ BAD_INPUT = [
      ["--data", NOPE, "--out", "{tmp}"], "does not exist"),
     ("lin figures", "experiments.lin_fig3", "main",
      ["--data", NOPE, "--out", "{tmp}", "--quiet"], "does not exist"),
-    ("lin helper", "experiments.lin_common", "train_cases_main",
+    ("lin helper", "experiments.lin_train", "main",
      ["--preset", "tiny", "--data", NOPE, "--cases", "ours"], "does not exist"),
     ("run_all", "experiments.run_all", "main",
      ["--only", "nope", "--results", "{tmp}"], "unknown target(s) nope"),

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from common import perceptual as P  # TensorFlow-free until a network is built
+from common import inception, weights  # TensorFlow-free until a network is built
 from common.cli import Parser, add_verbose
 
 
@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                 description=__doc__.split("\n")[0])
     ap.add_argument("--pth", help="pytorch-fid's .pth, sha256-checked (default: download)")
     ap.add_argument("--out", help=f"output .npz (default: $KERAS_HOME/models/"
-                                  f"{P.PT_INCEPTION_NPZ})")
+                                  f"{inception.PT_INCEPTION_NPZ})")
     add_verbose(ap)
     return ap.parse_args(argv)
 
@@ -50,15 +50,15 @@ def main(argv=None) -> int:
 def write_npz(state: dict, out: str, source_sha256: str = "") -> str:
     """pytorch-fid state dict (name -> array) -> our ``.npz`` at ``out``, written
     atomically after loading it back into the Keras network (names, shapes)."""
-    model = P.build_pt_inception()
-    arrays = P.pt_inception_from_torch(state, model)
+    model = inception.build_pt_inception()
+    arrays = inception.pt_inception_from_torch(state, model)
     arrays["source_sha256"] = np.array(source_sha256)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".part"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
     try:
-        P.load_pt_inception(model, tmp)
+        inception.load_pt_inception(model, tmp)
     except ValueError:
         os.remove(tmp)
         raise
@@ -70,9 +70,9 @@ def convert(a: argparse.Namespace) -> str:
     """Check, convert and write; returns the output path."""
     if a.pth and not os.path.isfile(a.pth):
         raise FileNotFoundError(f"--pth {a.pth}: no such file")
-    pth = a.pth or P.fetch("pt_inception")  # fetch checks a download's sha256 prefix
-    digest = P.check_sha256(pth, "pt_inception")
-    out = write_npz(P.read_pth(pth), a.out or P.cache_path(P.PT_INCEPTION_NPZ), digest)
+    pth = a.pth or weights.fetch("pt_inception")  # fetch checks a download's sha256 prefix
+    digest = weights.check_sha256(pth, "pt_inception")
+    out = write_npz(weights.read_pth(pth), a.out or weights.cache_path(inception.PT_INCEPTION_NPZ), digest)
     print(f"wrote {out} (FID pt_inception from {pth}, sha256 {digest})")
     return out
 

@@ -24,14 +24,14 @@ import os
 
 import numpy as np
 
-from common import perceptual as P  # TensorFlow-free until a network is built
+from common import lpips, weights  # TensorFlow-free until a network is built
 from common.cli import Parser, add_verbose
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = Parser(prog="python tools/convert_lpips_weights.py",
                 description=__doc__.split("\n")[0])
-    ap.add_argument("--net", choices=P.NETS, default="alex", help="LPIPS backbone")
+    ap.add_argument("--net", choices=lpips.NETS, default="alex", help="LPIPS backbone")
     ap.add_argument("--backbone", help="torchvision .pth, sha256-checked (default: download)")
     ap.add_argument("--lin", help="LPIPS v0.1 lin-layer .pth (default: download)")
     ap.add_argument("--out", help="output .npz (default: $KERAS_HOME/models/lpips_<net>_v0.1.npz)")
@@ -53,18 +53,18 @@ def convert(a: argparse.Namespace) -> str:
     for flag, path in (("--backbone", a.backbone), ("--lin", a.lin)):
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path}: no such file")
-    backbone = a.backbone or P.fetch(a.net)  # a download is checked by fetch
+    backbone = a.backbone or weights.fetch(a.net)  # a download is checked by fetch
     if a.backbone:
-        P.check_sha256(backbone, a.net)  # torchvision's published sha256 prefix
-    lin = a.lin or P.fetch(f"lin-{a.net}")  # no published hash: not checked
-    arrays = P.from_torch(a.net, P.read_pth(backbone), P.read_pth(lin))
-    out = a.out or P.cache_path(P.lpips_cache_name(a.net))
+        weights.check_sha256(backbone, a.net)  # torchvision's published sha256 prefix
+    lin = a.lin or weights.fetch(f"lin-{a.net}")  # no published hash: not checked
+    arrays = lpips.from_torch(a.net, weights.read_pth(backbone), weights.read_pth(lin))
+    out = a.out or weights.cache_path(lpips.lpips_cache_name(a.net))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".part"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    model = P.build_lpips_model(a.net)
-    P.load_npz(model, a.net, tmp)  # checks names, shapes and lin weights >= 0
+    model = lpips.build_lpips_model(a.net)
+    lpips.load_npz(model, a.net, tmp)  # checks names, shapes and lin weights >= 0
     os.replace(tmp, out)
     print(f"wrote {out} (LPIPS v0.1 {a.net}; backbone {backbone}; lin {lin})")
     return out

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import perceptual as P
+from common import fid, inception, lpips as lpips_metric, perceptual, weights
 from common.cli import Parser, add_verbose, positive_int
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,9 +107,9 @@ def synthetic(n: int, seed: int, size: int = 128) -> np.ndarray:
 def weight_sets(seed: int) -> dict[str, dict[str, np.ndarray]]:
     """The seeded state dicts (torch layout) of LPIPS alex and vgg and the FID Inception,
     shaped from our networks (the references are checked to have the same layout)."""
-    out = {net: P.seeded_state_dict(P.lpips_layout(P.build_lpips_model(net), net), seed)
-           for net in P.NETS}
-    out["pt_inception"] = P.seeded_state_dict(P.pt_inception_layout(P.build_pt_inception()),
+    out = {net: weights.seeded_state_dict(lpips_metric.lpips_layout(lpips_metric.build_lpips_model(net), net), seed)
+           for net in lpips_metric.NETS}
+    out["pt_inception"] = weights.seeded_state_dict(inception.pt_inception_layout(inception.build_pt_inception()),
                                               seed)
     return out
 
@@ -126,15 +126,15 @@ def our_lpips(net: str, state: dict, tmp: str):
     backbone = {k: v for k, v in state.items() if k.startswith("features.")}
     lin = {k: v for k, v in state.items() if k.startswith("lin")}
     path = os.path.join(tmp, f"lpips_{net}.npz")
-    np.savez(path, **P.from_torch(net, backbone, lin))
-    return P.build_lpips(net, weights=path)
+    np.savez(path, **lpips_metric.from_torch(net, backbone, lin))
+    return lpips_metric.build_lpips(net, weights=path)
 
 
 def our_fid(state: dict, tmp: str):
     """Our pt_inception extractor loaded, through the converter's mapping, with ``state``."""
     path = os.path.join(tmp, "pt_inception.npz")
-    np.savez(path, **P.pt_inception_from_torch(state))
-    return P.build_fid_extractor("pt_inception", weights=path)
+    np.savez(path, **inception.pt_inception_from_torch(state))
+    return fid.build_fid_extractor("pt_inception", weights=path)
 
 
 # ----------------------------------------------------------------------------- references
@@ -187,7 +187,7 @@ def ref_inception(torch, pytorch_fid, state: dict, seed: int):
     """pytorch-fid's ``InceptionV3([3])`` whose FID Inception loads ``state`` (plus seeded
     ``fc.*``, unused by pool_3) where it would download its .pth."""
     full = dict(state)
-    full.update(P.seeded_state_dict({"fc.weight": (1008, 2048), "fc.bias": (1008,)}, seed))
+    full.update(weights.seeded_state_dict({"fc.weight": (1008, 2048), "fc.bias": (1008,)}, seed))
     mod = pytorch_fid.inception
     original = mod.load_state_dict_from_url
     mod.load_state_dict_from_url = lambda *a, **k: {k: torch.from_numpy(v)
@@ -198,7 +198,7 @@ def ref_inception(torch, pytorch_fid, state: dict, seed: int):
         mod.load_state_dict_from_url = original
     theirs = {k: tuple(v.shape) for k, v in model.blocks.state_dict().items()
               if not k.endswith("num_batches_tracked")}
-    ours = P.pt_inception_layout(P.build_pt_inception())
+    ours = inception.pt_inception_layout(inception.build_pt_inception())
     if sorted(theirs.values()) != sorted(ours.values()) or len(theirs) != len(ours):
         raise SystemExit("pytorch-fid's InceptionV3 has another layout than ours")
     return model
@@ -217,11 +217,11 @@ def parity(a: argparse.Namespace) -> int:
     golden = {"x": x, "y": y}
     rows = []
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        for net in P.NETS:
+        for net in lpips_metric.NETS:
             ref = ref_lpips(lpips, torch, net, weights[net])
             theirs = ref(to_nchw(torch, x / 127.5 - 1.0).float(),
                          to_nchw(torch, y / 127.5 - 1.0).float()).numpy().reshape(-1)
-            ours = our_lpips(net, weights[net], tmp)(P.to_unit(x), P.to_unit(y))
+            ours = our_lpips(net, weights[net], tmp)(perceptual.to_unit(x), perceptual.to_unit(y))
             golden[f"lpips_{net}"] = theirs.astype(np.float64)
             rel = np.abs(ours - theirs) / np.abs(theirs)
             rows.append((f"LPIPS {net}", np.abs(ours - theirs).max(), rel.max(),
@@ -237,13 +237,13 @@ def parity(a: argparse.Namespace) -> int:
                      TOL["features"], f"{len(images)} images x 2048, max {theirs.max():.4g}"))
     from pytorch_fid.fid_score import calculate_frechet_distance
     for name, (n1, n2, d, shift) in FD_CASES.items():
-        f1, f2 = P.parity_features(n1, d, 1), P.parity_features(n2, d, 2, shift)
+        f1, f2 = fid.parity_features(n1, d, 1), fid.parity_features(n2, d, 2, shift)
         stats = [(f.mean(axis=0), np.cov(f, rowvar=False)) for f in (f1, f2)]  # as pytorch-fid
         theirs = float(calculate_frechet_distance(*stats[0], *stats[1]))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", P.FewSamplesWarning)
-            ours = P.fid_from_features(f1, f2)["value"]  # N <= D: the low-rank route
-        by_stats = P.frechet_distance(*stats[0], *stats[1])  # the O(D^3) eigen route
+            warnings.simplefilter("ignore", fid.FewSamplesWarning)
+            ours = fid.fid_from_features(f1, f2)["value"]  # N <= D: the low-rank route
+        by_stats = fid.frechet_distance(*stats[0], *stats[1])  # the O(D^3) eigen route
         golden[f"fd_{name}"] = np.float64(theirs)
         golden[f"fd_{name}_case"] = np.array([n1, n2, d, shift], np.float64)
         golden[f"fd_{name}_inputs"] = np.array([fingerprint({"a": f1}), fingerprint({"b": f2})])
@@ -287,11 +287,11 @@ def timing(a: argparse.Namespace) -> int:
     print(f"{len(x)} pairs from {where}; random weights (seed {a.seed}); "
           f"{os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
-        for net in P.NETS:
+        for net in lpips_metric.NETS:
             t0 = time.perf_counter()
             m = our_lpips(net, weights[net], tmp)
             t1 = time.perf_counter()
-            m(P.to_unit(x), P.to_unit(y))
+            m(perceptual.to_unit(x), perceptual.to_unit(y))
             print(f"ours  LPIPS {net}: {time.perf_counter() - t1:6.1f} s "
                   f"(+ {t1 - t0:.1f} s build)")
         t0 = time.perf_counter()
@@ -300,8 +300,8 @@ def timing(a: argparse.Namespace) -> int:
         f1, f2 = ext(x), ext(y)
         t2 = time.perf_counter()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", P.FewSamplesWarning)
-            P.fid_from_features(f1, f2)
+            warnings.simplefilter("ignore", fid.FewSamplesWarning)
+            fid.fid_from_features(f1, f2)
         t3 = time.perf_counter()
         print(f"ours  FID features of {2 * len(x)} images: {t2 - t1:6.1f} s "
               f"(+ {t1 - t0:.1f} s build); Frechet distance {t3 - t2:.1f} s")
@@ -310,7 +310,7 @@ def timing(a: argparse.Namespace) -> int:
     except ImportError:
         return 0
     with torch.no_grad():
-        for net in P.NETS:
+        for net in lpips_metric.NETS:
             ref = ref_lpips(lpips, torch, net, weights[net])
             t0 = time.perf_counter()
             for i in range(0, len(x), 32):
