@@ -86,9 +86,10 @@ def regrid_cfht(y, size: int):
     ``(i + 0.5) * 136 / size - 0.5``, is the bilinear mix of its four nearest input pixels
     (``tf.image.resize``, half-pixel centres, no anti-aliasing, no flux rescaling; unlike
     Lin eq. 6's ``noise_gan.losses.to_sdss_grid`` it is not multiplied by the pixel
-    ratio). A constant image stays that constant, a linear ramp stays a linear ramp. It acts on the
-    stretched images the data stream yields (the paper regridded before stretching; the
-    stretch is monotonic and smooth, so the two differ only at second order).
+    ratio). A constant image stays that constant, a linear ramp stays a linear ramp. It
+    acts on the stretched images the data stream yields (the paper regridded before
+    stretching; the stretch is monotonic and smooth, so the two differ only at second
+    order).
     """
     if size < 1:
         raise ValueError(f"regrid size must be >= 1, got {size}")

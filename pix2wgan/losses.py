@@ -117,7 +117,7 @@ def gradient_penalty(critic_fn, real, fake, alpha, eps=GP_EPS, scale=None):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-# --- classic pix2pix (Luo eqs. 1-2) --------------------------------------------------------
+# --- classic pix2pix (Luo eqs. 1-2) ----------------------------------------------------
 
 def _bce(logits, label):
     logits = tf.cast(logits, tf.float32)
