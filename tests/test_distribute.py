@@ -25,8 +25,8 @@ _WORKER = textwrap.dedent(r'''
     import keras
     import numpy as np
     from common import training
-    from common.layers import build_patch_critic, build_unet
     from pix2wgan.config import Pix2WGANConfig
+    from pix2wgan.layers import build_patch_critic, build_unet
     from pix2wgan.model import Pix2WGAN
     from pix2wgan.trainer import build, train
     from tests.fakes import make_fake
