@@ -18,15 +18,9 @@ from common import training
 from common.saved import Saved, find_saved, load_archive, restore_nets, save_archive
 from data import pipeline
 from data.layout import read_manifest
+from data.sim_luo import ensure_simulated
 
 G1_FILE, G2_FILE = "g1.keras", "g2.keras"
-
-
-def simulated_set() -> Path:
-    """The embedded simulated default set, generated on first use (imported here: the
-    simulator needs galsim, which a run on real data never loads)."""
-    from data.sim_luo import ensure_simulated
-    return ensure_simulated()
 
 
 def build(cfg: CascadeConfig,
@@ -60,7 +54,7 @@ def train(cfg: CascadeConfig, run_dir: Path, resume: bool = False,
     with training.undone_if_failed(run_dir):  # a failed start leaves no files
         run = training.setup_run(cfg, run_dir, resume, strategy, gpus, build_fn=build,
                                  state_fn=run_state, manifest=read_manifest,
-                                 default_data=simulated_set)
+                                 default_data=ensure_simulated)
         cfg, root, train_ids, test_ids = run.cfg, run.root, run.train_ids, run.test_ids
         model, first_epoch = run.model, run.first_epoch
         n_rep = training.replicas(run.strategy)

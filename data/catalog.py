@@ -44,7 +44,6 @@ CLI: ``python -m data.catalog --out DIR [--input FILE] [--max-rmag 17.77] ...``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -55,7 +54,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
-from common.cli import Parser
+from common.cli import Parser, non_negative_int
 from common.errors import run_cli
 from common.io import atomic_write, atomic_write_text, file_sha256
 from common.errors import DataError
@@ -357,13 +356,6 @@ def _col(df: pd.DataFrame, names) -> tuple[pd.Series | None, str | None]:
 
 
 # ---------------------------------------------------------------------------- CLI
-def _count(text: str) -> int:
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return n
-
-
 def parse_args(argv: list[str] | None = None) -> CatalogConfig:
     p = Parser(prog="python -m data.catalog", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True,
@@ -377,9 +369,9 @@ def parse_args(argv: list[str] | None = None) -> CatalogConfig:
     p.add_argument("--max-z", type=float, default=0.15, help="redshift <= this")
     p.add_argument("--min-petro-theta", type=float, default=3.0,
                    help="Petrosian radius >= this, arcsec")
-    p.add_argument("--n-train", type=_count, default=15000, metavar="N",
+    p.add_argument("--n-train", type=non_negative_int, default=15000, metavar="N",
                    help="training galaxies")
-    p.add_argument("--n-test", type=_count, default=2000, metavar="N", help="test galaxies")
+    p.add_argument("--n-test", type=non_negative_int, default=2000, metavar="N", help="test galaxies")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the train/test draw (default: %(default)s)")
     p.add_argument("--id-column", help="id column (default: iauname/id/objid/nsaid)")

@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.cli import Parser, positive_int
+from common.cli import Parser, positive_float, positive_int
 from common.errors import DataError, run_cli
 from common.io import (atomic_path, atomic_write, atomic_write_text, clean_stale_tmp,
                        file_sha256)
@@ -431,16 +431,6 @@ def write_shards(root: Path | str, out: Path | str | None = None, *,
 
 
 # ---------------------------------------------------------------------------- CLI
-def _positive_mb(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a size > 0 in MB, got {text}")
-    return v
-
-
 def _names(check):
     def parse(text: str) -> list[str]:
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
@@ -468,7 +458,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, required=True, help="dataset folder")
     ap.add_argument("--out", type=Path, default=None,
                     help="shard folder (default: DATA/shards, found by the pipeline)")
-    ap.add_argument("--shard-mb", type=_positive_mb, default=DEFAULT_SHARD_MB,
+    ap.add_argument("--shard-mb", type=positive_float, default=DEFAULT_SHARD_MB,
                     help="size limit of one shard, MB (10^6 bytes)")
     # string defaults go through `type` too: the help shows them as typed
     ap.add_argument("--surveys", type=_names(get_survey), default=",".join(LUO_SURVEYS),

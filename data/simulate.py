@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.cli import Parser, positive_int
+from common.cli import Parser, non_negative_float, non_negative_int, positive_int
 from common.errors import run_cli
 from data import layout
 from data.sim_lin import LIN_GROUPS, LinSimConfig, default_lin_dir, simulate_lin
@@ -30,26 +30,6 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"rate {text!r} is not a number") from None
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"rate {text!r} must lie in [0, 1]")
-    return v
-
-
-def _factor(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"factor {text!r} is not a number") from None
-    if not v >= 0.0:
-        raise argparse.ArgumentTypeError(f"factor {text!r} must be >= 0")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return v
 
 
@@ -82,9 +62,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig | LinSimConfig:
                          "(see --setup lin --help)")
     ap.add_argument("--out", type=Path, default=layout.default_sim_dir(),
                     help="dataset folder")
-    ap.add_argument("--n-train", type=_count, default=d["n_train"].default, metavar="N",
+    ap.add_argument("--n-train", type=non_negative_int, default=d["n_train"].default, metavar="N",
                     help="training galaxies")
-    ap.add_argument("--n-test", type=_count, default=d["n_test"].default, metavar="N",
+    ap.add_argument("--n-test", type=non_negative_int, default=d["n_test"].default, metavar="N",
                     help="test galaxies")
     ap.add_argument("--seed", type=int, default=d["seed"].default,
                     help="every random number derives from it (default: %(default)s)")
@@ -98,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig | LinSimConfig:
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
                         metavar="P", help=f"probability of {_RATE_HELP[name]}")
     for s in LUO_SURVEYS:
-        ap.add_argument(f"--noise-{s}", type=_factor, default=d[f"noise_{s}"].default,
+        ap.add_argument(f"--noise-{s}", type=non_negative_float, default=d[f"noise_{s}"].default,
                         metavar="X", help=f"multiply {s}'s depth-derived sky noise")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     a = ap.parse_args(argv)
@@ -119,10 +99,10 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
                     help="lin: these ugriz FITS sets; luo: see --help")
     ap.add_argument("--out", type=Path, default=default_lin_dir(), help="dataset folder")
     for g in LIN_GROUPS:
-        ap.add_argument(f"--n-{g.replace('_', '-')}", dest=f"n_{g}", type=_count,
+        ap.add_argument(f"--n-{g.replace('_', '-')}", dest=f"n_{g}", type=non_negative_int,
                         default=d[f"n_{g}"].default, metavar="N",
                         help=f"galaxies in {g.replace('_', ' ')}")
-    ap.add_argument("--seed", type=_count, default=d["seed"].default,
+    ap.add_argument("--seed", type=non_negative_int, default=d["seed"].default,
                     help="every random number derives from it (default: %(default)s)")
     ap.add_argument("--workers", type=positive_int, default=None,
                     help="processes (default: all CPUs)")
@@ -135,14 +115,14 @@ def parse_lin_args(argv: list[str] | None = None) -> LinSimConfig:
     for name in ("companion", "star"):
         ap.add_argument(f"--rate-{name}", type=_rate, default=d[f"rate_{name}"].default,
                         metavar="P", help=f"probability of {_RATE_HELP[name]}")
-    ap.add_argument("--depth-dex", type=_factor, default=d["depth_dex"].default,
+    ap.add_argument("--depth-dex", type=non_negative_float, default=d["depth_dex"].default,
                     metavar="X", help="scatter (dex) of the per-image sky-noise factor")
-    ap.add_argument("--seeing-frac", type=_factor, default=d["seeing_frac"].default,
+    ap.add_argument("--seeing-frac", type=non_negative_float, default=d["seeing_frac"].default,
                     metavar="X", help="scatter (ln) of the per-image PSF FWHM factor")
     ap.add_argument("--cfht-corr", type=_rate, default=d["cfht_corr"].default,
                     metavar="A", help="neighbour weight of the CFHT noise kernel (0: white)")
     for s in LIN_SURVEYS:
-        ap.add_argument(f"--noise-{s}", type=_factor, default=d[f"noise_{s}"].default,
+        ap.add_argument(f"--noise-{s}", type=non_negative_float, default=d[f"noise_{s}"].default,
                         metavar="X", help=f"multiply {s}'s depth-derived sky noise")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     a = ap.parse_args(argv)

@@ -140,7 +140,7 @@ def seeing_kernel(band: str, fine: str = "cfht", coarse: str = "sdss",
     with the simulator's Moffat index and ``data.surveys``' median FWHMs (``coarse``
     the blurrier)."""
     import galsim
-    from data.simulate import MOFFAT_BETA
+    from data.scene import MOFFAT_BETA
     from data.surveys import SURVEYS
     fw, cw = SURVEYS[fine].psf_fwhm[band], SURVEYS[coarse].psf_fwhm[band]
     if cw <= fw:

@@ -142,7 +142,7 @@ def test_resume_restores_state_and_keeps_saved_architecture(run, tiny, tmp_path)
 def test_history_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     # Issue 14 item 12: a kill between the history row and the checkpoint wrote the
     # epoch-3 row, then --resume from ckpt-2 wrote epoch 3 again.
-    from common.training import HistoryCSV
+    from common.callbacks import HistoryCSV
     path = tmp_path / "history.csv"
     path.write_text("epoch,g_loss\n1,0.5\n2,0.4\n3,0.3\n")
     log = HistoryCSV(path, done=2)
