@@ -25,47 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import NO_GPU, closing, emit, int_list, print_machine, status_mb  # noqa: E402
+from benchmarks.benchlib import NO_GPU, closing, emit, int_list, print_machine, status_mb
+from benchmarks.setups import build_predict_model, write_catalogue
 
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_catalogue(root: Path, rows: int, size: int, pool: int = 64) -> Path:
-    """``root/cat.csv`` of ``rows`` rows (ids ``r0000000``...) over ``pool`` JPEGs."""
-    import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    for k in range(pool):
-        arr = np.clip(rng.normal(60, 30, (size, size, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "img" / f"p{k:03d}.jpg", quality=90)
-    with open(root / "cat.csv", "w") as f:
-        f.write("id,path\n")
-        for r in range(rows):
-            f.write(f"r{r:07d},img/p{r % pool:03d}.jpg\n")
-    return root / "cat.csv"
-
-
-def _build(model, width, depth):
-    import tensorflow as tf
-
-    from common.layers import build_unet
-    g1 = build_unet(width, depth, name="generator")
-    if model == "pix2wgan":
-        fn = lambda x: g1(x, training=False)  # noqa: E731
-    else:
-        g2 = build_unet(width, depth, name="generator2")
-        fn = lambda x: g2(g1(x, training=False), training=False)  # noqa: E731
-    return tf.function(fn, reduce_retracing=True), 2 ** depth
-
-
 def memory_worker(rows: int, tmp: str, model: str) -> None:
-    from pix2wgan.predict import predict_manifest
+    from pix2wgan.survey import predict_manifest
     cat = write_catalogue(Path(tmp) / "cat", rows, 32)
-    fn, mult = _build(model, 2, 2)
+    fn, mult = build_predict_model(model, 2, 2)
     before = status_mb("VmRSS")
     t = time.perf_counter()
     predict_manifest(lambda: (fn, mult), cat, Path(tmp) / "out", batch_size=32,
@@ -105,11 +76,11 @@ def run(a) -> None:
         a.n, a.rows = 64, "1000,5000"
     rows_list = int_list(a.rows, "--rows")
     info = print_machine()
-    from pix2wgan.predict import predict_manifest
+    from pix2wgan.survey import predict_manifest
     res = {"bench": f"predict_{a.model}", "machine": info, "args": vars(a)}
     with tempfile.TemporaryDirectory() as tmp:
         cat = write_catalogue(Path(tmp) / "cat", a.n, 128)
-        fn, mult = _build(a.model, a.width, 6)
+        fn, mult = build_predict_model(a.model, a.width, 6)
         import numpy as np
         fn(np.zeros((a.batch, 128, 128, 3), np.float32))  # trace outside the timing
         t = time.perf_counter()

@@ -31,8 +31,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks.benchlib import (NO_GPU, closing, conv_forward_flops, emit, existing_dir,
-                      graph_flops, matmul_peak, print_machine)
+from benchmarks.benchlib import (NO_GPU, closing, emit, existing_dir, graph_flops,
+                                 matmul_peak, print_machine)
+from benchmarks.setups import train_setup
 
 from common.cli import Parser, add_verbose, positive_int
 
@@ -41,46 +42,6 @@ EPOCH_IMAGES = 15_000
 
 def _fmt_s(value) -> str:
     return value if isinstance(value, str) else f"{value:.1f} s"
-
-
-def _clone(net):
-    import keras
-    twin = keras.models.clone_model(net)
-    twin.set_weights(net.get_weights())
-    return twin
-
-
-def setup(kind, cfg):
-    """``(ours_step, ref_step, inputs, images_per_step, F_G, F_D, model)``."""
-    import keras
-    import tensorflow as tf
-
-    from benchmarks.reference_wgan import reference_cascade_step, reference_step
-    n = cfg.n_critic * cfg.batch_size
-    shape = (n, cfg.image_size, cfg.image_size, 3)
-    rng = tf.random.Generator.from_seed(0)
-    if kind == "pix2wgan":
-        from pix2wgan.trainer import build
-        model = build(cfg)
-        data = (rng.uniform(shape, -1, 1), rng.uniform(shape, -1, 1))
-        nets = [model.generator, model.critic]
-        twins = [_clone(x) for x in nets]
-        ref = reference_step(*twins, *(keras.optimizers.Adam(2e-4, 0.5) for _ in range(2)),
-                             n_critic=cfg.n_critic)
-    else:
-        from cascade.trainer import build
-        model = build(cfg)
-        data = tuple(rng.uniform(shape, -1, 1) for _ in range(3))
-        nets = [model.stage1.generator, model.stage1.critic, model.stage2.generator,
-                model.stage2.critic]
-        twins = [_clone(x) for x in nets]
-        ref = reference_cascade_step(*twins, [keras.optimizers.Adam(2e-4, 0.5)
-                                              for _ in range(4)], n_critic=cfg.n_critic)
-    ours = tf.function(model.train_step, jit_compile=cfg.jit_compile)
-    s = (cfg.image_size, cfg.image_size, 3)
-    f_g = conv_forward_flops(nets[0], [s])
-    f_d = conv_forward_flops(nets[1], [s, s])
-    return ours, ref, data, n, f_g, f_d, model
 
 
 def time_pair(ours, ref, data, steps):
@@ -116,7 +77,7 @@ def time_precisions(kind, cfg, steps, precision="bf16"):
 
     import keras
     try:
-        runs = [setup(kind, dataclasses.replace(cfg, precision=p))[0:3:2]
+        runs = [train_setup(kind, dataclasses.replace(cfg, precision=p))[0:3:2]
                 for p in ("float32", precision)]  # (step, data) each
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -166,7 +127,7 @@ def gpu_epoch(kind, cfg, steps):
     paper = dataclasses.replace(cfg, width=64, batch_size=32, image_size=128,
                                 precision="fp16", jit_compile=True)
     try:
-        ours, _, data, n, *_ = setup(kind, paper)
+        ours, _, data, n, *_ = train_setup(kind, paper)
         ours(data)
         t = time.perf_counter()
         for _ in range(steps):
@@ -229,7 +190,7 @@ def run(a) -> None:
 
     peak = matmul_peak()
     print(f"dense matmul peak (2048^2 float32, tf.matmul loop): {peak / 1e9:.1f} GFLOP/s")
-    ours, ref, data, n, f_g, f_d, _ = setup(a.model, cfg)
+    ours, ref, data, n, f_g, f_d, _ = train_setup(a.model, cfg)
     t_ours, t_ref, tr_o, tr_r = time_pair(ours, ref, data, a.steps)
     conc = ours.get_concrete_function(data)
     counted = graph_flops(conc)
@@ -260,7 +221,7 @@ def run(a) -> None:
     if not a.no_xla:
         xcfg = dataclasses.replace(cfg, jit_compile=True)
         try:
-            ours_x, ref_x, data_x, *_ = setup(a.model, xcfg)
+            ours_x, ref_x, data_x, *_ = train_setup(a.model, xcfg)
             t_x, t_r2, tr_x, _ = time_pair(ours_x, ref_x, data_x, a.steps)
             res["xla_img_s"], res["xla_speedup"] = n / t_x, t_r2 / t_x
             print(f"ours+XLA : {t_x:.2f} s/step = {n / t_x:.2f} img/s, "

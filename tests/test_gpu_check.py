@@ -183,8 +183,8 @@ def test_full_size_without_a_gpu_is_one_error_line(tmp_path, capsys):
 
 
 def test_a_failing_measurement_is_recorded_not_raised():
-    gc = _load()
-    check = gc.Check(budget_s=60, has_gpu=False)
+    from benchmarks.gpu_measure import Check
+    check = Check(budget_s=60, has_gpu=False)
 
     def xla_missing():
         raise RuntimeError("XLA compilation is not available\nsecond line")
@@ -200,8 +200,8 @@ def test_a_failing_measurement_is_recorded_not_raised():
 
 def test_measurements_after_the_budget_are_skipped():
     import time
-    gc = _load()
-    check = gc.Check(budget_s=1, has_gpu=False, t0=time.perf_counter() - 5)
+    from benchmarks.gpu_measure import Check
+    check = Check(budget_s=1, has_gpu=False, t0=time.perf_counter() - 5)
     rec = check.measure("late", lambda: pytest.fail("a late measurement ran"))
     assert rec["available"] is False and "--budget" in rec["why"]
     assert check.errors == []
