@@ -33,16 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import closing, int_list, status_mb  # noqa: E402
+from benchmarks.benchlib import closing, int_list, status_mb
 
-from common.cli import Parser, add_verbose, positive_int  # noqa: E402
+from common.cli import Parser, add_verbose, positive_int
 
 SURVEYS = ("sdss", "hsc")
 

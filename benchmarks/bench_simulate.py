@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import galsim
+import numpy as np
 
-import galsim  # noqa: E402
-import numpy as np  # noqa: E402
-
-from common.cli import Parser, positive_int  # noqa: E402
-from data.simulate import SimConfig, simulate  # noqa: E402
+from common.cli import Parser, positive_int
+from data.sim_luo import SimConfig, simulate
 
 
 def rate(n: int, workers: int, size: int) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import losses
+from pix2wgan import losses
 
 H = 8  # critic input side; the 1x1 critics below have H*H patches
 
@@ -100,7 +100,7 @@ def test_fp16_model_passes_its_loss_scale_to_the_penalty():
 
 def test_train_step_traces_once_has_no_host_callbacks_and_is_channels_last():
     from common import training
-    from common.layers import build_patch_critic, build_unet
+    from pix2wgan.layers import build_patch_critic, build_unet
     from pix2wgan.model import Pix2WGAN
     # Small nets (32 px, U-Net depth 3) with the paper's layer kinds: tracing is the cost.
     model = Pix2WGAN(build_unet(2, 3, name="generator"), build_patch_critic(2))
@@ -124,7 +124,7 @@ def test_train_step_traces_once_has_no_host_callbacks_and_is_channels_last():
 @pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp16", "float16")])
 def test_reduced_precision_step_runs_eagerly_with_finite_losses(precision, dtype):
     from common import training
-    from common.layers import build_patch_critic, build_unet
+    from pix2wgan.layers import build_patch_critic, build_unet
     from pix2wgan.model import Pix2WGAN
     try:
         training.set_precision(precision)
