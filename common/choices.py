@@ -1,6 +1,6 @@
 """The named choices of the training flags (``--precision``, ``--strategy``,
 ``--critic-norm``), kept free of TensorFlow so that configs and ``--help`` load fast.
-The modules that implement them (:mod:`common.training`, :mod:`common.layers`) import
+The modules that implement them (:mod:`common.training`, :mod:`pix2wgan.layers`) import
 them from here."""
 
 #: ``--precision``: our name -> Keras dtype policy (see ``common.training.set_precision``).
@@ -10,5 +10,5 @@ PRECISIONS = {"float32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bflo
 AUTO = "auto"
 #: ``--strategy`` choices (``common.training.make_strategy``).
 STRATEGIES = ("default", "mirrored", "multiworker")
-#: Normalisation layers a critic may use (``common.layers``).
+#: Normalisation layers a critic may use (``pix2wgan.layers``).
 NORMS = ("batch", "layer", "none")

@@ -87,13 +87,13 @@ def _check_extractor(extractor: str) -> str:
 def fid_weights_path(extractor: str = FID_EXTRACTORS[0], weights: str | None = None,
                      download: bool = False, origin: str | None = None) -> str:
     """Path of the FID extractor weights: ``weights`` > ``$FID_WEIGHTS`` > the Keras cache
-    file (``pt_inception``: :data:`PT_INCEPTION_NPZ`; ``keras-inceptionv3``: Keras' own
-    file name) > for ``keras-inceptionv3`` with ``download=True``, :func:`fetch` from
-    ``origin`` or the Keras URL.
+    file (``pt_inception``: :data:`common.inception.PT_INCEPTION_NPZ`;
+    ``keras-inceptionv3``: Keras' own file name) > for ``keras-inceptionv3`` with
+    ``download=True``, :func:`common.weights.fetch` from ``origin`` or the Keras URL.
 
-    Raises :class:`WeightsNotFound` (one line) when none is found. ``pt_inception``
-    cannot be downloaded ready to use: its ``.pth`` needs a one-time conversion with
-    torch (``tools/convert_fid_weights.py``), which the message names.
+    Raises :class:`common.weights.WeightsNotFound` (one line) when none is found.
+    ``pt_inception`` cannot be downloaded ready to use: its ``.pth`` needs a one-time
+    conversion with torch (``tools/convert_fid_weights.py``), which the message names.
     """
     extractor = _check_extractor(extractor)
     given = given_weights(weights, FID_ENV, "FID")
@@ -285,8 +285,8 @@ def build_fid_extractor(extractor: str = FID_EXTRACTORS[0], weights: str | None 
     """The FID feature extractor (``"pt_inception"`` by default, alias ``"tf2015"``, or
     ``"keras-inceptionv3"``), with weights from :func:`fid_weights_path`.
 
-    With no weights found: :class:`WeightsNotFound`, unless ``allow_uncalibrated``
-    builds a random-init network labelled ``"uncalibrated"``.
+    With no weights found: :class:`common.weights.WeightsNotFound`, unless
+    ``allow_uncalibrated`` builds a random-init network labelled ``"uncalibrated"``.
     """
     import keras
 

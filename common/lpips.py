@@ -58,7 +58,7 @@ def lpips_cache_name(net: str) -> str:
 def lpips_weights_path(net: str = "alex", weights: str | None = None) -> str:
     """Path of the LPIPS weights: ``weights`` > ``$LPIPS_WEIGHTS`` > the cache file.
 
-    Raises :class:`WeightsNotFound` (one line) when none of them exists.
+    Raises :class:`common.weights.WeightsNotFound` (one line) when none of them exists.
     """
     _check_net(net)
     given = given_weights(weights, LPIPS_ENV, "LPIPS")
@@ -266,8 +266,9 @@ def build_lpips(net: str = "alex", weights: str | None = None,
                 allow_uncalibrated: bool = False, seed: int = 0) -> LPIPS:
     """The LPIPS metric, with weights from :func:`lpips_weights_path`.
 
-    With no weights found: :class:`WeightsNotFound`, unless ``allow_uncalibrated`` is
-    given, which builds a random-init network (``seed``) labelled ``"uncalibrated"``.
+    With no weights found: :class:`common.weights.WeightsNotFound`, unless
+    ``allow_uncalibrated`` is given, which builds a random-init network (``seed``)
+    labelled ``"uncalibrated"``.
     """
     _check_net(net)
     try:

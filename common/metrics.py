@@ -3,7 +3,7 @@
 Conventions (``shared/notes/metrics.md``):
 
 * Every metric is computed **per image** on pixel values in ``[0, 255]`` (uint8 or float;
-  use :func:`data.pipeline.denormalize` on generator output first) and the test-set value
+  use :func:`common.images.denormalize` on generator output first) and the test-set value
   is the **mean of the per-image values**. For PSNR this differs from the PSNR of the
   pooled (test-set mean) MSE, which :meth:`MetricSet.pooled_psnr` gives for comparison;
   by Jensen's inequality the per-image mean is the larger of the two.
@@ -17,9 +17,10 @@ Conventions (``shared/notes/metrics.md``):
   scikit-image matches it only with ``gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=255``.
 
-LPIPS and FID need pretrained weights and live in :mod:`common.perceptual`
-(:class:`common.perceptual.PerceptualSet`, same ``update(pred, target)`` / ``result()``
-pattern on ``[0, 255]`` images; "unavailable (no weights)" when none are found).
+LPIPS and FID need pretrained weights; they live in :mod:`common.lpips` and
+:mod:`common.fid` and are used through :class:`common.perceptual.PerceptualSet` (same
+``update(pred, target)`` / ``result()`` pattern on ``[0, 255]`` images; "unavailable
+(no weights)" when none are found).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _as_batch(pred, target) -> tuple[np.ndarray, np.ndarray]:
         if x.size and (not np.isfinite(x).all() or x.min() < 0.0 or x.max() > MAX_VAL):
             raise ValueError(
                 f"{name} values must lie in [0, 255] (got [{x.min():g}, {x.max():g}]); "
-                "denormalize [-1, 1] model output with data.pipeline.denormalize"
+                "denormalize [-1, 1] model output with common.images.denormalize"
             )
     return p, t
 

@@ -35,10 +35,11 @@ def to_unit(images) -> np.ndarray:
 class PerceptualSet:
     """Accumulates LPIPS and FID over a test set.
 
-    ``lpips``: an :class:`LPIPS` or ``None``; ``fid``: an :class:`InceptionFeatures` or
-    ``None``; ``None`` makes that metric unavailable, with the reason given in
-    ``lpips_reason`` / ``fid_reason``. :meth:`build` does the weight lookups and turns a
-    :class:`WeightsNotFound` into "unavailable (no weights)".
+    ``lpips``: a :class:`common.lpips.LPIPS` or ``None``; ``fid``: a
+    :class:`common.fid.InceptionFeatures` or ``None``; ``None`` makes that metric
+    unavailable, with the reason given in ``lpips_reason`` / ``fid_reason``. :meth:`build`
+    does the weight lookups and turns a :class:`common.weights.WeightsNotFound` into
+    "unavailable (no weights)".
 
     :meth:`result` returns ``{"lpips": entry, "fid": entry}`` where an entry is either
     ``{"unavailable": "unavailable (no weights)", "reason": one line}`` or

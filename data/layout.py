@@ -7,8 +7,9 @@
     ROOT/<split>/truth/<id>.npy            simulated sets only: noise-free HSC truth
 
 FITS sets for Lin et al. (2021) (ugriz, SDSS and CFHT), written by
-``python -m data.download sdss-fits | cfht-fits | pairs`` (see ``data/fits_download.py``)
-and by ``python -m data.simulate --setup lin`` (no ``pool``; same files otherwise)::
+``python -m data.download sdss-fits | cfht-fits | pairs`` (``data/sdss.py``,
+``data/cfht.py``, ``data/lin_pairs.py``; the cube format in ``data/cube.py``) and by
+``python -m data.simulate --setup lin`` (no ``pool``; same files otherwise)::
 
     ROOT/<subset>/<survey>/<id>.fits       float32 [5, H, W] u,g,r,i,z cube in nanomaggies,
                                            TAN WCS, BANDS/BAND0..BAND4 header keys;

@@ -14,7 +14,7 @@ image becomes ``[H, W, 5]`` (NHWC once batched) and is stretched with :func:`str
 *paths*, and each FITS file is read by a ``tf.numpy_function`` in a parallel ``map``
 when its batch is needed, so a survey never has to fit in memory.
 
-Bad input is reported as a one-line :class:`data.layout.DataError` naming the folder or
+Bad input is reported as a one-line :class:`common.errors.DataError` naming the folder or
 file: up front (missing or empty folders, a pair member without its partner, unknown
 ids; optionally ``validate=True`` reads every file once), and while iterating (a file
 that cannot be read, has the wrong shape, or NaN / inf pixels). TensorFlow wraps errors

@@ -140,7 +140,8 @@ NOT_COVERED = "no SDSS frame covers this position"
 
 
 def field_key(job: Job) -> tuple[int, int, int, int]:
-    """``(rerun, run, camcol, field)`` of an SDSS job: its group in :func:`run_jobs`."""
+    """``(rerun, run, camcol, field)`` of an SDSS job: its group in
+    :func:`data.pool.run_jobs`."""
     r = job.row
     return int(r["rerun"]), int(r["run"]), int(r["camcol"]), int(r["field"])
 

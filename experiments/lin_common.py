@@ -4,9 +4,10 @@ runs, and the cached translation of the paired test set.
 The presets live in :data:`experiments.presets.LIN_PRESETS`. A case ("ours" or an
 ablation "a".."f", ``noise_gan.config.VARIANTS``) is trained once per preset into
 ``runs/lin/<preset>/<case>/`` (resumed if a run was killed, reused when finished; the
-locks and helper processes: :mod:`experiments.scheduler`); its translation of the paired test set is cached in ``results/lin/<preset>/<case>_test.npz``
-under a key made of the checkpoint files, the data and the noise seed, so a second
-figure script (or a rerun) costs no training and no inference.
+locks and helper processes: :mod:`experiments.scheduler`); its translation of the paired
+test set is cached in ``results/lin/<preset>/<case>_test.npz`` under a key made of the
+checkpoint files, the data and the noise seed, so a second figure script (or a rerun)
+costs no training and no inference.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ CASE_LABELS = {"ours": "Ours", "a": "(a) Ad.pix2pix", "b": "(b) Ad.CycleGAN",
 
 def with_seed(preset: str, seed: int) -> str:
     """The name of ``preset`` trained with seed ``seed`` (``--train-seed``): ``preset``
-    itself for 0, else ``"<preset>-seed<seed>"``, registered in :data:`LIN_PRESETS` on
-    first use as the same preset with that ``NoiseGANConfig.seed``. Runs, caches and figures
-    of each seed then stay apart (``runs/lin/cpu-seed1/``), so a seed spread is a rerun
-    away."""
+    itself for 0, else ``"<preset>-seed<seed>"``, registered in
+    :data:`experiments.presets.LIN_PRESETS` on first use as the same preset with that
+    ``NoiseGANConfig.seed``. Runs, caches and figures of each seed then stay apart
+    (``runs/lin/cpu-seed1/``), so a seed spread is a rerun away."""
     if seed == 0:
         return preset
     name = f"{preset}-seed{seed}"
@@ -158,9 +159,9 @@ REUSABLE_DIFFERENCES = ("data", "eager", "jit_compile")
 
 
 def check_settings(run_dir: Path, cfg, preset: str) -> None:
-    """Raise :class:`DataError` when ``run_dir`` holds a run trained with other settings
-    than ``cfg`` (e.g. under an older version of the preset), so a figure never shows a
-    model the preset no longer describes."""
+    """Raise :class:`common.errors.DataError` when ``run_dir`` holds a run trained with
+    other settings than ``cfg`` (e.g. under an older version of the preset), so a figure
+    never shows a model the preset no longer describes."""
     import dataclasses
     from common.training import CONFIG_FILE, load_config
     if not (Path(run_dir) / CONFIG_FILE).is_file():

@@ -86,7 +86,7 @@ def load_rgb(root: Path, survey: str, gid: str, split: str = "test") -> np.ndarr
 
 def translate(fn, images: np.ndarray, batch: int = 16) -> np.ndarray:
     """Run a model on cutouts: ``[N, H, W, 3]`` uint8 -> ``[N, H, W, 3]`` uint8, rounded
-    exactly as a saved pseudo-HSC PNG (``data.pipeline.denormalize``)."""
+    exactly as a saved pseudo-HSC PNG (``common.images.denormalize``)."""
     import tensorflow as tf
 
     from common.images import denormalize, normalize

@@ -59,8 +59,8 @@ def effective_settings(preset: dict, overrides: dict | None = None) -> tuple[dic
 
 
 def ensure_data(preset: str, data: str | Path | None = None, progress: bool = True) -> Path:
-    """The dataset root: ``data``, or the simulated set of :data:`LUO_PRESETS`
-    ``[preset]`` (made if missing)."""
+    """The dataset root: ``data``, or the simulated set of
+    :data:`experiments.presets.LUO_PRESETS` ``[preset]`` (made if missing)."""
     if data:
         return Path(data)
     from data.sim_luo import SimConfig, ensure_simulated
@@ -72,8 +72,8 @@ def ensure_data(preset: str, data: str | Path | None = None, progress: bool = Tr
 def train_config(preset: dict, root: Path, key: str = "pix2wgan", seed: int = 0,
                  overrides: dict | None = None):
     """The config of model ``key`` (see :data:`MODELS`) under ``preset`` (a
-    :data:`LUO_PRESETS` entry) and ``overrides``, with training seed ``seed``; one
-    schedule for all four models (:func:`effective_settings`)."""
+    :data:`experiments.presets.LUO_PRESETS` entry) and ``overrides``, with training seed
+    ``seed``; one schedule for all four models (:func:`effective_settings`)."""
     from pix2wgan.config import Pix2WGANConfig
     settings, _ = effective_settings(preset, overrides)
     settings["seed"] = seed

@@ -88,7 +88,8 @@ def galaxy_measurements(images: dict, truth: np.ndarray | None,
             hold "hsc" unless ``truth`` is given, which then defines the geometry).
         truth: ``[H, W, 3]`` nMgy per 0.168" px (HSC g, r, i) or None.
     Returns:
-        (rows of :func:`measure` + kind + geometry, rows of :func:`hallucination`).
+        (rows of :func:`experiments.photometry.measure` + kind + geometry, rows of
+        :func:`experiments.photometry.hallucination`).
     """
     flux = {}
     for kind, rgb in images.items():

@@ -158,8 +158,9 @@ def bicubic_fn(survey: str):
 
 
 def get_models(args, preset: dict, root: Path, progress: bool, seed: int = 0):
-    """``{key: (predict_fn or None, note)}`` for every model in :data:`MODELS`, trained
-    (or resumed, or reused) with training seed ``seed``."""
+    """``{key: (predict_fn or None, note)}`` for every model in
+    :data:`experiments.luo_models.MODELS`, trained (or resumed, or reused) with training
+    seed ``seed``."""
     from cascade.trainer import G1_FILE, load_cascade
     from cascade.trainer import train as train_cascade
     from common.training import describe_config

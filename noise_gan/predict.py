@@ -1,13 +1,13 @@
 """Translate ugriz FITS cubes with a trained noise GAN run:
 ``python -m noise_gan.predict --run-dir RUN_DIR --direction sdss_to_cfht --input DIR --out DIR``.
 
-Each input is a ``[5, H, W]`` float32 cube in nanomaggies (``data.fits_download``
+Each input is a ``[5, H, W]`` float32 cube in nanomaggies (``data.cube``
 layout: SDSS 64x64 at 0.396"/px, CFHT 136x136 at 0.187"/px). It is stretched
 (``data.lin_pipeline.stretch``), translated (generator + freshly drawn emulator noise,
 unless ``--no-noise`` or the variant has no noise emulators), un-stretched back to
 nanomaggies and written as ``OUT/<stem>.fits`` with the target survey's header: a
 north-up TAN WCS at the target pixel scale centred on the input's position
-(``fits_download.stamp_wcs`` / ``cube_header``), plus ``TRANSLAT``, ``NOISE``,
+(``data.cube.stamp_wcs`` / ``cube_header``), plus ``TRANSLAT``, ``NOISE``,
 ``NSEED``, ``SRCFILE``, ``RUNITER`` keys.
 
 Outputs are written atomically and existing ones are skipped (``--overwrite`` redoes

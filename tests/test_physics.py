@@ -23,7 +23,7 @@ from data.sim_luo import SimConfig, observe, truth_image
 from data.surveys import get_survey
 from experiments import photometry as ph
 
-HSC_SIGMA_R = 7.6e-4  # ~ data.simulate.pixel_noise(HSC, "r"), nMgy per pixel
+HSC_SIGMA_R = 7.6e-4  # ~ data.scene.pixel_noise(HSC, "r"), nMgy per pixel
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@
         --out pt_inception.npz                               # from a local file
 
 Input: ``pt_inception-2015-12-05-6726825d.pth`` from pytorch-fid's release
-``fid_weights`` (URL in ``common.perceptual.SOURCES["pt_inception"]``): the 2015-12-05
+``fid_weights`` (URL in ``common.weights.SOURCES["pt_inception"]``): the 2015-12-05
 TF Inception graph's weights, which published FIDs use. Downloaded into
 ``$KERAS_HOME/models`` unless ``--pth`` is given; either way its sha256 must start with
 ``6726825d``, the hash its name publishes (a wrong or corrupt file is one ``error:``
 line). The output (default ``$KERAS_HOME/models/pt_inception-2015-12-05-6726825d.npz``,
-where ``common.perceptual`` looks for the ``pt_inception`` extractor) holds the arrays of
-``common.perceptual.pt_inception_from_torch`` and the source file's sha256; it is loaded
+where ``common.fid`` looks for the ``pt_inception`` extractor) holds the arrays of
+``common.inception.pt_inception_from_torch`` and the source file's sha256; it is loaded
 back into the Keras network before it is written. Copy it to an offline machine's
 ``$KERAS_HOME/models/`` or point ``$FID_WEIGHTS`` at it.
 

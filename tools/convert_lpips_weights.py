@@ -6,12 +6,12 @@
 
 Inputs: the torchvision backbone (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``)
 and the LPIPS v0.1 lin layers (``lpips/weights/v0.1/alex.pth`` / ``vgg.pth`` of
-richzhang/PerceptualSimilarity); URLs in ``common.perceptual.SOURCES``. Without
+richzhang/PerceptualSimilarity); URLs in ``common.weights.SOURCES``. Without
 ``--backbone``/``--lin`` they are downloaded into ``$KERAS_HOME/models`` (torchvision
 files checked against the sha256 prefix in their names, a local ``--backbone`` too; the
 lin files have no published hash). The output (default
-``$KERAS_HOME/models/lpips_<net>_v0.1.npz``, where ``common.perceptual`` looks) is
-described by ``common.perceptual.npz_layout``; copy it to an offline machine's cache or
+``$KERAS_HOME/models/lpips_<net>_v0.1.npz``, where ``common.lpips`` looks) is
+described by ``common.lpips.npz_layout``; copy it to an offline machine's cache or
 point ``$LPIPS_WEIGHTS`` at it.
 
 Needs torch only to read the ``.pth`` files; torch is imported lazily and is not a

@@ -6,18 +6,18 @@
 
 Needs torch, torchvision, lpips and pytorch-fid (not project requirements; CI does not
 run this script). Their pretrained weights are not needed: parity is checked on seeded
-random state dicts (``common.perceptual.seeded_state_dict``), loaded both into the
+random state dicts (``common.weights.seeded_state_dict``), loaded both into the
 reference networks and, through our converters, into ours. That checks every line of
 the ports: layer order, padding, pooling, input resize and scaling, normalisation, the
 lin layers and the spatial mean. Compared, per image:
 
 * LPIPS alex and vgg: ``lpips.LPIPS(net=..., version="0.1")`` on ``[-1, 1]`` 128x128
-  pairs (``x / 127.5 - 1``, as ``lpips.im2tensor``) vs :class:`common.perceptual.LPIPS`;
+  pairs (``x / 127.5 - 1``, as ``lpips.im2tensor``) vs :class:`common.lpips.LPIPS`;
 * FID features: pytorch-fid ``InceptionV3([3])`` on ``[0, 1]`` images (``uint8 / 255``,
   as its ``ToTensor``), resized by it to 299x299, vs our ``pt_inception`` extractor;
 * the Fréchet distance: pytorch-fid ``calculate_frechet_distance`` on ``np.mean`` /
-  ``np.cov`` statistics vs :func:`common.perceptual.fid_from_features`, in float64, on
-  synthetic feature sets (:func:`common.perceptual.parity_features`) with N < D (singular
+  ``np.cov`` statistics vs :func:`common.fid.fid_from_features`, in float64, on
+  synthetic feature sets (:func:`common.fid.parity_features`) with N < D (singular
   covariances, e.g. Table 1's 200 test galaxies with D = 2048) and N > D.
 
 Images: the first ``--pairs`` test galaxies of ``--data`` (SDSS input vs HSC target, the
@@ -122,7 +122,8 @@ def fingerprint(arrays: dict[str, np.ndarray]) -> float:
 # ----------------------------------------------------------------------------- ours
 
 def our_lpips(net: str, state: dict, tmp: str):
-    """Our LPIPS network loaded, through :func:`from_torch` and the .npz, with ``state``."""
+    """Our LPIPS network loaded, through :func:`common.lpips.from_torch` and the .npz,
+    with ``state``."""
     backbone = {k: v for k, v in state.items() if k.startswith("features.")}
     lin = {k: v for k, v in state.items() if k.startswith("lin")}
     path = os.path.join(tmp, f"lpips_{net}.npz")
