@@ -104,7 +104,11 @@ class EpochLRDecay(keras.callbacks.Callback):
 
     The rate is derived from the epoch number (in double precision, then stored in the
     float32 variable), not accumulated, so a resumed run continues the schedule exactly;
-    the checkpointed variable holds the rate of the last epoch run.
+    the checkpointed variable holds the rate of the last epoch run. Not a Keras
+    ``LearningRateSchedule``: a schedule reads the optimizer's update count, which fp16's
+    dynamic loss scaling does not advance on a skipped step (tests/test_harness.py), so
+    its decay would fall behind Luo's per-epoch rule; Lin's per-iteration drop is one
+    (``make_adam`` with ``ExponentialDecay``).
     """
 
     def __init__(self, optimizers, lr0: float, factor: float):

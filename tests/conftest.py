@@ -3,11 +3,17 @@ the tiny simulated Luo set, simulated once per test session (per worker under
 pytest-xdist)."""
 import contextlib
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Scripts the tests start in fresh interpreters import the project too: from a checkout
+# that was not `pip install -e .`-ed, as pytest.ini's `pythonpath = .` does in-process.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @contextlib.contextmanager

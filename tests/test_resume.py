@@ -80,11 +80,11 @@ DATA_ORDER = (
     "the uninterrupted run's epoch k+1 (the next reshuffle of the seed-cfg.seed stream)")
 DROPOUT_SEEDS = (
     "the generators' Dropout layers' SeedGenerator states are not checkpointed "
-    "(RunState in pix2wgan/trainer.py / cascade/trainer.py run_state() saves the "
-    "networks' weights, the optimizers and the models' own seed only): a resumed run "
-    "restarts the dropout masks from their initial seed state")
+    "(common.training.RunState, as pix2wgan/trainer.py / cascade/trainer.py run_state() "
+    "fill it, saves the networks' weights, the optimizers and the models' own seed "
+    "only): a resumed run restarts the dropout masks from their initial seed state")
 NG_GRID_SEED = (
-    "noise_gan step 1: the sample grid (trainer.sample_columns -> NoiseStep1.self_map "
+    "noise_gan step 1: the sample grid (samples.sample_columns -> NoiseStep1.self_map "
     "-> emulate) draws emulator noise from the model's training seed_generator, and "
     "SampleGrids runs before the Checkpoint callback; a grid is drawn at the step's last "
     "iteration, so a run stopped by --iterations k draws one at k that the uninterrupted "
