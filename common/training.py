@@ -216,8 +216,9 @@ class RunState:
 
     The counter is the run's count done (epochs, or noise_gan's iterations), saved under
     the key ``epoch`` (so run folders written before any rename still restore) and used
-    as the checkpoint number (``ckpt-N``). ``tf.train.CheckpointManager`` writes the data files first and the ``checkpoint``
-    index last (atomically), so a kill mid-save leaves the previous checkpoint valid.
+    as the checkpoint number (``ckpt-N``). ``tf.train.CheckpointManager`` writes the data
+    files first and the ``checkpoint`` index last (atomically), so a kill mid-save leaves
+    the previous checkpoint valid.
     """
 
     def __init__(self, run_dir: Path, max_to_keep: int = 2, **trackables):
@@ -303,13 +304,12 @@ def resume_config(cfg, run_dir: Path, resume: bool, run_fields: tuple[str, ...])
     return dataclasses.replace(saved, **taken).validate()
 
 
-def refuse_started(run_dir: Path, started: str | None, resume: bool, flag: str) -> None:
+def refuse_started(run_dir: Path, started: str | None, resume: bool) -> None:
     """A started run (``started``: what of it has a checkpoint, e.g. "a run", "step 1 of
-    a run"; ``None``: nothing) is continued only with ``--resume``; ``flag`` names the
-    run-folder option to choose another folder with."""
+    a run"; ``None``: nothing) is continued only with ``--resume``."""
     if started and not resume:
         raise FileExistsError(f"{run_dir} already holds {started}: pass --resume to "
-                              f"continue it, or choose another {flag}")
+                              f"continue it, or choose another --run-dir")
 
 
 def resolve_data(cfg, default) -> Path:
@@ -398,15 +398,15 @@ def setup_run(cfg, run_dir: Path, resume: bool, strategy: str, gpus: int, *, bui
     """The start of an epoch run (Pix2WGAN, cascade): the resume rules (a run's saved
     architecture wins; only ``run_fields`` come from ``cfg``), print the config, split
     the ids (:func:`split_ids` of ``manifest``; ``cfg.data`` or ``default_data()``), make
-    the strategy, refuse a set smaller than one
-    distributed step, build the model (``build_fn(cfg, strategy)``) and restore (on
-    resume) or start (config.json saved) its ``state_fn(model, run_dir)``.
-    ``strategy``/``gpus``: :func:`make_strategy` (a hardware choice, so not part of the
-    saved config: a run may be resumed on another machine); ``cfg.batch_size`` is per
-    replica, the global batch that times the replicas."""
+    the strategy, refuse a set smaller than one distributed step, build the model
+    (``build_fn(cfg, strategy)``) and restore (on resume) or start (config.json saved)
+    its ``state_fn(model, run_dir)``. ``strategy``/``gpus``: :func:`make_strategy` (a
+    hardware choice, so not part of the saved config: a run may be resumed on another
+    machine); ``cfg.batch_size`` is per replica, the global batch that times the number
+    of replicas."""
     run_dir = Path(run_dir)
     started = (run_dir / CHECKPOINTS / "checkpoint").is_file()
-    refuse_started(run_dir, "a run" if started else None, resume, "--out")
+    refuse_started(run_dir, "a run" if started else None, resume)
     cfg = resume_config(cfg, run_dir, resume, run_fields)
     root = resolve_data(cfg, default_data)
     print(describe_config(cfg))

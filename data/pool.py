@@ -54,8 +54,8 @@ def read_manifest(path: Path | str, columns: Iterable[str], ints: Iterable[str] 
 
     ``optional`` columns may be absent; where present they must be filled like
     ``columns``. ``ints`` columns (where present) must hold integers. Raises
-    ``DataError`` naming the file and the first bad value (unsafe or duplicate id, ra outside [0, 360), dec outside
-    [-90, 90], a missing column).
+    ``DataError`` naming the file and the first bad value (unsafe or duplicate id, ra
+    outside [0, 360), dec outside [-90, 90], a missing column).
     """
     path = Path(path)
     if not path.is_file():

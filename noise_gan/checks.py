@@ -9,8 +9,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from data.layout import PAIRED_TEST, TRUTH_PREFIX
+from data.lin_pipeline import iterate_checked, lin_data_errors, paired_test_dataset
 from noise_gan import networks as nets
 from noise_gan.config import NoiseGANConfig
+from noise_gan.evaluate import noise_sigmas, reference_sigmas, robust_noise_sigma, sigma_ratios
 from noise_gan.model import NoiseStep1, OneStepGAN
 from noise_gan.samples import select_bands
 from noise_gan.translator import Translator
@@ -60,7 +63,6 @@ class NoiseCheck(keras.callbacks.Callback):
 
     def ratios(self) -> dict:
         """``{column: ratio}`` for the emulators as they are now."""
-        from noise_gan.evaluate import noise_sigmas, sigma_ratios
         out = {}
         for dom, key, draw in (("x", "sdss", self.translator.noise_sdss),
                                ("y", "cfht", self.translator.noise_cfht)):
@@ -80,7 +82,6 @@ class NoiseCheck(keras.callbacks.Callback):
 def training_images(stream, n: int = ESTIMATE_IMAGES, batches: int = ESTIMATE_BATCHES):
     """``(sdss [m, s, s, b], cfht [m, c, c, b])`` float32 numpy: the first ``m <= n``
     unpaired images of each domain of a training stream (at most ``batches`` batches)."""
-    from data.lin_pipeline import lin_data_errors
     xs, ys = [], []
     with lin_data_errors():
         for d in stream.take(batches):
@@ -95,8 +96,6 @@ def truth_noise(cfg: NoiseGANConfig, root: Path | None, n: int = TRUTH_PAIRS):
     """``(sdss, cfht)`` noise maps ``[m, size, size, b]`` (stretched observed - stretched
     noise-free truth) of the first ``m <= n`` test pairs of a simulated set, or None when
     ``root`` has no truth folders (real data, or an injected dataset)."""
-    from data.layout import PAIRED_TEST, TRUTH_PREFIX
-    from data.lin_pipeline import iterate_checked, paired_test_dataset
     if root is None or not all((Path(root) / PAIRED_TEST / f"{TRUTH_PREFIX}{s}").is_dir()
                                for s in ("sdss", "cfht")):
         return None
@@ -116,7 +115,6 @@ def noise_levels(cfg: NoiseGANConfig, root: Path | None, stream, estimate: bool)
     ``noise_gan.evaluate.reference_sigmas`` returns it (the simulated truth where there
     is one, else the robust estimate), plus ``"estimate"``: the robust estimate per domain
     (``[b]``, stretched units) when ``estimate`` or when it is the reference."""
-    from noise_gan.evaluate import reference_sigmas, robust_noise_sigma
     truth = truth_noise(cfg, root)
     images = training_images(stream) if (estimate or truth is None) else None
     out = {}

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.callbacks import write_grid
+from data.lin_pipeline import iterate_checked, paired_test_dataset
 from noise_gan.config import ALL_BANDS, NoiseGANConfig
 from noise_gan.model import NoiseStep1
 from noise_gan.translator import Translator
@@ -32,8 +33,6 @@ def fixed_samples(cfg: NoiseGANConfig, root: Path | None, dataset=None):
     if dataset is not None:
         first = next(iter(dataset))
         return first["pair_sdss"][:cfg.n_samples], first["pair_cfht"][:cfg.n_samples]
-    from data.lin_pipeline import paired_test_dataset
-    from data.lin_pipeline import iterate_checked
     first = next(iterate_checked(paired_test_dataset(
         root, cfg.n_samples, sdss_size=cfg.sdss_size, cfht_size=cfg.cfht_size)))
     return (select_bands(cfg, first["sdss"][:cfg.n_samples]),

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tqdm import tqdm
 
 from common import callbacks, training
 from common.io import atomic_write_text
+from data.lin_pipeline import lin_data_errors, lin_dataset
+from data.sim_lin import LinSimConfig, ensure_lin_simulated
 from noise_gan import checks, cyclegan
 from noise_gan import networks as nets
 from noise_gan.config import ALL_BANDS, STEPS, VARIANTS, NoiseGANConfig
@@ -203,7 +206,7 @@ def steps_of(cfg: NoiseGANConfig, step: str) -> list[str]:
     return ["1", "2"] if step == "both" else [step]
 
 
-def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
+def plan_steps(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
     """Check the run folder against the request with the harness's rules
     (:func:`common.training.resume_config`: an existing ``config.json`` fixes the
     architecture, only ``RUN_FIELDS`` come from ``cfg``; ``resume`` needs a run; a step
@@ -216,23 +219,20 @@ def prepare_run(cfg: NoiseGANConfig, run_dir: Path, step: str, resume: bool):
                                 f": run --step 1 (or --step both) first")
     started = [s for s in steps if checkpoint_iteration(run_dir, s) > 0]
     training.refuse_started(run_dir, f"step {started[0]} of a run" if started else None,
-                            resume, "--run-dir")
+                            resume)
     return cfg, steps
 
 
 def resolve_data(cfg: NoiseGANConfig, progress: bool = True) -> Path:
     """The FITS root; the default simulated Lin et al. set is generated on first use
     (with a progress bar when ``progress``, as training's)."""
-    def simulated():  # imported here: the simulator needs galsim
-        from data.sim_lin import LinSimConfig, ensure_lin_simulated
-        return ensure_lin_simulated(LinSimConfig(progress=progress))
-    return training.resolve_data(cfg, simulated)
+    return training.resolve_data(
+        cfg, lambda: ensure_lin_simulated(LinSimConfig(progress=progress)))
 
 
 def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int, start: int = 0):
     """The training stream of ``root`` from its batch ``start`` on (a resumed step),
     restricted to ``cfg.band_set``."""
-    from data.lin_pipeline import lin_dataset
     ds = lin_dataset(root, batch_unpaired=cfg.batch_unpaired,
                      batch_paired=cfg.batch_paired, seed=seed, sdss_size=cfg.sdss_size,
                      cfht_size=cfg.cfht_size, start=start)
@@ -254,8 +254,6 @@ def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
     schedule runs ``auto_pretrain`` iterations ahead). Not checkpointed on its own: a
     run killed before its first checkpoint pre-trains again. Writes
     ``step1/pretrain.json``; returns the last losses. ``progress``: a progress bar."""
-    from tqdm import tqdm
-    from data.lin_pipeline import lin_data_errors
     optimizer = model.auto_optimizer
     if cfg.lr_pretrain is not None:
         optimizer = make_optimizer(cfg, "pretrain")
@@ -291,7 +289,7 @@ def train(cfg: NoiseGANConfig, run_dir: Path, step: str = "both", resume: bool =
     """
     with training.undone_if_failed(run_dir):  # a failed start leaves no files
         run_dir = Path(run_dir)
-        cfg, steps = prepare_run(cfg, run_dir, step, resume)
+        cfg, steps = plan_steps(cfg, run_dir, step, resume)
         print(training.describe_config(cfg))
         if dataset is None and cfg.bands != len(cfg.band_set):
             raise ValueError(f"--band-set {cfg.band_set} reads {len(cfg.band_set)} band(s) "
@@ -376,7 +374,6 @@ def train_step_of(cfg, run_dir: Path, step: str, dataset, root, samples, progres
         SampleGrids(sample_columns(model, cfg, *samples), run_dir / "samples", step, spe,
                     cfg.sample_every, total, cfg.cfht_size),
     ]
-    from data.lin_pipeline import lin_data_errors
     with lin_data_errors():
         training.fit_run(model, ds, state, sdir / training.HISTORY,
                          run_dir / "logs" / f"step{step}", done=done, total=total,

@@ -75,7 +75,7 @@ def train_toy(cfg: ToyConfig, run_dir: Path, resume: bool = False,
     batches; ``per_epoch`` = ``STEPS``: counts are iterations (as noise_gan)."""
     run_dir = Path(run_dir)
     started = (run_dir / training.CHECKPOINTS / "checkpoint").is_file()
-    training.refuse_started(run_dir, "a run" if started else None, resume, "--out")
+    training.refuse_started(run_dir, "a run" if started else None, resume)
     cfg = training.resume_config(cfg, run_dir, resume, ("epochs",))
     training.seed_everything(0)
     model = Toy(cfg.width)
@@ -132,7 +132,7 @@ def test_resume_rules_and_their_messages(tmp_path, capsys):
         train_toy(ToyConfig(epochs=1), run, resume=True)
     train_toy(ToyConfig(epochs=1), run)
     with pytest.raises(FileExistsError, match="already holds a run: pass --resume to "
-                                              "continue it, or choose another --out"):
+                                              "continue it, or choose another --run-dir"):
         train_toy(ToyConfig(epochs=2), run)
     capsys.readouterr()
     # The saved architecture wins; the run field (epochs) comes from the request.
