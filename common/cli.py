@@ -16,26 +16,24 @@ from collections.abc import Mapping
 # error (``argument --n: must be ...``), exit code 2 ---------------------------------------
 
 
-def positive_int(text: str) -> int:
-    """``text`` as an integer >= 1, else ``argparse.ArgumentTypeError``."""
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``text`` as an integer >= 1, else ``argparse.ArgumentTypeError``."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """``text`` as an integer >= 0, else ``argparse.ArgumentTypeError``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def _finite_float(text: str) -> float:
