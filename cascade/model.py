@@ -13,7 +13,7 @@ one ``train_step`` is the Pix2WGAN iteration of stage 1 followed by that of stag
 i.e. D1 (x n_critic), G1, D2 (x n_critic), G2, in data-flow order. Each stage keeps
 §4.2's convention (generator updated once every three critic iterations; the
 ``n_critic`` batches arrive stacked, see :class:`pix2wgan.model.Pix2WGAN`), losses Luo
-eqs. 3-7 and λ = 100, w_p = 10. Stage 2 is fed the pseudo-DECaLS of the G1 that was *just*
+Luo eqs. 3-7 and λ = 100, w_p = 10. Stage 2 is fed the pseudo-DECaLS of the G1 that was *just*
 updated, computed with ``training=False`` (no dropout, batch-norm moving statistics):
 exactly the images G2 receives at inference, when G2∘G1 runs on SDSS alone.
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 def normalize(x) -> tf.Tensor:
     """Pixels ``[0, 255]`` (uint8 or float, any shape) -> float32 ``[-1, 1]``.
 
-    Eq. 8 of Luo et al.: ``x* = (x - 127.5) / 127.5``. Inverse: :func:`denormalize`.
+    Luo et al. eq. 8: ``x* = (x - 127.5) / 127.5``. Inverse: :func:`denormalize`.
     """
     return (tf.cast(x, tf.float32) - 127.5) / 127.5
 
@@ -18,7 +18,7 @@ def normalize(x) -> tf.Tensor:
 def denormalize(x, dtype=tf.float32) -> tf.Tensor:
     """float ``[-1, 1]`` (e.g. generator output, any shape) -> pixels ``[0, 255]``.
 
-    Inverts eq. 8, ``x = 127.5 x* + 127.5``, then clips to ``[0, 255]``. With
+    Inverts Luo eq. 8, ``x = 127.5 x* + 127.5``, then clips to ``[0, 255]``. With
     ``dtype=tf.uint8`` the values are rounded to the nearest integer first, so
     ``denormalize(normalize(u), tf.uint8) == u`` for any uint8 ``u``.
     """

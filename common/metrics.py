@@ -7,11 +7,11 @@ Conventions (``shared/notes/metrics.md``):
   is the **mean of the per-image values**. For PSNR this differs from the PSNR of the
   pooled (test-set mean) MSE, which :meth:`MetricSet.pooled_psnr` gives for comparison;
   by Jensen's inequality the per-image mean is the larger of the two.
-* RMSE (eq. 9) is over all ``M x N x C`` values of one image.
-* PSNR (eq. 10) uses ``MAX = 255`` and each image's own MSE. Identical images have
+* RMSE (Luo eq. 9) is over all ``M x N x C`` values of one image.
+* PSNR (Luo eq. 10) uses ``MAX = 255`` and each image's own MSE. Identical images have
   MSE = 0 and PSNR = ``+inf``; a set containing one then has an infinite mean PSNR
   (reported as is, never silently clipped).
-* SSIM (eq. 11) is Wang et al. (2004): ``L = 255``, ``K1 = 0.01``, ``K2 = 0.03``, an 11x11
+* SSIM (Luo eq. 11) is Wang et al. (2004): ``L = 255``, ``K1 = 0.01``, ``K2 = 0.03``, an 11x11
   Gaussian window with sigma = 1.5, population (co)variances, ``VALID`` windows only,
   averaged over positions and then over channels. This is ``tf.image.ssim(max_val=255)``;
   scikit-image matches it only with ``gaussian_weights=True, sigma=1.5,
@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 import tensorflow as tf
 
-#: Dynamic range L of 8-bit images (eq. 10's MAX and eq. 11's L).
+#: Dynamic range L of 8-bit images (Luo eq. 10's MAX and Luo eq. 11's L).
 MAX_VAL = 255.0
 
 #: Metric names in Table 1 order, as keys of :meth:`MetricSet.result`.
@@ -71,7 +71,7 @@ def mse(pred, target) -> np.ndarray:
 
 
 def rmse(pred, target) -> np.ndarray:
-    """Per-image RMSE, eq. 9: ``sqrt(sum_ijk (I_ijk - K_ijk)^2 / (M N C))``.
+    """Per-image RMSE, Luo eq. 9: ``sqrt(sum_ijk (I_ijk - K_ijk)^2 / (M N C))``.
 
     Args/returns as :func:`mse`; values in ``[0, 255]``, 0 for identical images.
     """
@@ -79,14 +79,14 @@ def rmse(pred, target) -> np.ndarray:
 
 
 def psnr_from_mse(mse_values, max_val: float = MAX_VAL) -> np.ndarray:
-    """Eq. 10, ``10 log10(MAX^2 / MSE)`` in dB, elementwise; ``MSE = 0`` gives ``+inf``."""
+    """Luo eq. 10, ``10 log10(MAX^2 / MSE)`` in dB, elementwise; ``MSE = 0`` gives ``+inf``."""
     m = np.asarray(mse_values, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(max_val**2 / m)
 
 
 def psnr(pred, target, max_val: float = MAX_VAL) -> np.ndarray:
-    """Per-image PSNR in dB (eq. 10) from each image's own MSE.
+    """Per-image PSNR in dB (Luo eq. 10) from each image's own MSE.
 
     Args/returns as :func:`mse`; identical images give ``+inf``.
     """
@@ -94,7 +94,7 @@ def psnr(pred, target, max_val: float = MAX_VAL) -> np.ndarray:
 
 
 def ssim(pred, target) -> np.ndarray:
-    """Per-image SSIM (eq. 11; Wang et al. 2004), averaged over channels.
+    """Per-image SSIM (Luo eq. 11; Wang et al. 2004), averaged over channels.
 
     ``L = 255, K1 = 0.01, K2 = 0.03``, 11x11 Gaussian window, sigma = 1.5, computed by
     ``tf.image.ssim`` (float32 internally: agrees with scikit-image to ~1e-5).

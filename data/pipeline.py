@@ -168,7 +168,7 @@ def make_dataset(root: str | Path, split: str, source: str, target: str,
             ``steps_per_epoch``).
     Returns:
         Batches ``(source, target)`` (``(source, target, ids)`` when ``with_ids``),
-        each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (eq. 8).
+        each image batch ``[B, S, S, 3]`` float32 in ``[-1, 1]`` (Luo eq. 8).
     Raises:
         ValueError: unknown survey or layout. DataError: missing root, manifest, ids,
         files or shards, a partly packed or stale shard index, a JPEG changed since it

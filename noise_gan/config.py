@@ -15,12 +15,12 @@ from common.cli import bound, flag
 #: (``noise_gan.cyclegan``) and CFHT regridded to the SDSS grid.
 VARIANTS = {
     "ours": "our model: step 1 autoencoders + noise emulators + per-band discriminators "
-            "(eqs. 1-3), step 2 generators with the frozen noise emulators (eqs. 4-5)",
-    "a": "(a) Ad.pix2pix: generators on the identity loss (eq. 4, pairs) x1000 + "
+            "(Lin eqs. 1-3), step 2 generators with the frozen noise emulators (Lin eqs. 4-5)",
+    "a": "(a) Ad.pix2pix: generators on the identity loss (Lin eq. 4, pairs) x1000 + "
          "adversarial, no autoencoders, no noise emulators",
-    "b": "(b) Ad.CycleGAN: cycle loss (eq. 5, unpaired, no noise) x1000 + adversarial",
-    "c": "(c) Ad.CycleGAN+PID: (b) + pseudo-identity loss (eq. 6) x1000",
-    "d": "(d) Ad.CycleGAN+ID: (b) + identity loss (eq. 4) x1000",
+    "b": "(b) Ad.CycleGAN: cycle loss (Lin eq. 5, unpaired, no noise) x1000 + adversarial",
+    "c": "(c) Ad.CycleGAN+PID: (b) + pseudo-identity loss (Lin eq. 6) x1000",
+    "d": "(d) Ad.CycleGAN+ID: (b) + identity loss (Lin eq. 4) x1000",
     "e": "(e) Ad.CycleGAN+ID+PS: (d) with PixelShuffle upsampling in the generators",
     "f": "(f) Ours-Auto: generators + noise emulators + discriminators in one step, no "
          "autoencoders; generators on cycle + identity only, noise emulators on the "
@@ -41,7 +41,7 @@ NOISY = ("ours", "f")
 REGRIDDED = ("g", "h")
 #: Smallest SDSS size of (g)/(h): the 70x70 PatchGAN's score map is empty below 24 px.
 REGRIDDED_MIN_SIZE = 24
-#: How eqs. 2-3 reduce the per-band sigmoid cross-entropies ``[B, bands]``: "sum" over
+#: How Lin eqs. 2-3 reduce the per-band sigmoid cross-entropies ``[B, bands]``: "sum" over
 #: bands, mean over the batch (the paper's eqs. 2-3); "mean" over both (the released
 #: code's ``reduce_mean``: the adversarial terms are 1/bands of the paper's).
 ADV_REDUCTIONS = ("sum", "mean")
@@ -77,7 +77,7 @@ class NoiseGANConfig:
     # losses
     content_weight: float = 1000.0  # §IV-B: baselines (a)-(e): 1000 x content + adversarial
                                     # ((g)/(h) weigh their terms as Zhu et al. do)
-    adv_reduction: str = "sum"  # eqs. 2-3 sum over bands (released code: mean)
+    adv_reduction: str = "sum"  # Lin eqs. 2-3 sum over bands (released code: mean)
     # optimisation (§IV-B)
     iterations: int = 60000     # §IV-B: 60,000 iterations per step (and per ablation)
     step2_iterations: int = 0   # step two's count when it differs (0: ``iterations``,

@@ -51,7 +51,7 @@ HELP = {
     "noise_hidden": "filters of the noise emulators",
     "content_weight": "baselines a-e: weight of the content losses (g, h: fixed CycleGAN "
                       "weights)",
-    "adv_reduction": "per-band cross-entropies: sum (paper eqs. 2-3) or mean (released "
+    "adv_reduction": "per-band cross-entropies: sum (Lin eqs. 2-3) or mean (released "
                      "code)",
     "iterations": "iterations per step (§IV-B)",
     "step2_iterations": "iterations of step two when it differs (default: --iterations)",

@@ -245,7 +245,7 @@ def make_dataset(cfg: NoiseGANConfig, root: Path, seed: int, start: int = 0):
 
 def pretrain_autoencoders(cfg: NoiseGANConfig, model, stream, sdir: Path,
                           progress: bool = True) -> dict:
-    """``cfg.auto_pretrain`` autoencoder-only updates (eq. 1, sub-step (i) of step one)
+    """``cfg.auto_pretrain`` autoencoder-only updates (Lin eq. 1, sub-step (i) of step one)
     before step one's first iteration, on the first batches of the training stream (which
     step one then trains on again). Issue 13: the critic then compares noise with noise,
     not with the blur of an untrained autoencoder. With ``cfg.lr_pretrain`` set, the

@@ -23,9 +23,9 @@ class Pix2WGANConfig:
     dropout: float = 0.5        # on the first three decoder modules
     critic_norm: str = "batch"  # §3.1: every critic conv is followed by batch norm
     # losses (§3.2)
-    loss: str = "wgan-gp"       # "bce" = classic pix2pix, eqs. 1-2
-    l1_weight: float = 100.0    # eq. 3, lambda
-    gp_weight: float = 10.0     # eq. 7, w_p
+    loss: str = "wgan-gp"       # "bce" = classic pix2pix, Luo eqs. 1-2
+    l1_weight: float = 100.0    # Luo eq. 3, lambda
+    gp_weight: float = 10.0     # Luo eq. 7, w_p
     n_critic: int = 3           # §4.2: generator updated once every three critic iterations
     # optimisation (§4.2)
     batch_size: int = 32
