@@ -8,8 +8,13 @@ nanomaggies per pixel; any shape, flattened). The interval of nominal level ``p`
 (:func:`z_of`: 1.0 for 68.27 %, 2.0 for 95.45 %). A pixel with ``sigma == 0`` is
 covered only when ``err == 0``; NaNs in either array are an error (the caller masks
 what it cannot use).
+
+:func:`seed_chains` loads the trained networks behind the samples: the finished runs of
+Table 1's training seeds.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
@@ -19,7 +24,7 @@ LEVELS = (0.6827, 0.9545)
 
 
 def z_of(level: float) -> float:
-    """Two-sided Gaussian quantile: ``P(|N(0, 1)| <= z) = level`` (``level`` in (0, 1))."""
+    """Two-sided Gaussian quantile: ``P(|N(0, 1)| <= z) = level``, level in (0, 1)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"coverage level must lie in (0, 1), got {level}")
     return float(norm.ppf(0.5 + level / 2.0))
@@ -73,9 +78,34 @@ def fit_scale(err, sigma, level: float = LEVELS[0]) -> float:
     return q / z_of(level)
 
 
-def reliability(err, sigma, levels=None, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def reliability(err, sigma, levels=None,
+                scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The reliability curve: ``(nominal, empirical)`` coverage, both ``[L]`` in [0, 1];
     a calibrated ``sigma`` lies on the diagonal. ``levels``: default 0.05 .. 0.99."""
     nominal = (np.asarray(levels, np.float64) if levels is not None
                else np.concatenate([np.arange(0.05, 0.951, 0.05), [0.99]]))
     return nominal, coverage(err, sigma, nominal, scale)
+
+
+# ------------------------------------------------------------------ the seed runs
+def seed_chains(preset: str, run, key: str, seeds: int) -> tuple[list[tuple], list]:
+    """``(chains, folders)``: the finished Table 1 runs of model ``key`` ("pix2wgan":
+    ``(g,)``; "cascade": ``(g1, g2)``) for training seeds 0..``seeds``-1, the folders
+    ``python experiments/table1.py --seeds K`` trains
+    (:func:`experiments.luo_models.run_base` + the model's suffix). Never trains: a
+    missing run raises ``DataError`` naming the folder and the command that makes it."""
+    from common.errors import DataError
+    from experiments.luo_models import MODELS, run_base
+    final = "g1.keras" if key == "cascade" else "generator.keras"
+    folders = [Path(f"{run_base(run, preset, s)}{MODELS[key][1]}") for s in range(seeds)]
+    missing = [f for f in folders if not (f / final).is_file()]
+    if missing:
+        flag = "" if preset == "cpu" else f" --preset {preset}"
+        raise DataError(f"{missing[0]}: no finished {key} run ({final} missing; "
+                        f"{len(missing)} of {seeds} seeds); train them with "
+                        f"`python experiments/table1.py{flag} --seeds {seeds}`")
+    if key == "cascade":
+        from cascade.trainer import load_cascade
+        return [tuple(load_cascade(f)) for f in folders], folders
+    from pix2wgan.trainer import load_generator
+    return [(load_generator(f),) for f in folders], folders

@@ -8,7 +8,9 @@
 
 Targets, in dependency order: Luo et al. ``table1`` (trains the models every Luo
 figure reuses), ``survey_gap``, ``figure1``, ``figure3_4``, ``figure5``, ``figure6``,
-``figure7``, ``figure8_9``, ``physics``; Lin et al. ``lin_fig3`` .. ``lin_fig6``
+``figure7``, ``figure8_9``, ``physics``, ``calibration`` (needs Table 1's three
+training seeds: ``python experiments/table1.py --seeds 3``; without them it fails with
+that command); Lin et al. ``lin_fig3`` .. ``lin_fig6``
 (``experiments/lin_fig*.py``). Each runs as its own process (one command, as a user
 would type it), so a failure stops only that target and the ones that need it.
 
@@ -51,7 +53,8 @@ class Target:
     """One table or figure: ``script`` run with ``args(ctx)``; ``outputs`` relative to
     the results folder (a folder counts when non-empty); ``code``: files/folders whose
     content is an input; ``models``: uses Table 1's trained models; ``after``: targets
-    that must succeed first."""
+    that must succeed first; ``seeds``: how many of Table 1's training seeds' models
+    it uses (their files are inputs)."""
     name: str
     script: str
     outputs: tuple[str, ...]
@@ -61,6 +64,7 @@ class Target:
     args: object = None  # callable(ctx) -> list[str]; default: luo_args
     paper: str = "luo"
     extra_inputs: list = field(default_factory=list)
+    seeds: int = 1
 
 
 @dataclass
@@ -143,7 +147,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     _luo("figure7", _pair("figure7") + ("figure7_layers.csv",)),
     _luo("figure8_9", _pair("figure8") + _pair("figure9") + ("figure8_9_galaxies.csv",)),
     _luo("physics", ("physics.csv", "physics.md", "physics_galaxies.csv")
-         + _pair("physics_vs_hsc"), code=LUO_CODE + ("experiments/photometry.py",)),
+         + _pair("physics_vs_hsc"),
+         code=LUO_CODE + ("experiments/photometry.py", "experiments/calibration_stats.py")),
+    Target("calibration", "experiments/calibration.py",
+           tuple(f"calibration/{f}" for f in ("calibration.csv", "calibration.md")
+                 + _pair("reliability")),
+           LUO_CODE + ("experiments/calibration_stats.py",), True, ("table1",),
+           seeds=3),
     *[Target(f"lin_fig{i}", f"experiments/lin_fig{i}.py", (f"lin_fig{i}",), LIN_CODE,
              False, (), lin_args(f"lin_fig{i}"), paper="lin") for i in (3, 4, 5, 6)],
 ]}
@@ -164,12 +174,15 @@ def _sha(path: Path) -> str:
     return file_sha256(path)
 
 
-def model_files(ctx: Context) -> list[Path]:
-    """Table 1's trained models for the preset (those that exist)."""
+def model_files(ctx: Context, seeds: int = 1) -> list[Path]:
+    """Table 1's trained models for the preset, training seeds 0..``seeds``-1 (those
+    that exist)."""
     base = ctx.runs or (REPO_ROOT / "runs")
-    run = base / f"table1-{ctx.preset}"
-    cands = [run / "generator.keras", Path(f"{run}-cascade") / "g1.keras",
-             Path(f"{run}-cascade") / "g2.keras"]
+    cands = []
+    for seed in range(seeds):
+        run = base / (f"table1-{ctx.preset}" + (f"-seed{seed}" if seed else ""))
+        cands += [run / "generator.keras", Path(f"{run}-cascade") / "g1.keras",
+                  Path(f"{run}-cascade") / "g2.keras"]
     return [c for c in cands if c.is_file()]
 
 
@@ -186,7 +199,7 @@ def inputs(target: Target, ctx: Context, root: Path = REPO_ROOT) -> dict[str, st
             if (droot / name).is_file():
                 got[f"data:{name}"] = _sha(droot / name)
     if target.models:
-        for f in model_files(ctx):
+        for f in model_files(ctx, target.seeds):
             got[f"model:{f.parent.name}/{f.name}"] = _sha(f)
     for f in target.extra_inputs:
         got[f"extra:{f}"] = _sha(Path(f)) if Path(f).is_file() else "missing"

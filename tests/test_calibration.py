@@ -77,3 +77,32 @@ def test_zero_sigma_and_bad_input():
         cs.coverage([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="no elements"):
         cs.fit_scale([], [])
+
+
+def test_script_fits_on_validation_galaxies_only():
+    """experiments/calibration.py's evaluate: validation galaxies have sigma 2x too
+    small, test galaxies the right sigma; the scale comes from validation (2) and the
+    test coverages are reported with it (68 % raw, ~95 % once scaled by 2)."""
+    from experiments import calibration as cal
+    rng = np.random.default_rng(2)
+    n, h = 20, 16
+    sigma = rng.uniform(0.5, 3.0, (n, h, h, 3))
+    err = rng.normal(0.0, sigma)
+    val = np.arange(n) % 2 == 0
+    shown = np.where(val[:, None, None, None], sigma / 2, sigma)
+    galaxy = np.zeros((n, h, h), bool)
+    galaxy[:, 4:12, 4:12] = True
+    rows, curves = cal.evaluate(err, shown, galaxy, np.ones((n, h, h), bool), val)
+    for r in rows:
+        assert r["scale"] == pytest.approx(2.0, rel=0.05)
+        assert r["cov68_raw"] == pytest.approx(0.6827, abs=0.03)
+        assert r["cov68_cal"] == pytest.approx(0.9545, abs=0.02)
+    assert {r["region"] for r in rows} == {"sky", "galaxy"}
+    assert sum(r["n_px"] for r in rows) == (~val).sum() * h * h * 3
+    assert cal.split_ids(["c", "a", "d", "b"]) == (["a", "c"], ["b", "d"])
+
+
+def test_missing_seed_run_names_the_command(tmp_path):
+    from common.errors import DataError
+    with pytest.raises(DataError, match=r"table1.py --seeds 3"):
+        cs.seed_chains("cpu", tmp_path / "nope", "pix2wgan", 3)

@@ -83,11 +83,13 @@ def test_registry_covers_both_papers():
     names = list(run_all.TARGETS)
     assert names[:2] == ["table1", "survey_gap"]
     for n in ("figure1", "figure3_4", "figure5", "figure6", "figure7", "figure8_9",
-              "physics", "lin_fig3", "lin_fig4", "lin_fig5", "lin_fig6"):
+              "physics", "calibration", "lin_fig3", "lin_fig4", "lin_fig5", "lin_fig6"):
         t = run_all.TARGETS[n]
         assert (run_all.REPO_ROOT / t.script).is_file(), t.script
-    for n in ("figure3_4", "figure5", "figure6", "figure7", "figure8_9", "physics"):
+    for n in ("figure3_4", "figure5", "figure6", "figure7", "figure8_9", "physics",
+              "calibration"):
         assert run_all.TARGETS[n].models and "table1" in run_all.TARGETS[n].after
+    assert names.index("calibration") > names.index("table1")
     ctx = run_all.Context("tiny", Path("/r"), None, None)
     cmd = run_all.command(run_all.TARGETS["table1"], ctx)
     assert "--width" in cmd and "cpu" in cmd  # table1.py has no tiny preset
@@ -108,3 +110,20 @@ def test_real_luo_target_runs_then_skips(luo_tiny_sim, tmp_path, monkeypatch, ca
     (data / "manifest.csv").write_text((data / "manifest.csv").read_text() + "\n")
     assert run_all.main(argv + ["--list"]) == 0
     assert "changed: data:manifest.csv" in capsys.readouterr().out
+
+
+def test_seed_models_are_inputs_of_the_targets_that_use_them(tmp_path):
+    """calibration uses Table 1's three seeds: a retrained seed-2 model reruns it, not
+    a target that uses seed 0 only."""
+    for run in ("table1-cpu", "table1-cpu-seed2"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "generator.keras").write_bytes(b"weights")
+    ctx = run_all.Context("cpu", tmp_path / "res", tmp_path, None)
+    assert [f.parent.name for f in run_all.model_files(ctx)] == ["table1-cpu"]
+    assert [f.parent.name for f in run_all.model_files(ctx, 3)] == [
+        "table1-cpu", "table1-cpu-seed2"]
+    cal, fig = run_all.TARGETS["calibration"], run_all.TARGETS["figure5"]
+    before = run_all.inputs(cal, ctx), run_all.inputs(fig, ctx)
+    (tmp_path / "table1-cpu-seed2" / "generator.keras").write_bytes(b"retrained")
+    assert run_all.inputs(cal, ctx) != before[0]
+    assert run_all.inputs(fig, ctx) == before[1]
