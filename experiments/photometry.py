@@ -12,6 +12,8 @@ subtracted where said), or ``[H, W, 3]`` stacks in a survey's ``rgb_bands`` orde
 * :func:`measure`: aperture fluxes (photutils), magnitude, colour, half-light radius,
   ellipticity and position angle (second moments), and Conselice C and rotational
   asymmetry A from statmorph (Rodriguez-Gomez et al. 2019);
+* :func:`draw_measurements`: flux and half-light radius of every draw of a
+  translation (the spread behind the pulls of ``physics.py``);
 * :func:`hallucination`: real structure against the noise-free truth.
 
 What the libraries do not provide is ours, and says why where it is defined: the
@@ -275,6 +277,30 @@ def measure(planes: np.ndarray, survey: str, ref: Reference, use_statmorph: bool
         out["C"], out["A"] = own_concentration(r, ref), own_asymmetry(r, ref)
     out["morph_ok"] = bool(np.isfinite(out["C"]) and np.isfinite(out["A"]) and (
         out["statmorph_flag"] < 2 or noise_free))
+    return out
+
+
+# ------------------------------------------------------------------ error bars
+def draw_measurements(draws: np.ndarray, survey: str, ref: Reference,
+                      exclude: np.ndarray | None = None) -> np.ndarray:
+    """r-band flux and size of every draw of a translation (the pulls of physics.py).
+
+    Args:
+        draws: ``[K, H, W, 3]`` viewer pixels in [0, 255] (R, G, B; float, unrounded,
+            as ``pix2wgan.uncertainty.Sampler.draws`` gives them), rendered with
+            ``survey``'s stretch.
+        ref: the galaxy's geometry (forced photometry, as :func:`measure`).
+        exclude: ``[H, W]`` bool, pixels left out of the border background.
+    Returns:
+        ``[K, 2]`` float64: ``flux_r`` (nMgy in the ``R_ap`` aperture, background
+        subtracted as in :func:`measure`'s callers) and ``hlr`` (arcsec) per draw.
+    """
+    ri = band_index(survey, "r")
+    out = np.empty((len(draws), 2))
+    for k, d in enumerate(draws):
+        r = to_flux(d, survey)[..., ri]
+        r = r - sky(r, exclude)[0]
+        out[k] = aperture_flux(r, ref), half_light_radius(r, ref) * LUO_PIXSCALE
     return out
 
 
