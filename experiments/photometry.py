@@ -305,6 +305,32 @@ def draw_measurements(draws: np.ndarray, survey: str, ref: Reference,
 
 
 # ------------------------------------------------------------------ hallucination
+def _smoothed_residual(img_r, truth_r, sigma, psf_sigma_px, invalid):
+    """``(valid, residual, residual smoothed by the PSF, its noise sigma_s)``."""
+    valid = np.ones(truth_r.shape, bool) if invalid is None else ~invalid
+    res = np.where(valid, img_r - truth_r, 0.0)
+    sm = ndimage.gaussian_filter(res, psf_sigma_px)
+    return valid, res, sm, sigma / (2 * math.sqrt(math.pi) * psf_sigma_px)
+
+
+def peak_positions(a: np.ndarray, threshold: float) -> np.ndarray:
+    """``[N, 2]`` (y, x) local maxima of ``a`` above ``threshold``, at least 3 px apart
+    and 2 px from the edge: the peaks every count of :func:`hallucination` uses."""
+    from skimage.feature import peak_local_max
+    return peak_local_max(a, min_distance=3, threshold_abs=threshold,
+                          exclude_border=2).reshape(-1, 2)
+
+
+def false_peaks(img_r: np.ndarray, truth_r: np.ndarray, sigma: float,
+                psf_sigma_px: float, k_peak: float = 5.0,
+                invalid: np.ndarray | None = None) -> np.ndarray:
+    """``[N, 2]`` (y, x) of the peaks :func:`hallucination` counts as
+    ``false_peaks_in + false_peaks_out`` (same arguments): structure the truth lacks."""
+    valid, _, sm, sig_s = _smoothed_residual(img_r, truth_r, sigma, psf_sigma_px, invalid)
+    pk = peak_positions(sm, k_peak * sig_s)
+    return pk[valid[pk[:, 0], pk[:, 1]]]
+
+
 def hallucination(img_r: np.ndarray, truth_r: np.ndarray, sigma: float,
                   psf_sigma_px: float, k_support: float = 1.0, k_peak: float = 5.0,
                   invalid: np.ndarray | None = None) -> dict:
@@ -333,12 +359,9 @@ def hallucination(img_r: np.ndarray, truth_r: np.ndarray, sigma: float,
     8-bit JPEG of the image or of the rendered truth, where no flux can be recovered:
     a clipped core would otherwise read as a large "missing" residual).
     """
-    from skimage.feature import peak_local_max
-    valid = np.ones(truth_r.shape, bool) if invalid is None else ~invalid
+    valid, res, sm, sig_s = _smoothed_residual(img_r, truth_r, sigma, psf_sigma_px,
+                                               invalid)
     support = (truth_r > k_support * sigma) & valid
-    res = np.where(valid, img_r - truth_r, 0.0)
-    sm = ndimage.gaussian_filter(res, psf_sigma_px)
-    sig_s = sigma / (2 * math.sqrt(math.pi) * psf_sigma_px)
     out = {"support_px": int(support.sum()), "invalid_px": int((~valid).sum())}
     outside = ~support & valid
     out["rms_out"] = (float(np.sqrt(np.mean(res[outside] ** 2)) / sigma)
@@ -348,9 +371,7 @@ def hallucination(img_r: np.ndarray, truth_r: np.ndarray, sigma: float,
     out["false_flux_out"] = float(sm[hot].sum() / tot) if tot > 0 else float("nan")
 
     def peaks(a, where):
-        pk = peak_local_max(a, min_distance=3, threshold_abs=k_peak * sig_s,
-                            exclude_border=2)
-        return int(sum(where[y, x] for y, x in pk))
+        return int(sum(where[y, x] for y, x in peak_positions(a, k_peak * sig_s)))
     out["false_peaks_in"] = peaks(sm, support)
     out["false_peaks_out"] = peaks(sm, outside)
     out["missed_peaks"] = peaks(-sm, support)
@@ -362,3 +383,109 @@ def hallucination(img_r: np.ndarray, truth_r: np.ndarray, sigma: float,
     else:
         out["struct_corr"] = float("nan")
     return out
+
+
+# ------------------------------------------------------------------ the flag's scores
+#: Saturation level of a JPEG plane (a pixel with a plane at or above it is "clipped"),
+#: as ``experiments/physics.py``'s ``CLIP_LEVEL``.
+FLAG_CLIP = 250
+
+
+def galaxy_flag_scores(images: dict, truth: np.ndarray, source: str = "decals",
+                       match: float | None = None, **flag_kw) -> dict:
+    """Score ``pix2wgan.hallucination.flag_peaks`` on one simulated galaxy.
+
+    Args:
+        images: ``source`` (the input), ``"pseudo"`` and ``"hsc"`` -> ``[H, W, 3]``
+            uint8 viewer JPEGs (the real HSC sets the geometry and the sky sigma, as
+            ``experiments/physics.py`` does).
+        truth: ``[H, W, 3]`` noise-free HSC, nMgy per 0.168" px (g, r, i).
+        source: survey of the input (``decals`` or ``sdss``).
+        match: px; a flagged peak and a false peak of :func:`false_peaks` within it are
+            the same structure (default the HSC r PSF FWHM, 4.5 px).
+        flag_kw: passed to ``flag_peaks`` (``k``, ``k_input``, ``radius``).
+
+    Returns:
+        dict of counts: ``flagged`` (flagged peaks on valid pixels), ``flagged_true``
+        (those with a false peak within ``match``: a TRUE hallucination), ``false``
+        (false peaks of the prediction against the truth), ``false_found`` (those with
+        a flagged peak within ``match``), ``peaks`` (all peaks the flag looked at),
+        ``flagged_invalid`` (flagged peaks on clipped pixels, where the truth cannot
+        judge: left out of the scores).
+    """
+    from data.render import render_planes
+    from pix2wgan.hallucination import flag_peaks, psf_fwhm_px, psf_sigma_px
+    ri = band_index("hsc", "r")
+    hr = to_flux(images["hsc"], "hsc")[..., ri]
+    bg, sigma = sky(hr)
+    ref = make_reference(hr - bg, sigma)
+    grown = ndimage.binary_dilation(ref.seg, iterations=3)
+    bg, sigma = sky(hr, grown)
+    ref = make_reference(hr - bg, sigma)
+    grown = ndimage.binary_dilation(ref.seg, iterations=3)
+    pr = to_flux(images["pseudo"], "hsc")[..., ri]
+    pr = pr - sky(pr, grown)[0]
+    tr = truth[..., ri].astype(np.float64)
+    tr = tr - sky(tr, grown)[0]
+    clip = (images["pseudo"].max(-1) >= FLAG_CLIP) | (
+        render_planes(truth.astype(np.float64), get_survey("hsc")).max(-1) >= FLAG_CLIP)
+    bad = ndimage.binary_dilation(clip, iterations=2)
+    fp = false_peaks(pr, tr, ref.sigma, psf_sigma_px("hsc"), invalid=bad)
+    inp = to_flux(images[source], source)[..., band_index(source, "r")]
+    out = flag_peaks(pr, inp, input_survey=source, **flag_kw)
+    fl = out["peaks"][out["flagged"]]
+    ok = ~bad[fl[:, 0], fl[:, 1]]
+    match = psf_fwhm_px("hsc") if match is None else float(match)
+    d = np.hypot(fl[ok][:, None, 0] - fp[None, :, 0], fl[ok][:, None, 1] - fp[None, :, 1])
+    return dict(peaks=len(out["peaks"]), flagged=int(ok.sum()),
+                flagged_invalid=int((~ok).sum()), false=len(fp),
+                flagged_true=int((d <= match).any(1).sum()),
+                false_found=int((d <= match).any(0).sum()))
+
+
+def hallucination_scores(root, fn, *, source: str = "decals", split: str = "test",
+                         ids=None, batch: int = 16, **kw):
+    """Purity and completeness of the hallucination flag on a simulated set (issue 16;
+    ``experiments/calibration.py`` reports them).
+
+    Args:
+        root: simulated Luo set (manifest, JPEGs, ``truth/`` arrays of ``split``).
+        fn: the model, ``[B, 128, 128, 3]`` in [-1, 1] -> same (Luo eq. 8), e.g.
+            ``pix2wgan.trainer.load_generator(run)`` or ``luo_models.chain(nets)``.
+        source: input survey (``decals`` for Pix2WGAN, ``sdss`` for the cascade).
+        ids: galaxy ids (default every ``split`` galaxy with a truth array).
+        kw: passed to :func:`galaxy_flag_scores` (``match``, ``k``, ``k_input``,
+            ``radius``).
+
+    Returns:
+        ``(summary, per_galaxy)``: summary dict with ``galaxies``, the summed counts of
+        :func:`galaxy_flag_scores`, ``purity`` = flagged_true / flagged (NaN if
+        nothing is flagged) and ``completeness`` = false_found / false (NaN if no false
+        peak); per_galaxy a ``pandas.DataFrame`` (one row per galaxy, with ``id``).
+    """
+    import pandas as pd
+
+    from data.layout import read_manifest, truth_path
+    from experiments.luo_common import load_rgb, translate
+    if ids is None:
+        man = read_manifest(root)
+        ids = [g for g in man.loc[man["split"] == split, "id"]
+               if truth_path(root, split, g).is_file()]
+    rows = []
+    for lo in range(0, len(ids), batch):
+        chunk = list(ids[lo:lo + batch])
+        raw = {s: np.stack([load_rgb(root, s, g, split) for g in chunk])
+               for s in (source, "hsc")}
+        raw["pseudo"] = translate(fn, raw[source])
+        for j, gid in enumerate(chunk):
+            truth = np.load(truth_path(root, split, gid))
+            rows.append(dict(id=gid, **galaxy_flag_scores(
+                {k: v[j] for k, v in raw.items()}, truth, source, **kw)))
+    per = pd.DataFrame(rows)
+    keys = ("peaks", "flagged", "flagged_true", "flagged_invalid", "false", "false_found")
+    summ = {"galaxies": len(per), **{k: int(per[k].sum()) if len(per) else 0 for k in keys}}
+    summ["purity"] = (summ["flagged_true"] / summ["flagged"] if summ["flagged"]
+                      else float("nan"))
+    summ["completeness"] = (summ["false_found"] / summ["false"] if summ["false"]
+                            else float("nan"))
+    return summ, per
