@@ -32,7 +32,9 @@ reported on TEST pixels only, before and after the scale.
 Outputs (``RESULTS/calibration/``): ``calibration.csv`` (one row per model, source,
 target, unit and region), ``calibration.md`` (the table, the goal "68 % intervals cover
 68 ± 5 % of test pixels in sky and galaxy" with holds / does not hold), ``reliability.
-{png,pdf}`` (nominal vs empirical coverage on TEST, grey levels, before and after).
+{png,pdf}`` (nominal vs empirical coverage on TEST, grey levels, before and after),
+``hallucination_flag.csv`` (purity and completeness of ``pix2wgan.hallucination``'s flag
+on the TEST galaxies, seed-0 runs; also in the markdown).
 """
 from __future__ import annotations
 
@@ -247,6 +249,35 @@ def reliability_figure(curves: dict, models: list[str]):
     return fig
 
 
+def flag_scores(root: Path, loaded: dict, models: list[str], ids: list[str]
+                ) -> tuple[pd.DataFrame | None, list[str]]:
+    """Purity and completeness of the hallucination flag (``pix2wgan.hallucination``,
+    scored by ``experiments.photometry.hallucination_scores``) of each model's seed-0
+    run on the TEST galaxies ``ids``: ``(table or None, markdown lines)``."""
+    try:
+        from experiments.photometry import hallucination_scores
+    except ImportError as err:
+        return None, [f"- hallucination flag: purity and completeness MISSING ({err})"]
+    from experiments.luo_models import chain
+    rows = []
+    for model in models:
+        summ, _ = hallucination_scores(root, chain(loaded[model][0][0]),
+                                       source=MODELS[model][0], ids=ids)
+        rows.append(dict(model=model, **summ))
+    table = pd.DataFrame(rows)
+    lines = ["### hallucination flag (seed-0 run, TEST galaxies)", "",
+             "purity = flagged peaks with a false peak of the prediction against the "
+             "truth nearby / flagged peaks; completeness = false peaks with a flagged "
+             "peak nearby / false peaks (see experiments/photometry.py).", "",
+             "| model | galaxies | peaks | flagged | purity | false peaks | "
+             "completeness |", "|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {MODELS[r.model][1]} | {r.galaxies} | {r.peaks} | {r.flagged} "
+                     f"| {r.purity:.2f} ({r.flagged_true}/{r.flagged}) | {r.false} | "
+                     f"{r.completeness:.2f} ({r.false_found}/{r.false}) |")
+    return table, lines + [""]
+
+
 # ------------------------------------------------------------------ driver
 def run(args) -> pd.DataFrame:
     from tqdm import tqdm
@@ -318,7 +349,12 @@ def run(args) -> pd.DataFrame:
               f"- wall time {time.time() - t0:.0f} s"]
     md = markdown(table, header)
     md += "\n```\n" + "\n".join(verdicts(table)) + "\n```\n"
+    flags, flag_lines = flag_scores(root, loaded, models, test_ids)
+    md += "\n" + "\n".join(flag_lines) + "\n"
     paths = [out / "calibration.csv", out / "calibration.md"]
+    if flags is not None:
+        paths.append(out / "hallucination_flag.csv")
+        atomic_write_text(paths[-1], flags.to_csv(index=False, float_format="%.5g"))
     atomic_write_text(paths[0], table.to_csv(index=False, float_format="%.5g"))
     atomic_write_text(paths[1], md)
     paths += lc.save_figure(reliability_figure(curves, models), out, "reliability")

@@ -109,3 +109,16 @@ def seed_chains(preset: str, run, key: str, seeds: int) -> tuple[list[tuple], li
         return [tuple(load_cascade(f)) for f in folders], folders
     from pix2wgan.trainer import load_generator
     return [(load_generator(f),) for f in folders], folders
+
+
+# ------------------------------------------------------------------ pulls
+def ideal_pull_spread(n: int) -> float:
+    """Robust spread (1.4826 MAD) of ``(mean - truth) / s`` when the truth and the ``n``
+    draws are independent draws of one Gaussian and ``s`` is the draws' std (ddof=1):
+    ``sqrt(1 + 1/n) t_{n-1}`` (Student), so 1.4826 ``sqrt(1 + 1/n) t_{n-1}.ppf(0.75)``;
+    1 only as ``n -> inf`` (n = 3: 1.40, n = 12: 1.08). What a perfectly calibrated
+    spread of ``n`` draws gives, against which a measured pull spread is read."""
+    from scipy.stats import t
+    if n < 2:
+        raise ValueError(f"a pull needs at least 2 draws, got {n}")
+    return float(1.4826 * np.sqrt(1 + 1 / n) * t.ppf(0.75, n - 1))

@@ -3,6 +3,7 @@
     python experiments/physics.py                  # cpu preset: Table 1's two models
     python experiments/physics.py --preset paper
     python experiments/physics.py --data DIR --max-galaxies 100 --no-statmorph
+    python experiments/physics.py --samples 8      # pulls with 3 seeds x 8 dropout draws
 
 The paper judges pseudo-HSC images by eye and by image metrics, and claims (§4.3) they
 "closely resemble the actual observed HSC images in terms of galaxy structure,
@@ -30,10 +31,25 @@ kind is measured over the same pixels; on truth-only inputs the truth defines th
   or a statmorph failure: our own C (same definition, apertures to 1.5 r_P) and A
   (sum |I - I_180| / sum |I| about the centroid, minus the same for a border sky box).
 
+Error bars (issue 16): each model is also run as the ensemble of Table 1's ``--seeds``
+training seeds (``python experiments/table1.py --seeds 3``; dropout off, one draw each)
+and as that ensemble with dropout on (``--samples`` K draws per seed;
+:mod:`pix2wgan.uncertainty`). ``flux_r`` and ``hlr`` are measured on every draw in the
+same apertures (:func:`experiments.photometry.draw_measurements`); sigma = their std
+over the draws (ddof 1, no calibration scale applied) and the pull is
+``(mean over draws - truth) / sigma``. Its spread over the test galaxies (1.4826 MAD)
+near 1 says the error bars mean what they say (goal 0.8-1.25); with n draws a perfectly
+calibrated spread reads ``experiments.calibration_stats.ideal_pull_spread(n)`` (> 1:
+sigma from few draws is itself uncertain), reported next to it. Missing seed runs
+leave the pulls out with a note; ``--samples 0`` skips them.
+
 Outputs (``results/``): ``physics.csv`` / ``physics.md`` (median bias and robust
 scatter 1.4826 MAD of each quantity, kind vs HSC and kind vs truth, plus manifest
-totals), ``physics_galaxies.csv`` (every measurement), ``physics_hallucination.csv``
-(per galaxy, see :func:`experiments.photometry.hallucination`), ``physics_vs_hsc.{png,pdf}`` and
+totals, plus the pulls: quantity ``pull_flux_r`` / ``pull_hlr`` with their ``source``,
+``draws`` and ``ideal_scatter``), ``physics_galaxies.csv`` (every measurement),
+``physics_pulls.csv`` (per galaxy: mean, sigma and pull of each source),
+``physics_hallucination.csv`` (per galaxy, see
+:func:`experiments.photometry.hallucination`), ``physics_vs_hsc.{png,pdf}`` and
 ``physics_vs_truth.{png,pdf}`` (scatter plots).
 """
 from __future__ import annotations
@@ -47,10 +63,12 @@ import pandas as pd
 from scipy import ndimage
 
 from data.surveys import LUO_PIXSCALE, get_survey
-from common.cli import Parser, positive_int
+from common.cli import Parser, non_negative_int, positive_int
+from experiments import calibration_stats as cs
 from experiments import luo_common as lc
-from experiments.photometry import (PETRO_ETA, PETRO_N, SEG_K, band_index, hallucination,
-                                    make_reference, measure, sky, to_flux)
+from experiments.photometry import (PETRO_ETA, PETRO_N, SEG_K, band_index,
+                                    draw_measurements, hallucination, make_reference,
+                                    measure, sky, to_flux)
 
 #: Image kinds: name -> (survey whose stretch rendered it, model key or None).
 KINDS = {"sdss": ("sdss", None), "pseudo2": ("hsc", "cascade"),
@@ -80,16 +98,20 @@ def _minus_sky(planes: np.ndarray, exclude: np.ndarray) -> np.ndarray:
 
 
 def galaxy_measurements(images: dict, truth: np.ndarray | None,
-                        use_statmorph: bool = True) -> tuple[list[dict], list[dict]]:
+                        use_statmorph: bool = True, draws: dict | None = None
+                        ) -> tuple[list[dict], list[dict], list[dict]]:
     """Measure every kind of one galaxy.
 
     Args:
         images: kind -> ``[H, W, 3]`` uint8 viewer JPEG (kinds of :data:`KINDS`; must
             hold "hsc" unless ``truth`` is given, which then defines the geometry).
         truth: ``[H, W, 3]`` nMgy per 0.168" px (HSC g, r, i) or None.
+        draws: ``(kind, source)`` -> ``[K, H, W, 3]`` pixels in [0, 255], draws of a
+            pseudo-HSC kind (:func:`experiments.photometry.draw_measurements`).
     Returns:
         (rows of :func:`experiments.photometry.measure` + kind + geometry, rows of
-        :func:`experiments.photometry.hallucination`).
+        :func:`experiments.photometry.hallucination`, one row per ``draws`` entry:
+        kind, source, draws, mean and std (ddof 1) of flux_r and hlr over the draws).
     """
     flux = {}
     for kind, rgb in images.items():
@@ -139,7 +161,13 @@ def galaxy_measurements(images: dict, truth: np.ndarray | None,
                     sub[kind][..., ri], t[..., ri], ref.sigma, psf_s, invalid=bad)))
     for r in rows:
         r.update(r_ap_px=ref.r_ap, r_petro_px=ref.r_petro, hsc_sigma_r=ref.sigma)
-    return rows, hall
+    unc = []
+    for (kind, source), d in (draws or {}).items():
+        m = draw_measurements(d, KINDS[kind][0], ref, grown)
+        sd = m.std(0, ddof=1) if len(m) > 1 else np.full(2, np.nan)
+        unc.append(dict(kind=kind, source=source, draws=len(m), flux_r=m[:, 0].mean(),
+                        flux_r_sigma=sd[0], hlr=np.nanmean(m[:, 1]), hlr_sigma=sd[1]))
+    return rows, hall, unc
 
 
 def _wrap_pa(d):
@@ -164,6 +192,58 @@ def differences(meas: pd.DataFrame, ref_kind: str, kind: str) -> pd.DataFrame:
     d["C"] = np.where(ok, a.C - b.C, np.nan)
     d["A"] = np.where(ok, a.A - b.A, np.nan)
     return d
+
+
+def pulls(unc: pd.DataFrame, meas: pd.DataFrame) -> pd.DataFrame:
+    """Per galaxy and source: ``pull_flux_r`` and ``pull_hlr`` = (mean over draws -
+    the truth's measurement) / sigma over draws; ``unc`` as
+    :func:`galaxy_measurements`' third output with ``id``, ``meas`` its first."""
+    t = meas[meas.kind == "truth"].set_index("id")
+    out = unc.copy()
+    for q in ("flux_r", "hlr"):
+        ref = t[q].reindex(out["id"]).to_numpy(float)
+        sig = out[f"{q}_sigma"].to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"truth_{q}"] = ref
+            out[f"pull_{q}"] = np.where(sig > 0, (out[q].to_numpy(float) - ref) / sig,
+                                        np.nan)
+    return out
+
+
+def pull_summary(pl: pd.DataFrame) -> pd.DataFrame:
+    """Median and robust spread of the pulls per kind and source, with the spread a
+    perfectly calibrated sigma of that many draws gives (``ideal_scatter``)."""
+    rows = []
+    for (kind, source), g in pl.groupby(["kind", "source"], sort=False):
+        n_draws = int(g["draws"].iloc[0])
+        for q in ("pull_flux_r", "pull_hlr"):
+            med, sig, n = robust(g[q])
+            rows.append(dict(kind=kind, reference="truth", quantity=q, bias=med,
+                             scatter=sig, n=n, source=source, draws=n_draws,
+                             ideal_scatter=cs.ideal_pull_spread(n_draws)
+                             if n_draws > 1 else float("nan")))
+    return pd.DataFrame(rows)
+
+
+#: Goal of the pull spread (issue 16).
+PULL_GOAL = (0.8, 1.25)
+
+
+def pull_markdown(ps: pd.DataFrame) -> list[str]:
+    lines = ["### error bars: pulls against the truth", "",
+             "pull = (mean over draws − truth) / σ, σ = std of the measurement over "
+             "the draws (ddof 1, no calibration scale); spread = 1.4826 MAD over test "
+             f"galaxies; goal {PULL_GOAL[0]}–{PULL_GOAL[1]}; 'ideal' = the spread a "
+             "perfectly calibrated σ from that many draws gives (Student t).", "",
+             "| kind | source | draws | quantity | median pull | spread | ideal | goal |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in ps.iterrows():
+        ok = PULL_GOAL[0] <= r.scatter <= PULL_GOAL[1]
+        lines.append(f"| {LABEL.get(r.kind, r.kind)} | {r.source} | {int(r.draws)} | "
+                     f"{r.quantity} | {r.bias:+.2f} | {r.scatter:.2f} (N {int(r.n)}) | "
+                     f"{r.ideal_scatter:.2f} | "
+                     f"{'holds' if ok else 'does NOT hold'} |")
+    return lines + [""]
 
 
 def robust(x) -> tuple[float, float, int]:
@@ -287,10 +367,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the first N test galaxies")
     p.add_argument("--no-statmorph", action="store_true",
                    help="our own C and A instead of statmorph's")
+    p.add_argument("--samples", type=non_negative_int, default=4,
+                   help="dropout draws per seed for the pulls' ensemble x dropout source "
+                        "(1: the seed ensemble alone; 0: no pulls)")
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="training seeds of the pulls' ensemble (table1.py --seeds K)")
     return p
 
 
+def samplers(args) -> tuple[dict, str]:
+    """``({(kind, source): Sampler}, note)`` for the pulls: the ensemble of the seeds'
+    runs of each model (dropout off) and, with ``--samples`` > 1, that ensemble with
+    dropout on. Missing runs: no samplers, and the note says why."""
+    from common.errors import DataError
+    if not args.samples:
+        return {}, "pulls: not measured (--samples 0)"
+    try:
+        chains = {kind: cs.seed_chains(args.preset, args.run, KINDS[kind][1], args.seeds)
+                  for kind in ("pseudo1", "pseudo2")}
+    except DataError as err:
+        return {}, f"pulls: NOT measured: {err}"
+    from pix2wgan.uncertainty import Sampler
+    out = {}
+    for kind, (ch, _) in chains.items():
+        out[kind, "ensemble"] = Sampler(ch, samples=1)
+        if args.samples > 1:
+            out[kind, "ensemble x dropout"] = Sampler(ch, samples=args.samples)
+    runs = "; ".join(f"{KINDS[k][1]}: {', '.join(str(f) for f in c[1])}"
+                     for k, c in chains.items())
+    return out, (f"pulls: {args.seeds} seeds x {args.samples} dropout draws "
+                 f"(runs {runs})")
+
+
 def run(args) -> pd.DataFrame:
+    import tensorflow as tf
+
+    from common.images import normalize
     from common.io import atomic_write_text
     from data.layout import truth_path
     t0 = time.time()
@@ -313,7 +425,8 @@ def run(args) -> pd.DataFrame:
         except ImportError:
             print("note: statmorph not importable: own C and A")
             use_sm = False
-    all_rows, all_hall = [], []
+    draw_fns, pull_note = samplers(args)
+    all_rows, all_hall, all_unc = [], [], []
     batch = 16
     for lo in range(0, len(ids), batch):
         chunk = ids[lo:lo + batch]
@@ -321,19 +434,27 @@ def run(args) -> pd.DataFrame:
                for s in ("sdss", "decals", "hsc")}
         raw["pseudo1"] = lc.translate(models["pix2wgan"], raw["decals"])
         raw["pseudo2"] = lc.translate(models["cascade"], raw["sdss"])
+        draws = {key: sampler.draws(normalize(tf.convert_to_tensor(
+            raw["decals" if key[0] == "pseudo1" else "sdss"])))
+            for key, sampler in draw_fns.items()}
         for j, gid in enumerate(chunk):
             tp = truth_path(root, "test", gid)
             truth = np.load(tp) if tp.is_file() else None
-            rows, hall = galaxy_measurements({k: raw[k][j] for k in KINDS}, truth,
-                                             use_sm)
+            rows, hall, unc = galaxy_measurements(
+                {k: raw[k][j] for k in KINDS}, truth, use_sm,
+                {key: d[:, j] for key, d in draws.items()} if truth is not None else None)
             all_rows += [dict(id=gid, **r) for r in rows]
             all_hall += [dict(id=gid, **h) for h in hall]
+            all_unc += [dict(id=gid, **u) for u in unc]
         if not args.quiet:
             print(f"  measured {min(lo + batch, len(ids))}/{len(ids)} galaxies "
                   f"({time.time() - t0:.0f} s)", flush=True)
     meas = pd.DataFrame(all_rows)
     hall = pd.DataFrame(all_hall) if all_hall else None
     summ = summary(meas, man)
+    pl = pulls(pd.DataFrame(all_unc), meas) if all_unc else None
+    if pl is not None:
+        summ = pd.concat([summ, pull_summary(pl)], ignore_index=True)
     simulated = (root / "sim_config.json").is_file()
     n_sm = int((meas.morph == "statmorph").sum())
     header = ["# Physical fidelity of pseudo-HSC images", "",
@@ -345,9 +466,13 @@ def run(args) -> pd.DataFrame:
               f"- apertures from the real HSC r image: R_ap = {PETRO_N:g} r_P "
               f"(eta {PETRO_ETA}), segment > {SEG_K} sigma (smoothed)",
               f"- C, A: statmorph {n_sm}/{len(meas)} images, own fallback for the rest",
+              f"- {pull_note}",
               f"- paper: {PAPER}",
               f"- wall time {time.time() - t0:.0f} s"]
-    md = markdown(summ, hall, header)
+    plain = summ[~summ.quantity.str.startswith("pull_")]
+    md = markdown(plain, hall, header)
+    if pl is not None:
+        md += "\n".join(pull_markdown(summ[summ.quantity.str.startswith("pull_")]))
     res = Path(args.results)
     suffix = "_custom" if args.galaxy else ""
     res.mkdir(parents=True, exist_ok=True)
@@ -358,6 +483,10 @@ def run(args) -> pd.DataFrame:
                       meas.to_csv(index=False, float_format="%.6g"))
     paths = [res / f"physics{suffix}.{e}" for e in ("csv", "md")]
     paths.append(res / f"physics{suffix}_galaxies.csv")
+    if pl is not None:
+        atomic_write_text(res / f"physics{suffix}_pulls.csv",
+                          pl.to_csv(index=False, float_format="%.6g"))
+        paths.append(res / f"physics{suffix}_pulls.csv")
     if hall is not None:
         atomic_write_text(res / f"physics{suffix}_hallucination.csv",
                           hall.to_csv(index=False, float_format="%.6g"))

@@ -106,3 +106,17 @@ def test_missing_seed_run_names_the_command(tmp_path):
     from common.errors import DataError
     with pytest.raises(DataError, match=r"table1.py --seeds 3"):
         cs.seed_chains("cpu", tmp_path / "nope", "pix2wgan", 3)
+
+
+def test_ideal_pull_spread_matches_a_simulation():
+    """n draws and the truth from one Gaussian: the spread of (mean - truth) / s."""
+    rng = np.random.default_rng(3)
+    for n in (3, 12):
+        x = rng.normal(size=(100_000, n + 1))
+        d, truth = x[:, :n], x[:, n]
+        pull = (d.mean(1) - truth) / d.std(1, ddof=1)
+        med = np.median(pull)
+        spread = 1.4826 * np.median(np.abs(pull - med))
+        assert cs.ideal_pull_spread(n) == pytest.approx(spread, rel=0.02)
+    with pytest.raises(ValueError, match="2 draws"):
+        cs.ideal_pull_spread(1)
