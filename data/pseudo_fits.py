@@ -61,7 +61,8 @@ def stretch_cards(survey: Survey = HSC) -> dict[str, tuple]:
     for b in survey.rgb_bands:
         s = survey.rgb_scales[b]
         cards[f"STRSC_{b.upper()}"] = (s, f"viewer stretch scale, {b} band")
-        cards[f"FLOOR_{b.upper()}"] = (-survey.rgb_m / s, f"{b}: lowest recoverable nMgy/px")
+        cards[f"FLOOR_{b.upper()}"] = (-survey.rgb_m / s,
+                                       f"{b}: lowest recoverable nMgy/px")
     return cards
 
 

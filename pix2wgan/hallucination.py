@@ -194,7 +194,9 @@ def peak_mask(shape, peaks: np.ndarray, radius: float) -> np.ndarray:
     m[tuple(np.asarray(peaks, int).reshape(-1, 2).T)] = True
     r = int(np.ceil(radius))
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return ndimage.binary_dilation(m, structure=np.hypot(yy, xx) <= radius) if m.any() else m
+    if not m.any():
+        return m
+    return ndimage.binary_dilation(m, structure=np.hypot(yy, xx) <= radius)
 
 
 def flag_unsupported(pred_flux: np.ndarray, input_flux: np.ndarray, *,

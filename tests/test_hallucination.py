@@ -87,3 +87,33 @@ def test_bad_shapes():
         flag_peaks(np.zeros((8, 8)), np.zeros((9, 9)))
     with pytest.raises(ValueError, match="pred_flux must be"):
         flag_peaks(np.zeros(8), np.zeros(8))
+
+
+def test_galaxy_flag_scores_on_rendered_jpegs():
+    """The scoring against the truth (experiments.photometry): a knot only the
+    prediction has is a false peak of the truth residual and is flagged (a TRUE
+    hallucination); the galaxy itself is neither."""
+    from data.render import render_planes
+    from data.surveys import DECALS, HSC, LUO_PIXSCALE
+    from experiments.photometry import galaxy_flag_scores
+    n = 128
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices((n, n))
+    c = (n - 1) / 2
+    body = np.exp(-np.hypot(yy - c, xx - c) / 5.0)
+    truth = body[..., None] * (0.002 * np.array([0.6, 1.0, 1.4]) * 17)  # no clipping
+    truth = ndimage.gaussian_filter(truth, (psf_sigma_px("hsc"),) * 2 + (0,))
+    knot = np.zeros((n, n, 3))
+    knot[85, 50] = 0.5 * np.array([0.6, 1.0, 1.4])  # r 0.5 nMgy: S/N ~35, not clipped
+    knot = ndimage.gaussian_filter(knot, (psf_sigma_px("hsc"),) * 2 + (0,))
+    hsc = truth + rng.normal(0, 0.002, truth.shape)
+    pseudo = truth + knot + rng.normal(0, 0.002, truth.shape)
+    blur = np.sqrt(psf_sigma_px("decals") ** 2 - psf_sigma_px("hsc") ** 2)
+    dec = ndimage.gaussian_filter(truth, (blur, blur, 0))
+    dec += rng.normal(0, 0.004, truth.shape)
+    area = (LUO_PIXSCALE / DECALS.pixel_scale) ** 2  # to_flux's native -> 0.168" px
+    images = {"hsc": render_planes(hsc, HSC), "pseudo": render_planes(pseudo, HSC),
+              "decals": render_planes(dec / area, DECALS)}
+    s = galaxy_flag_scores(images, truth.astype(np.float32), "decals")
+    assert s["flagged"] == s["flagged_true"] == 1 and s["false_found"] == 1
+    assert s["false"] >= 1 and s["flagged_invalid"] == 0
