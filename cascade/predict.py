@@ -9,7 +9,9 @@ same machinery, :func:`pix2wgan.convert.convert`, and the same command line,
 run killed before its end (no g1.keras/g2.keras) is used through its newest checkpoint,
 with a warning naming its epoch. Survey-scale sharded runs (``--manifest cat.csv --shard
 I/N``, then ``--merge OUT``) work as in ``pix2wgan.predict`` (same flags, same output
-layout, same exit codes).
+layout, same exit codes), and so do the uncertainty flags: several ``--model`` runs (a
+deep ensemble), ``--samples K`` MC-dropout draws per run (dropout on in G1 and G2), and
+``--format fits``.
 
 The cascade's networks (``cascade.trainer``, TensorFlow) are imported inside
 :func:`cascade_model` and :func:`chain` only, so that ``--help`` does not load
@@ -20,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.errors import exit_process
-from pix2wgan.convert import Model, convert, saved_model
-from pix2wgan.predict import check_args, make_parser, run_main
+from pix2wgan.convert import Model, convert, ensemble_model, saved_model
+from pix2wgan.predict import check_args, make_parser, model_list, run_main
 
 
 def build_parser():
@@ -46,12 +48,24 @@ def chain(g1, g2, stage: int = 2):
     return fn, 2 ** max(unet_depth(g1), unet_depth(g2))
 
 
-def cascade_model(model_path, stage: int = 2) -> Model:
+def cascade_model(model_path, stage: int = 2, samples: int = 1) -> Model:
     """A :class:`pix2wgan.convert.Model`: G2∘G1 (or G1) of a cascade run folder
     (finished or not), compiled once as a ``tf.function``; its hash covers both
-    generators and ``stage``."""
+    generators and ``stage``.
+
+    Several run folders (a list) and/or ``samples > 1``: an ensemble of the cascades with
+    ``samples`` MC-dropout draws each (dropout on in every generator of the chain;
+    :func:`pix2wgan.convert.ensemble_model`)."""
     from cascade.trainer import find_cascade
-    saved = find_cascade(model_path)
+    paths = model_list(model_path)
+    if len(paths) > 1 or samples > 1:
+        found = [find_cascade(m) for m in paths]
+
+        def chains():
+            from cascade.trainer import load_cascade
+            return [tuple(load_cascade(s))[:stage] for s in found]
+        return ensemble_model(found, chains, samples, {"stage": stage})
+    saved = find_cascade(paths[0])
 
     def load():
         import tensorflow as tf
@@ -62,17 +76,17 @@ def cascade_model(model_path, stage: int = 2) -> Model:
     return saved_model(saved, load, {"stage": stage})
 
 
-def predict(model_path, inputs, out_dir, *, stage=2, **kw) -> list[Path]:
-    """Convert every JPEG in ``inputs``; returns the output paths (see
-    :func:`pix2wgan.convert.convert`)."""
-    return convert(cascade_model(model_path, stage), inputs, out_dir, **kw)
+def predict(model_path, inputs, out_dir, *, stage=2, samples=1, **kw) -> list[Path]:
+    """Convert every JPEG in ``inputs`` (``model_path``: a run folder or a list of them);
+    returns the output paths (see :func:`pix2wgan.convert.convert`)."""
+    return convert(cascade_model(model_path, stage, samples), inputs, out_dir, **kw)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    return run_main(args, lambda: cascade_model(args.model, args.stage))
+    return run_main(args, lambda: cascade_model(args.model, args.stage, args.samples))
 
 
 if __name__ == "__main__":

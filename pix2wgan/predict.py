@@ -10,6 +10,13 @@ I/N`` one shard of a survey catalogue and ``--merge OUT`` indexes the shards
 generator.keras, but config.json and checkpoints/) uses the generator of its newest
 checkpoint, with a warning naming its epoch.
 
+Uncertainty: ``--model`` takes several runs (a deep ensemble, e.g. the training seeds of
+``experiments/table1.py --seeds 3``) and ``--samples K`` draws per model with the
+generator's dropout kept on (MC dropout, :mod:`pix2wgan.uncertainty`). With more than one
+draw in all, the image is the draws' mean and a per-pixel standard deviation is written
+beside it. ``--format fits`` writes nanomaggies with that spread, a hallucination mask
+and a WCS (:mod:`data.pseudo_fits`).
+
 Exit codes: 0 done; 2 bad input (an ``error:`` report; nothing converted), or a shard
 finished with failed rows (unless ``--allow-failures``; the summary line gives the
 counts and the shard CSV the reasons), or ``--merge`` found missing or unfinished
@@ -24,11 +31,11 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from common.cli import Parser, add_verbose, quiet_tensorflow
+from common.cli import Parser, add_verbose, positive_int, quiet_tensorflow
 from common.errors import DataError, exit_process, run_cli
-from pix2wgan.convert import (FORMATS, Model, check_survey, convert, jpeg_surveys,
-                              saved_model)
-from pix2wgan.survey import merge, parse_shard, predict_manifest
+from pix2wgan.convert import (FORMATS, Model, check_survey, convert, ensemble_model,
+                              jpeg_surveys, saved_model)
+from pix2wgan.survey import merge, parse_shard, predict_manifest, read_positions
 
 EXIT_CODES = ("exit status: 0 done; 2 bad input or flags (nothing converted), another "
               "model's\noutputs in --out, or a shard with failed rows (unless "
@@ -44,18 +51,44 @@ def _survey_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+UNCERTAINTY = (
+    "The standard deviation is the spread of the ensemble/dropout draws: model "
+    "uncertainty on this input. It does not cover the shift between the training "
+    "surveys and real data, nor the noise of a real HSC observation.")
+
+
 def make_parser(prog: str, description: str, model_help: str) -> argparse.ArgumentParser:
     """The flags shared by ``pix2wgan.predict`` and ``cascade.predict``."""
     p = Parser(prog=prog, description=description, epilog=EXIT_CODES)
-    p.add_argument("--model", help=model_help)
+    p.add_argument("--model", nargs="+", metavar="MODEL",
+                   help=model_help + "; several: a deep ensemble (e.g. the training "
+                        "seeds of table1.py --seeds 3), one draw each per --samples")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="draws per model: 1 = dropout off (ordinary prediction); K > 1 "
+                        "keeps the generator's dropout on (MC dropout). With more than "
+                        "one draw in all, the image is their mean, and their per-pixel "
+                        "standard deviation goes to <stem>_std.png (png/jpg: 8-bit, in "
+                        "the same 0-255 pixel units, rounded and clipped at 255) or the "
+                        "FITS SIGMA extension (nanomaggies). " + UNCERTAINTY)
     p.add_argument("--input", help="a JPEG file or a folder of JPEGs")
     p.add_argument("--out", help="output folder")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
     p.add_argument("--format", choices=FORMATS, default="png",
-                   help="png (lossless, default) or jpg (quality 90, like the viewer)")
+                   help="png (lossless, default), jpg (quality 90, like the viewer), or "
+                        "fits: <stem>.fits, the (mean) pseudo-HSC g, r, i in nanomaggies "
+                        "per 0.168\" pixel through the inverse viewer stretch (its limits "
+                        "in the header), a SIGMA extension (several draws), a HALLUC "
+                        "mask (with --survey) and a TAN WCS (with ra, dec in --manifest "
+                        "or --positions)")
+    p.add_argument("--positions", metavar="CSV",
+                   help="--input with --format fits: a CSV with the --id-column (the "
+                        "input's file stem), ra and dec (degrees) of every input, to "
+                        "centre each file's WCS")
     p.add_argument("--survey", type=_survey_arg, default=None,
                    metavar="{" + ",".join(jpeg_surveys()) + "}",
-                   help="input survey: also reject its blank (grey) cutouts")
+                   help="input survey: also reject its blank (grey) cutouts; with "
+                        "--format fits, read the input's flux through its stretch for "
+                        "the HALLUC mask")
     p.add_argument("--overwrite", action="store_true",
                    help="redo existing outputs (needed to replace another model's)")
     p.add_argument("--workers", type=int, default=4,
@@ -108,6 +141,9 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.chunk_rows < 1 or args.workers < 1:
         p.error("--chunk-rows and --workers must be >= 1")
+    if args.positions and not (args.input and args.format == "fits"):
+        p.error("--positions goes with --input and --format fits (--manifest gives "
+                "positions in its ra, dec columns)")
     try:
         args.shard_index = parse_shard(args.shard)
     except ValueError as err:
@@ -127,7 +163,17 @@ def run_main(args, make_model: Callable[[], Model]) -> int:
     return run_cli(lambda: convert(
         make_model(), args.input, args.out, batch_size=args.batch_size,
         fmt=args.format, survey=args.survey, overwrite=args.overwrite,
-        workers=args.workers))
+        workers=args.workers, positions=_positions(args)))
+
+
+def _positions(args) -> dict | None:
+    """``--positions``: ``{stem: (ra, dec)}``; ``DataError`` if it lacks ra or dec."""
+    if not args.positions:
+        return None
+    pos = read_positions(args.positions, args.id_column)
+    if pos is None:
+        raise DataError(f"{args.positions}: no ra and dec columns (--positions)")
+    return pos
 
 
 def _manifest_cli(args, make_model) -> None:
@@ -159,13 +205,29 @@ def _merge_cli(out_dir) -> None:
 
 # --- the Pix2WGAN generator -------------------------------------------------------------
 
-def generator_model(model_path) -> Model:
+def model_list(model_path) -> list:
+    """``--model``: one path or a list of them -> a list."""
+    return [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
+
+
+def generator_model(model_path, samples: int = 1) -> Model:
     """The Pix2WGAN generator at ``model_path`` (a ``.keras`` file or a run folder,
     finished or not), compiled once as a ``tf.function`` for inference
     (``training=False``). Missing or non-Keras files are one-line errors here, before
-    anything is converted."""
+    anything is converted.
+
+    Several paths (a list) and/or ``samples > 1``: an ensemble of the generators with
+    ``samples`` MC-dropout draws each (:func:`pix2wgan.convert.ensemble_model`)."""
     from pix2wgan.trainer import find_generator  # TensorFlow: see the module docstring
-    saved = find_generator(model_path)
+    paths = model_list(model_path)
+    if len(paths) > 1 or samples > 1:
+        found = [find_generator(m) for m in paths]
+
+        def chains():
+            from pix2wgan.trainer import load_generator
+            return [(load_generator(s),) for s in found]
+        return ensemble_model(found, chains, samples)
+    saved = find_generator(paths[0])
 
     def load():
         import tensorflow as tf
@@ -178,18 +240,18 @@ def generator_model(model_path) -> Model:
     return saved_model(saved, load)
 
 
-def predict(model_path, inputs, out_dir, **kw) -> list[Path]:
-    """Convert every JPEG in ``inputs`` with the generator at ``model_path`` (a
-    ``.keras`` file or a run folder); returns the output paths (see
+def predict(model_path, inputs, out_dir, *, samples=1, **kw) -> list[Path]:
+    """Convert every JPEG in ``inputs`` with the generator(s) at ``model_path`` (a
+    ``.keras`` file or a run folder, or a list of them); returns the output paths (see
     :func:`pix2wgan.convert.convert`)."""
-    return convert(generator_model(model_path), inputs, out_dir, **kw)
+    return convert(generator_model(model_path, samples), inputs, out_dir, **kw)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    return run_main(args, lambda: generator_model(args.model))
+    return run_main(args, lambda: generator_model(args.model, args.samples))
 
 
 if __name__ == "__main__":

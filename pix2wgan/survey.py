@@ -11,7 +11,8 @@ folder); ids must be unique. Row -> shard assignment is a hash of the id
 batch scheduler (SLURM array, Dask, Spark) can run shard ``i`` of ``N`` anywhere. Shard
 ``i`` writes (:class:`ShardFiles`)::
 
-    OUT/shard-00003-of-00016/<id>.png     the outputs (atomic writes)
+    OUT/shard-00003-of-00016/<id>.png     the outputs (atomic writes; with several
+                                          draws also <id>_std.png; or <id>.fits)
     OUT/shard-00003-of-00016.csv          id, source, output, status (ok|failed), reason
     OUT/shard-00003-of-00016.model.json   the model (sha256 and its files' hashes)
     OUT/shard-00003-of-00016.done         JSON counts, written when the shard finished
@@ -22,7 +23,9 @@ is a ``data.joblog.JobLog``: appended in catalogue order and fsynced per chunk, 
 killed shard resumes after its last recorded row (a cut last line is dropped and that
 row redone). A bad row
 (missing file, unreadable or non-JPEG data, wrong size, blank cutout, unsafe id) is
-recorded as ``failed`` with a one-line reason naming the file.
+recorded as ``failed`` with a one-line reason naming the file. With ``--format fits``
+the catalogue's ``ra`` and ``dec`` columns (degrees), when present, centre each file's
+WCS (:func:`read_positions`).
 
 TensorFlow (through ``common.images``) is imported inside :meth:`ShardConverter.write`
 only, so that the CLIs, which import this module, answer ``--help`` without loading it.
@@ -44,8 +47,8 @@ from tqdm import tqdm
 from common.errors import DataError
 from common.io import atomic_write_text
 from data.joblog import JobLog, read_rows
-from pix2wgan.convert import (Model, as_model, blank_of, not_ours, read_image,
-                              save_image, size_note, start_run)
+from pix2wgan.convert import (STD, Model, Writer, as_model, blank_of, fits_notes,
+                              not_ours, read_image, size_note, stamp_wcs_of, start_run)
 
 #: Ids become file names: letters, digits and ``._+-``, not starting with a dot, no
 #: separators (no path traversal), at most 200 characters.
@@ -137,11 +140,47 @@ def iter_manifest(path, id_column="id", path_column="path"):
             yield (row.get(id_column) or "").strip(), str(base / src) if src else ""
 
 
-def check_ids(manifest, shard=(0, 1), id_column="id", path_column="path") -> None:
+def read_positions(path, id_column="id", shard=(0, 1), ra="ra", dec="dec"):
+    """``{id: (ra, dec)}`` degrees of the rows of shard ``shard`` of a CSV, or ``None``
+    when it has no ``ra`` or no ``dec`` column. One-line ``DataError`` naming the file
+    and row of a value that is not a finite number, or of a missing file or id column.
+    Memory: one entry per row of the shard (as :func:`check_ids`)."""
+    path, (i, n) = Path(path), shard
+    if not path.is_file():
+        raise DataError(f"positions file {path} not found")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if id_column not in cols:
+            raise DataError(f"{path}: no {id_column!r} column (--id-column); columns are "
+                            f"{', '.join(cols) or 'none'}")
+        if ra not in cols or dec not in cols:
+            return None
+        out = {}
+        for row, rec in enumerate(reader, 1):
+            gid = (rec.get(id_column) or "").strip()
+            if shard_of(gid, n) != i:
+                continue
+            try:
+                pos = float(rec[ra]), float(rec[dec])
+            except (TypeError, ValueError):
+                pos = (float("nan"),) * 2
+            if not (np.isfinite(pos).all() and -90 <= pos[1] <= 90):
+                raise DataError(f"{path}: data row {row} ({gid!r}): ra, dec = "
+                                f"{rec[ra]!r}, {rec[dec]!r} is not a sky position in "
+                                f"degrees")
+            out[gid] = pos
+    return out
+
+
+def check_ids(manifest, shard=(0, 1), id_column="id", path_column="path",
+              std=False) -> None:
     """One-line ``DataError`` naming the first id that two rows of shard ``shard`` share,
     before anything is converted (ids name the outputs). Ids that differ only in case
     count as one: their outputs collide on case-insensitive file systems. Unsafe ids
-    are skipped (recorded as failed, no output). Memory: one set of the shard's ids."""
+    are skipped (recorded as failed, no output). ``std``: outputs get a
+    ``<id>_std.png``, so ids ``a`` and ``a_std`` are refused too. Memory: one set of the
+    shard's ids."""
     i, n = shard
 
     def rows():
@@ -160,6 +199,11 @@ def check_ids(manifest, shard=(0, 1), id_column="id", path_column="path") -> Non
                             f"{src or '(no path)'}); ids name the output files, so each "
                             f"must be unique")
         seen.add(key)
+    clash = next((k for k in seen if k + STD.casefold() in seen), None) if std else None
+    if clash:
+        raise DataError(f"{manifest}: ids {clash!r} and {clash + STD!r} (as spelled in "
+                        f"lower case) would both write {clash + STD}.png, the standard "
+                        f"deviation of {clash!r}; rename one")
 
 
 def pending_rows(manifest, files: ShardFiles, resumed: int, last_id: str | None,
@@ -217,10 +261,12 @@ class ShardConverter:
     at the first good row; the first good row's side is the shard's size."""
 
     def __init__(self, model: Model, images: Path, fmt: str, batch_size: int,
-                 blank: int | None, pool: ThreadPoolExecutor):
+                 blank: int | None, pool: ThreadPoolExecutor, survey: str | None = None,
+                 positions: dict | None = None):
         self.model, self.images, self.fmt = model, images, fmt
         self.batch_size, self.blank, self.pool = batch_size, blank, pool
         self.fn, self.multiple, self.size = None, 1, None
+        self.writer, self.positions = Writer(model, fmt, survey, pool), positions
 
     def check(self, rows) -> tuple[list[dict], list]:
         """Decode ``rows`` (``(id, path)``) -> ``(records, [(uint8 [S, S, 3], output
@@ -249,20 +295,19 @@ class ShardConverter:
         return records, good
 
     def write(self, good) -> None:
-        """Run the model on ``good`` in batches and save its outputs (tagged)."""
-        import tensorflow as tf  # see the module docstring
-
-        from common.images import denormalize, normalize
-        n, sha = self.batch_size, self.model.sha256
+        """Run the model on ``good`` in batches and save its outputs (tagged; FITS with
+        the WCS of the row's position when the catalogue has one)."""
+        from common.images import normalize  # TensorFlow: see the module docstring
+        n = self.batch_size
         for k in range(0, len(good), n):
             part = good[k:k + n]
             x = normalize(np.stack([a for a, _ in part])).numpy()  # Luo eq. 8
             if len(part) < n:  # pad: one input shape, one trace of fn
                 x = np.concatenate([x, np.zeros((n - len(part),) + x.shape[1:],
                                                 np.float32)])
-            y = denormalize(np.asarray(self.fn(x))[:len(part)], tf.uint8).numpy()
-            list(self.pool.map(lambda img, dst: save_image(img, dst, self.fmt, sha),
-                               y, [o for _, o in part]))
+            wcs = None if self.positions is None else [
+                stamp_wcs_of(self.positions.get(o.stem), self.size) for _, o in part]
+            self.writer.write(self.fn, x, [o for _, o in part], wcs)
 
 
 def read_row(gid: str, src: str, size: int | None, blank: int | None):
@@ -300,6 +345,8 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
         chunk_rows: rows decoded, converted and recorded together (memory ~ chunk_rows
             decoded cutouts, independent of the catalogue's length).
         workers: threads for JPEG decoding and output encoding (PIL releases the GIL).
+        fmt: ``png``, ``jpg`` or ``fits`` (WCS from the ``ra``, ``dec`` columns when
+            the catalogue has them, :func:`read_positions`).
     Returns:
         ``{"shard", "rows", "ok", "failed", "resumed", "converted"}`` (``resumed``: rows
         already recorded by an earlier run of this shard).
@@ -316,7 +363,13 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
               f"failed): wrote nothing; outputs in {files.images}/, rows in {files.rows} "
               f"{tail}")
         return dict(counts, resumed=counts["rows"], converted=0)
-    check_ids(manifest, shard, id_column, path_column)
+    check_ids(manifest, shard, id_column, path_column,
+              std=model.draws > 1 and fmt != "fits")
+    positions = None
+    if fmt == "fits":
+        positions = read_positions(manifest, id_column, shard)
+        fits_notes(survey, "" if positions is not None else
+                   f"{manifest} has no ra and dec columns")
     if overwrite:
         for pth in (files.rows, files.done):
             pth.unlink(missing_ok=True)
@@ -329,7 +382,8 @@ def predict_manifest(model, manifest, out_dir, *, shard=(0, 1), batch_size=32, f
         rows = pending_rows(manifest, files, resumed, last_id, id_column, path_column)
         with ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(unit="row", disable=not progress, desc=files.name) as bar:
-            converter = ShardConverter(model, files.images, fmt, batch_size, blank, pool)
+            converter = ShardConverter(model, files.images, fmt, batch_size, blank, pool,
+                                       survey, positions)
             for chunk in chunks(rows, chunk_rows):
                 records, good = converter.check(chunk)
                 converter.write(good)

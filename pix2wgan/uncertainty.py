@@ -75,6 +75,8 @@ class Sampler:
             ``seed + 1000 * (c * len(chain) + j)``): the same seed gives the same draws.
     Attributes:
         k: draws per input, ``len(chains) * samples``.
+        fns: one ``tf.function`` per chain, ``[B, H, W, 3]`` in [-1, 1] -> the same
+            (one draw each).
     """
 
     def __init__(self, chains: Sequence[Sequence[keras.Model]], samples: int = 1,
@@ -88,7 +90,7 @@ class Sampler:
                        tuple(mc_dropout(g, seed + 1000 * (i * len(c) + j))
                              for j, g in enumerate(c))
                        for i, c in enumerate(chains)]
-        self._fns = [tf.function(self._chain_fn(c), reduce_retracing=True)
+        self.fns = [tf.function(self._chain_fn(c), reduce_retracing=True)
                      for c in self.chains]
 
     @staticmethod
@@ -104,7 +106,7 @@ class Sampler:
         float32 pixels in [0, 255] (denormalised, not rounded); draws are chain-major
         (draw ``c * samples + s`` is sample ``s`` of chain ``c``)."""
         x = tf.convert_to_tensor(x, tf.float32)
-        out = [denormalize(fn(x)).numpy() for fn in self._fns
+        out = [denormalize(fn(x)).numpy() for fn in self.fns
                for _ in range(self.samples)]
         return np.stack(out)
 
