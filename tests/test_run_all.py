@@ -93,6 +93,10 @@ def test_registry_covers_both_papers():
     ctx = run_all.Context("tiny", Path("/r"), None, None)
     cmd = run_all.command(run_all.TARGETS["table1"], ctx)
     assert "--width" in cmd and "cpu" in cmd  # table1.py has no tiny preset
+    assert "--seeds" not in cmd  # the tiny preset trains one seed
+    cpu = run_all.command(run_all.TARGETS["table1"], run_all.Context("cpu", Path("/r"), None,
+                                                                      None))
+    assert cpu[cpu.index("--seeds") + 1] == "3"  # error bars, and calibration's ensemble
     assert "--run" not in run_all.command(run_all.TARGETS["figure1"], ctx)
 
 
