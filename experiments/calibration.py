@@ -24,8 +24,9 @@ Pixels are SKY or GALAXY by the truth: r-band flux above 1 sigma of HSC's per-pi
 noise (``data.scene.pixel_noise``, the HSC noise the simulator adds) is GALAXY (galaxy,
 companion or star light a single HSC pixel can tell from the sky; the support of
 ``experiments.photometry.hallucination``), the rest SKY. The test split is halved by a
-fixed rule: its ids sorted, even positions VALIDATION, odd positions TEST. One scale
-factor per model, source, target and unit is fitted on VALIDATION pixels (both regions
+fixed rule (``experiments.calibration_stats.split_ids``, physics.py's pulls use it
+too): its ids sorted, even positions VALIDATION, odd positions TEST. One scale factor
+per model, source, target and unit is fitted on VALIDATION pixels (both regions
 together; ``experiments.calibration_stats.fit_scale`` at 68.27 %) and every coverage is
 reported on TEST pixels only, before and after the scale.
 
@@ -61,12 +62,6 @@ REGIONS = ("sky", "galaxy")
 GOAL, GOAL_TOL = cs.LEVELS[0], 0.05
 #: JPEG grey level from which a pixel counts as clipped (experiments/physics.py's).
 CLIP_LEVEL = 250
-
-
-def split_ids(ids) -> tuple[list[str], list[str]]:
-    """``(validation, test)``: the ids sorted, even positions validation, odd test."""
-    ids = sorted(ids)
-    return ids[0::2], ids[1::2]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +289,7 @@ def run(args) -> pd.DataFrame:
     ids = sorted(lc.test_manifest(root)["id"])
     if args.max_galaxies:
         ids = ids[:args.max_galaxies]
-    val_ids, test_ids = split_ids(ids)
+    val_ids, test_ids = cs.split_ids(ids)
     if not val_ids or not test_ids:
         raise ValueError(f"{root}: {len(ids)} test galaxies; need at least 2 "
                          f"(one validation, one test)")

@@ -10,7 +10,10 @@ covered only when ``err == 0``; NaNs in either array are an error (the caller ma
 what it cannot use).
 
 :func:`seed_chains` loads the trained networks behind the samples: the finished runs of
-Table 1's training seeds.
+Table 1's training seeds. :func:`split_ids` is the one rule that halves the test split
+into VALIDATION (scale fits) and TEST (reports) galaxies for every script; the pull
+functions (:func:`fit_pull_scale`, :func:`pull_stats`) recalibrate the per-galaxy
+pulls ``(measured - truth) / sigma`` of ``experiments/physics.py`` the same way.
 """
 from __future__ import annotations
 
@@ -87,6 +90,17 @@ def reliability(err, sigma, levels=None,
     return nominal, coverage(err, sigma, nominal, scale)
 
 
+# ------------------------------------------------------------------ the split
+def split_ids(ids) -> tuple[list[str], list[str]]:
+    """``(validation, test)``: the ids sorted, even positions validation, odd test.
+
+    The one split of every script that fits a scale (calibration.py's pixels,
+    physics.py's pulls), so a galaxy is a VALIDATION galaxy in both or in neither.
+    A sorted prefix (``--max-galaxies``) keeps every id on its side."""
+    ids = sorted(ids)
+    return ids[0::2], ids[1::2]
+
+
 # ------------------------------------------------------------------ the seed runs
 def seed_chains(preset: str, run, key: str, seeds: int) -> tuple[list[tuple], list]:
     """``(chains, folders)``: the finished Table 1 runs of model ``key`` ("pix2wgan":
@@ -122,3 +136,72 @@ def ideal_pull_spread(n: int) -> float:
     if n < 2:
         raise ValueError(f"a pull needs at least 2 draws, got {n}")
     return float(1.4826 * np.sqrt(1 + 1 / n) * t.ppf(0.75, n - 1))
+
+
+def _finite(x) -> np.ndarray:
+    x = np.asarray(x, np.float64).ravel()
+    return x[np.isfinite(x)]
+
+
+def fit_pull_scale(val_pulls) -> float:
+    """The one factor ``s`` (sigma -> ``s * sigma``) that makes the robust spread of the
+    given pulls 1: ``s`` = 1.4826 MAD of the finite pulls about their median (the
+    median, a bias, is left alone). Pass the VALIDATION galaxies' pulls only: the
+    fit sees nothing else. ``s > 1``: sigma was too small. Raises ``ValueError`` with
+    fewer than 2 finite pulls or a zero spread (no finite factor)."""
+    x = _finite(val_pulls)
+    if x.size < 2:
+        raise ValueError(f"fit_pull_scale: {x.size} finite pulls; need at least 2")
+    s = float(1.4826 * np.median(np.abs(x - np.median(x))))
+    if not s > 0:
+        raise ValueError("fit_pull_scale: the pulls have zero spread")
+    return s
+
+
+def pull_stats(pulls, scale: float = 1.0) -> dict:
+    """Of the finite ``pulls / scale``: ``median`` (the bias in sigma units),
+    ``spread`` (1.4826 MAD about the median; goal ~1), ``rms`` (about 0, bias
+    included: sqrt(mean p^2)), ``spread0`` (1.4826 median |p|: the robust spread about
+    0, bias included) and ``n``. NaNs when no pull is finite."""
+    x = _finite(pulls) / float(scale)
+    if not x.size:
+        nan = float("nan")
+        return dict(median=nan, spread=nan, rms=nan, spread0=nan, n=0)
+    med = float(np.median(x))
+    return dict(median=med, spread=float(1.4826 * np.median(np.abs(x - med))),
+                rms=float(np.sqrt(np.mean(x ** 2))),
+                spread0=float(1.4826 * np.median(np.abs(x))), n=int(x.size))
+
+
+def calibrate_pulls(val, test) -> dict:
+    """One pull scale fitted on ``val`` (the VALIDATION galaxies' pulls only;
+    :func:`fit_pull_scale`) and the ``test`` pulls before (``_raw``) and after
+    (``_cal`` = pull / scale) it, as :func:`pull_stats` gives them: ``scale``,
+    ``n_val``, ``n_test``, ``median_test_raw``, ``spread_test_raw``,
+    ``median_test_cal``, ``spread_test_cal`` (goal ~1), ``rms_test_cal`` and
+    ``spread0_test_cal`` (about 0: the bias included). Fewer than 2 finite validation
+    pulls: scale and the ``_cal`` values NaN."""
+    n_val = int(np.isfinite(np.asarray(val, float)).sum())
+    try:
+        scale = fit_pull_scale(val)
+    except ValueError:
+        scale = float("nan")
+    raw, cal = pull_stats(test), pull_stats(test, scale)
+    return dict(scale=scale, n_val=n_val, n_test=raw["n"],
+                median_test_raw=raw["median"], spread_test_raw=raw["spread"],
+                median_test_cal=cal["median"], spread_test_cal=cal["spread"],
+                rms_test_cal=cal["rms"], spread0_test_cal=cal["spread0"])
+
+
+def pull_bias(med: float, spread: float, n: int) -> str:
+    """One line: is the median pull ``med`` (sigma units; ``spread`` and ``n`` of the
+    same pulls) consistent with 0? Significant beyond 3 standard errors of a median
+    (1.2533 spread / sqrt(n)): then a systematic offset the sigma does not cover."""
+    if not (np.isfinite(med) and np.isfinite(spread) and n):
+        return "bias not measured"
+    se = 1.2533 * spread / np.sqrt(n)
+    if abs(med) <= 3 * se:
+        return f"bias {med:+.2f} σ: consistent with 0 (3 s.e. = {3 * se:.2f})"
+    side = "below" if med < 0 else "above"
+    return (f"bias {med:+.2f} σ: measured {side} the truth systematically "
+            f"(> 3 s.e. = {3 * se:.2f}); σ does not cover it")

@@ -43,12 +43,24 @@ calibrated spread reads ``experiments.calibration_stats.ideal_pull_spread(n)`` (
 sigma from few draws is itself uncertain), reported next to it. Missing seed runs
 leave the pulls out with a note; ``--samples 0`` skips them.
 
+Calibrated pulls (issue 16: "fit one scale factor on a validation split, never on
+test"): the test split is halved by :func:`experiments.calibration_stats.split_ids`
+(sorted ids, even VALIDATION, odd TEST: calibration.py's split). Per kind, source and
+quantity one scale ``s`` = 1.4826 MAD of the VALIDATION pulls about their median
+(sigma -> s sigma gives the validation spread 1); the TEST pulls are reported raw and
+divided by ``s``: spread (goal 0.8-1.25), median (the bias in sigma units: a median
+beyond 3 standard errors is a systematic offset the sigma does not cover, stated as
+such), RMS and robust spread about 0 (bias included).
+
 Outputs (``results/``): ``physics.csv`` / ``physics.md`` (median bias and robust
 scatter 1.4826 MAD of each quantity, kind vs HSC and kind vs truth, plus manifest
 totals, plus the pulls: quantity ``pull_flux_r`` / ``pull_hlr`` with their ``source``,
-``draws`` and ``ideal_scatter``), ``physics_galaxies.csv`` (every measurement),
-``physics_pulls.csv`` (per galaxy: mean, sigma and pull of each source),
-``physics_hallucination.csv`` (per galaxy, see
+``draws``, ``ideal_scatter`` and the columns of
+:func:`experiments.calibration_stats.calibrate_pulls`: ``scale``, ``n_val``,
+``n_test``, ``median_test_raw``, ``spread_test_raw``, ``median_test_cal``,
+``spread_test_cal``, ``rms_test_cal``, ``spread0_test_cal``), ``physics_galaxies.csv``
+(every measurement), ``physics_pulls.csv`` (per galaxy: mean, sigma and pull of each
+source), ``physics_hallucination.csv`` (per galaxy, see
 :func:`experiments.photometry.hallucination`), ``physics_vs_hsc.{png,pdf}`` and
 ``physics_vs_truth.{png,pdf}`` (scatter plots).
 """
@@ -210,18 +222,27 @@ def pulls(unc: pd.DataFrame, meas: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def pull_summary(pl: pd.DataFrame) -> pd.DataFrame:
-    """Median and robust spread of the pulls per kind and source, with the spread a
-    perfectly calibrated sigma of that many draws gives (``ideal_scatter``)."""
+def pull_summary(pl: pd.DataFrame, val_ids=None) -> pd.DataFrame:
+    """Median (``bias``) and robust spread (``scatter``) of the pulls over all galaxies
+    per kind and source, with the spread a perfectly calibrated sigma of that many
+    draws gives (``ideal_scatter``); with ``val_ids`` (the VALIDATION galaxies of
+    :func:`experiments.calibration_stats.split_ids`; every other id is TEST) also the
+    columns of :func:`experiments.calibration_stats.calibrate_pulls` (scale fitted on
+    validation, reported on test)."""
     rows = []
+    val = pl["id"].isin(set(val_ids)) if val_ids is not None else None
     for (kind, source), g in pl.groupby(["kind", "source"], sort=False):
         n_draws = int(g["draws"].iloc[0])
         for q in ("pull_flux_r", "pull_hlr"):
             med, sig, n = robust(g[q])
-            rows.append(dict(kind=kind, reference="truth", quantity=q, bias=med,
-                             scatter=sig, n=n, source=source, draws=n_draws,
-                             ideal_scatter=cs.ideal_pull_spread(n_draws)
-                             if n_draws > 1 else float("nan")))
+            row = dict(kind=kind, reference="truth", quantity=q, bias=med,
+                       scatter=sig, n=n, source=source, draws=n_draws,
+                       ideal_scatter=cs.ideal_pull_spread(n_draws)
+                       if n_draws > 1 else float("nan"))
+            if val is not None:
+                v = val.loc[g.index]
+                row.update(cs.calibrate_pulls(g.loc[v, q], g.loc[~v, q]))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -243,7 +264,37 @@ def pull_markdown(ps: pd.DataFrame) -> list[str]:
                      f"{r.quantity} | {r.bias:+.2f} | {r.scatter:.2f} (N {int(r.n)}) | "
                      f"{r.ideal_scatter:.2f} | "
                      f"{'holds' if ok else 'does NOT hold'} |")
-    return lines + [""]
+    lines.append("")
+    if "scale" not in ps.columns:
+        return lines
+    lines += ["### error bars after one scale per row (fitted on VALIDATION galaxies "
+              "only, reported on TEST galaxies)", "",
+              "The test split halved by `experiments.calibration_stats.split_ids` "
+              "(sorted ids: even VALIDATION, odd TEST; calibration.py's split). "
+              "scale s = 1.4826 MAD of the VALIDATION pulls about their median, so σ → "
+              "s·σ gives the validation spread 1; the TEST pulls are shown before "
+              "(raw) and after (cal = pull / s). median = the bias in σ units; RMS "
+              "and spread₀ (1.4826 median |pull|) are about 0, the bias included.", "",
+              "| kind | source | quantity | s (N val) | test median raw → cal | "
+              "test spread raw → cal (N test) | RMS cal | spread₀ cal | goal (spread "
+              "cal) |", "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for _, r in ps.iterrows():
+        ok = PULL_GOAL[0] <= r.spread_test_cal <= PULL_GOAL[1]
+        word = "holds" if ok else "does NOT hold"
+        name = f"{LABEL.get(r.kind, r.kind)}, {r.source}, {r.quantity}"
+        lines.append(f"| {LABEL.get(r.kind, r.kind)} | {r.source} | {r.quantity} | "
+                     f"{r.scale:.2f} ({int(r.n_val)}) | {r.median_test_raw:+.2f} → "
+                     f"{r.median_test_cal:+.2f} | {r.spread_test_raw:.2f} → "
+                     f"{r.spread_test_cal:.2f} ({int(r.n_test)}) | "
+                     f"{r.rms_test_cal:.2f} | {r.spread0_test_cal:.2f} | {word} |")
+        verdicts.append(
+            f"- {name}: spread {'holds' if ok else 'does not hold'} after calibration "
+            f"({r.spread_test_cal:.2f} on TEST, goal {PULL_GOAL[0]}–{PULL_GOAL[1]}; "
+            f"raw {r.spread_test_raw:.2f}, s = {r.scale:.2f}); "
+            + cs.pull_bias(r.median_test_cal, r.spread_test_cal, int(r.n_test))
+            + f"; RMS about 0 {r.rms_test_cal:.2f}")
+    return lines + [""] + verdicts + [""]
 
 
 def robust(x) -> tuple[float, float, int]:
@@ -454,7 +505,10 @@ def run(args) -> pd.DataFrame:
     summ = summary(meas, man)
     pl = pulls(pd.DataFrame(all_unc), meas) if all_unc else None
     if pl is not None:
-        summ = pd.concat([summ, pull_summary(pl)], ignore_index=True)
+        # the VALIDATION half of the whole test split (calibration.py's split), so
+        # --max-galaxies / --galaxy keep each id on its side
+        val_ids = cs.split_ids(man["id"])[0]
+        summ = pd.concat([summ, pull_summary(pl, val_ids)], ignore_index=True)
     simulated = (root / "sim_config.json").is_file()
     n_sm = int((meas.morph == "statmorph").sum())
     header = ["# Physical fidelity of pseudo-HSC images", "",
@@ -466,7 +520,8 @@ def run(args) -> pd.DataFrame:
               f"- apertures from the real HSC r image: R_ap = {PETRO_N:g} r_P "
               f"(eta {PETRO_ETA}), segment > {SEG_K} sigma (smoothed)",
               f"- C, A: statmorph {n_sm}/{len(meas)} images, own fallback for the rest",
-              f"- {pull_note}",
+              f"- {pull_note}; pull scales fitted on VALIDATION galaxies only, "
+              "reported on TEST galaxies (experiments.calibration_stats.split_ids)",
               f"- paper: {PAPER}",
               f"- wall time {time.time() - t0:.0f} s"]
     plain = summ[~summ.quantity.str.startswith("pull_")]

@@ -99,7 +99,11 @@ def test_script_fits_on_validation_galaxies_only():
         assert r["cov68_cal"] == pytest.approx(0.9545, abs=0.02)
     assert {r["region"] for r in rows} == {"sky", "galaxy"}
     assert sum(r["n_px"] for r in rows) == (~val).sum() * h * h * 3
-    assert cal.split_ids(["c", "a", "d", "b"]) == (["a", "c"], ["b", "d"])
+    assert cs.split_ids(["c", "a", "d", "b"]) == (["a", "c"], ["b", "d"])
+    # a sorted prefix (--max-galaxies) keeps every id on its side
+    full = cs.split_ids(["c", "a", "d", "b", "e"])
+    assert cs.split_ids(["a", "b", "c"]) == (full[0][:2], full[1][:1])
+    assert not hasattr(cal, "split_ids")  # one source of truth: calibration_stats
 
 
 def test_missing_seed_run_names_the_command(tmp_path):
@@ -120,3 +124,45 @@ def test_ideal_pull_spread_matches_a_simulation():
         assert cs.ideal_pull_spread(n) == pytest.approx(spread, rel=0.02)
     with pytest.raises(ValueError, match="2 draws"):
         cs.ideal_pull_spread(1)
+
+
+def test_pull_scale_fitted_on_validation_corrects_test():
+    """Pulls of a sigma 2.5x too small with an offset of 0.3 true sigma: the scale
+    fitted on the validation pulls alone is 2.5 (within 5 %), and divides the test
+    pulls to spread 1 (within 8 %) and median 0.3 / 1 = 0.3 sigma (the offset stays:
+    a scale is no bias correction)."""
+    rng = np.random.default_rng(4)
+    n = 4000
+    sigma = rng.uniform(0.1, 2.0, 2 * n)
+    err = rng.normal(0.3 * 2.5 * sigma, 2.5 * sigma)
+    pulls = err / sigma
+    val, test = pulls[:n], pulls[n:]
+    s = cs.fit_pull_scale(val)
+    assert s == pytest.approx(2.5, rel=0.05)
+    raw, cal = cs.pull_stats(test), cs.pull_stats(test, s)
+    assert raw["spread"] == pytest.approx(2.5, rel=0.08)
+    assert cal["spread"] == pytest.approx(1.0, rel=0.08)
+    assert cal["median"] == pytest.approx(0.3, abs=0.06)
+    assert cal["rms"] == pytest.approx(np.sqrt(1 + 0.3 ** 2), rel=0.05)
+    out = cs.calibrate_pulls(val, test)
+    assert out["scale"] == s and out["n_val"] == n and out["n_test"] == n
+    assert out["spread_test_cal"] == pytest.approx(cal["spread"])
+    assert "systematically" in cs.pull_bias(cal["median"], cal["spread"], n)
+    assert "consistent with 0" in cs.pull_bias(0.01, 1.0, 100)
+
+
+def test_pull_scale_never_sees_test_pulls():
+    """The scale depends on the validation pulls only: test pulls 10x wider (or NaN)
+    leave it unchanged; too few validation pulls give NaN, not a fit on test."""
+    rng = np.random.default_rng(5)
+    val = rng.normal(0, 2.0, 500)
+    a = cs.calibrate_pulls(val, rng.normal(0, 2.0, 500))
+    b = cs.calibrate_pulls(val, rng.normal(0, 20.0, 500))
+    assert a["scale"] == b["scale"] == cs.fit_pull_scale(val)
+    assert b["spread_test_cal"] == pytest.approx(10 * a["spread_test_cal"], rel=0.2)
+    c = cs.calibrate_pulls([1.0, np.nan], rng.normal(0, 2.0, 50))
+    assert np.isnan(c["scale"]) and np.isnan(c["spread_test_cal"]) and c["n_val"] == 1
+    with pytest.raises(ValueError, match="need at least 2"):
+        cs.fit_pull_scale([np.nan, 3.0])
+    with pytest.raises(ValueError, match="zero spread"):
+        cs.fit_pull_scale([1.0, 1.0, 1.0])

@@ -186,3 +186,35 @@ def test_pulls_and_their_spread():
     assert ps.loc["pull_flux_r", "scatter"] == pytest.approx(
         ps.loc["pull_flux_r", "ideal_scatter"], rel=0.08)
     assert ps.loc["pull_hlr", "bias"] == 2.0 and ps.loc["pull_hlr", "n"] == n
+
+
+def test_pull_summary_fits_the_scale_on_validation_ids_only():
+    """physics.pull_summary with the validation ids of calibration_stats.split_ids:
+    sigma 2.5x too small everywhere, and the TEST galaxies' pulls made 10x wider on
+    top: the scale still comes out ~2.5 (validation only), the calibrated test spread
+    ~10, and the markdown says the spread does NOT hold there."""
+    import pandas as pd
+    from experiments import calibration_stats as cs
+    from experiments import physics
+    rng = np.random.default_rng(6)
+    n = 2000
+    ids = [f"g{i:05d}" for i in range(n)]
+    val_ids, test_ids = cs.split_ids(ids)
+    truth = rng.uniform(1, 10, n)
+    sig = rng.uniform(0.1, 1.0, n)
+    wide = np.where(np.isin(ids, test_ids), 10.0, 1.0)
+    mean = truth + 2.5 * wide * sig * rng.normal(size=n)
+    meas = pd.DataFrame(dict(id=ids, kind="truth", flux_r=truth, hlr=1.0))
+    unc = pd.DataFrame(dict(id=ids, kind="pseudo1", source="s", draws=12,
+                            flux_r=mean, flux_r_sigma=sig, hlr=1.0 + 0.1 * sig *
+                            rng.normal(size=n), hlr_sigma=0.1))
+    ps = physics.pull_summary(physics.pulls(unc, meas), val_ids).set_index("quantity")
+    r = ps.loc["pull_flux_r"]
+    assert r.scale == pytest.approx(2.5, rel=0.08)
+    assert r.n_val == r.n_test == n // 2
+    assert r.spread_test_cal == pytest.approx(10.0, rel=0.1)
+    assert ps.loc["pull_hlr", "spread_test_cal"] == pytest.approx(1.0, rel=0.1)
+    md = "\n".join(physics.pull_markdown(ps.reset_index()))
+    assert "spread does not hold after calibration" in md
+    assert "spread holds after calibration" in md
+    assert "VALIDATION galaxies only" in md
