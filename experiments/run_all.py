@@ -8,8 +8,9 @@
 
 Targets, in dependency order: Luo et al. ``table1`` (trains the models every Luo
 figure reuses), ``survey_gap``, ``figure1``, ``figure3_4``, ``figure5``, ``figure6``,
-``figure7``, ``figure8_9``, ``physics``, ``calibration`` (Table 1 trains ``--seeds 3``
-by default: its error bars, and the ensemble that calibration and physics' pulls use);
+``figure7``, ``figure8_9``, ``physics``, ``calibration``, ``fits_check`` (Table 1 trains
+``--seeds 3`` by default: its error bars, and the ensemble that calibration, fits_check
+and physics' pulls use);
 Lin et al. ``lin_fig3`` .. ``lin_fig6``
 (``experiments/lin_fig*.py``). Each runs as its own process (one command, as a user
 would type it), so a failure stops only that target and the ones that need it.
@@ -158,6 +159,10 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("calibration", "experiments/calibration.py",
            tuple(f"calibration/{f}" for f in ("calibration.csv", "calibration.md")
                  + _pair("reliability")),
+           LUO_CODE + ("experiments/calibration_stats.py",), True, ("table1",),
+           seeds=3),
+    Target("fits_check", "experiments/fits_check.py",
+           tuple(f"fits_check/{f}" for f in ("fits_check.csv", "fits_check.md")),
            LUO_CODE + ("experiments/calibration_stats.py",), True, ("table1",),
            seeds=3),
     *[Target(f"lin_fig{i}", f"experiments/lin_fig{i}.py", (f"lin_fig{i}",), LIN_CODE,

@@ -77,7 +77,7 @@ def test_every_expected_entry_point_is_found():
         *(f"experiments/{n}.py" for n in (
             "figure1", "figure3_4", "figure5", "figure6", "figure7", "figure8_9",
             "lin_train", "lin_fig3", "lin_fig4", "lin_fig5", "lin_fig6", "physics",
-            "run_all", "survey_gap", "table1", "calibration")),
+            "run_all", "survey_gap", "table1", "calibration", "fits_check")),
         *(f"benchmarks/{n}.py" for n in ("bench_noise_gan", "bench_pipeline_memory",
                                          "bench_predict", "bench_simulate", "bench_train",
                                          "run")),
