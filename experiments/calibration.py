@@ -253,7 +253,7 @@ def flag_scores(root: Path, loaded: dict, models: list[str], ids: list[str]
         from experiments.photometry import hallucination_scores
     except ImportError as err:
         return None, [f"- hallucination flag: purity and completeness MISSING ({err})"]
-    from experiments.luo_models import chain
+    from pix2wgan.model import chain
     rows = []
     for model in models:
         summ, _ = hallucination_scores(root, chain(loaded[model][0][0]),

@@ -111,15 +111,6 @@ def epochs_done(run: Path) -> int:
     return int(df["epoch"].nunique())
 
 
-def chain(nets):
-    """``x -> nets[-1](... nets[0](x))``, every network in inference mode."""
-    def fn(x):
-        for net in nets:
-            x = net(x, training=False)
-        return x
-    return fn
-
-
 def load_or_train(preset: str, root: Path, key: str, run: str | Path | None = None,
                   skip_train: bool = False, overrides: dict | None = None,
                   quiet: bool = False):
@@ -132,6 +123,7 @@ def load_or_train(preset: str, root: Path, key: str, run: str | Path | None = No
     """
     from cascade.trainer import G1_FILE, load_cascade
     from pix2wgan.trainer import GENERATOR_FILE, load_generator
+    from pix2wgan.model import chain
 
     folder = run_dir(run, preset, key)
     what = MODELS[key][0]

@@ -451,7 +451,7 @@ def hallucination_scores(root, fn, *, source: str = "decals", split: str = "test
     Args:
         root: simulated Luo set (manifest, JPEGs, ``truth/`` arrays of ``split``).
         fn: the model, ``[B, 128, 128, 3]`` in [-1, 1] -> same (Luo eq. 8), e.g.
-            ``pix2wgan.trainer.load_generator(run)`` or ``luo_models.chain(nets)``.
+            ``pix2wgan.trainer.load_generator(run)`` or ``pix2wgan.model.chain(nets)``.
         source: input survey (``decals`` for Pix2WGAN, ``sdss`` for the cascade).
         ids: galaxy ids (default every ``split`` galaxy with a truth array).
         kw: passed to :func:`galaxy_flag_scores` (``match``, ``k``, ``k_input``,

@@ -38,7 +38,7 @@ from common.paper import (DIGITS, HIGHER_IS_BETTER, MIN_DIFFERENCE, TABLE1,
                           TABLE1_METRICS)
 from common.stats import RULE, combine, paired_verdict
 from data.layout import REPO_ROOT, read_manifest
-from experiments.luo_models import (MODELS, TRAIN_FLAGS, chain, effective_settings,
+from experiments.luo_models import (MODELS, TRAIN_FLAGS, effective_settings,
                                     ensure_data, flag_overrides, run_base, train_config)
 from experiments.presets import LUO_PRESETS, TABLE1_PRESETS
 
@@ -164,6 +164,7 @@ def get_models(args, preset: dict, root: Path, progress: bool, seed: int = 0):
     from cascade.trainer import G1_FILE, load_cascade
     from cascade.trainer import train as train_cascade
     from common.training import describe_config
+    from pix2wgan.model import chain
     from pix2wgan.trainer import GENERATOR_FILE, load_generator, train
 
     base = run_base(args.run, args.preset, seed)
@@ -375,8 +376,8 @@ def score_row(root: Path, source: str, fn, template, ids: list[str], progress: b
     """One row, one seed: per-galaxy RMSE/PSNR/SSIM ``[N]``, LPIPS/FID results and the
     sky offset / colour bias of ``fn(source)`` (or ``source``) against HSC."""
     from common.metrics import SkyColour
-    from pix2wgan.evaluate import score_split
     from common.perceptual import PerceptualSet
+    from pix2wgan.evaluate import score_split
     ps = PerceptualSet(template.lpips, template.fid, template.lpips_reason,
                        template.fid_reason)
     sky = SkyColour()

@@ -217,3 +217,14 @@ def _loss_scale(optimizer):
     """
     scale = getattr(optimizer, "dynamic_scale", None)
     return None if scale is None else tf.convert_to_tensor(scale)
+
+
+def chain(nets):
+    """``x -> nets[-1](... nets[0](x))``, every network in inference mode: a Pix2WGAN
+    generator ``(g,)``, or the Cascade Pix2WGAN's G2∘G1 ``(g1, g2)``; ``x`` ``[B, H, W,
+    3]`` in [-1, 1] (Luo eq. 8), the output likewise."""
+    def fn(x):
+        for net in nets:
+            x = net(x, training=False)
+        return x
+    return fn

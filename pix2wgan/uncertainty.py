@@ -28,6 +28,7 @@ import tensorflow as tf
 from common.images import denormalize
 from data.render import inverse_render
 from data.surveys import Survey
+from pix2wgan.model import chain
 
 
 class AlwaysDropout(keras.layers.Dropout):
@@ -90,16 +91,7 @@ class Sampler:
                        tuple(mc_dropout(g, seed + 1000 * (i * len(c) + j))
                              for j, g in enumerate(c))
                        for i, c in enumerate(chains)]
-        self.fns = [tf.function(self._chain_fn(c), reduce_retracing=True)
-                     for c in self.chains]
-
-    @staticmethod
-    def _chain_fn(chain):
-        def fn(x):
-            for g in chain:
-                x = g(x, training=False)
-            return x
-        return fn
+        self.fns = [tf.function(chain(c), reduce_retracing=True) for c in self.chains]
 
     def draws(self, x) -> np.ndarray:
         """``x`` ``[B, H, W, 3]`` float32 in [-1, 1] (Luo eq. 8) -> ``[K, B, H, W, 3]``
