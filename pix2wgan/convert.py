@@ -56,8 +56,6 @@ TAG = "model-sha256"
 FITS_TAG = "MODELSHA"
 #: ``<stem><STD>.png``: the per-pixel standard deviation next to a png/jpg mean.
 STD = "_std"
-#: The distribution name in pyproject.toml (FITS ``SOFTVER``).
-DIST = "galaxy-gan-reproduction"
 #: Files checked or tagged per batch of thread work (bounds the queue of futures).
 CHUNK = 256
 
@@ -239,12 +237,10 @@ def read_tag(path: Path) -> str | None:
 
 
 def software_version() -> str:
-    """This project's version (pyproject.toml, as installed); ``"unknown"`` if it is not
-    installed."""
-    try:
-        return metadata.version(DIST)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """``<distribution> <version>`` of the installed project that holds this package
+    (pyproject.toml's name and version); ``"unknown"`` if it is not installed."""
+    names = metadata.packages_distributions().get(__name__.split(".")[0])
+    return f"{names[0]} {metadata.version(names[0])}" if names else "unknown"
 
 
 def std_path(dst: Path) -> Path:
@@ -302,7 +298,7 @@ class Writer:
             k = model.draws
             self.cards = {
                 FITS_TAG: model.sha256,  # 64 hex digits: no room for a comment
-                "SOFTVER": (software_version(), f"{DIST} version"),
+                "SOFTVER": (software_version(), "software that made this file"),
                 "NSAMPLES": (k, "draws averaged (models x dropout samples)"),
                 "NMODELS": (model.params.get("models", 1), "trained models (ensemble)"),
                 "INSURVEY": (survey or "unknown", "input survey (HALLUC reads its flux)"),
